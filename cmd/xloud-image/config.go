@@ -1,0 +1,75 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// config is the one configuration surface: flags, XLOUD_* environment variables and an
+// optional YAML file, in that order of precedence.
+type config struct {
+	RegistryAddr  string
+	APIAddr       string
+	DataDir       string
+	RedisURL      string
+	Auth          string
+	KeystoneURL   string
+	AdminPassword string
+	PublicURL     string
+	LogLevel      string
+}
+
+// commonFlags declares the flags every command shares (where the data is).
+func commonFlags(fs *flag.FlagSet, c *config) *string {
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "blobs and the embedded store")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "use Redis as the metadata store (redis://HOST:PORT/DB); default: embedded")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	return fs.String("config", "", "optional YAML file of flag values (keys are flag names)")
+}
+
+// parseFlags parses args, then fills every flag not given on the command line from
+// XLOUD_<FLAG> or, failing that, the YAML file.
+func parseFlags(fs *flag.FlagSet, configFile *string, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	file := map[string]any{}
+	path := *configFile
+	if path == "" {
+		path = os.Getenv("XLOUD_CONFIG")
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("read config: %w", err)
+		}
+		if err := yaml.Unmarshal(b, &file); err != nil {
+			return fmt.Errorf("parse config %s: %w", path, err)
+		}
+	}
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil || f.Name == "config" {
+			return
+		}
+		env := "XLOUD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s: %w", env, e)
+			}
+			return
+		}
+		if v, ok := file[f.Name]; ok {
+			if e := f.Value.Set(fmt.Sprint(v)); e != nil {
+				err = fmt.Errorf("config %s: %w", f.Name, e)
+			}
+		}
+	})
+	return err
+}

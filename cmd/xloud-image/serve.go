@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xloud/xloud-image/registry"
+	"github.com/xloud/xloud-image/storage"
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+func cmdServe(args []string) error {
+	var c config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgFile := commonFlags(fs, &c)
+	fs.StringVar(&c.RegistryAddr, "registry-addr", ":5000", "Registry API listen address")
+	fs.StringVar(&c.APIAddr, "api-addr", ":9292", "Image and Identity API listen address")
+	fs.StringVar(&c.Auth, "auth", "none", "none (open, for local trials)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "base URL the server advertises (Location headers)")
+	sparse := fs.Bool("sparse-manifests", false, "accept image manifests whose blobs were not pushed (partial mirrors)")
+	if err := parseFlags(fs, cfgFile, args); err != nil {
+		return err
+	}
+	setupLogging(c.LogLevel)
+	if c.Auth != "none" {
+		return fmt.Errorf("--auth %q: only \"none\" is available in this version", c.Auth)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	store, closeStore, err := openStore(ctx, c, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: *sparse})
+
+	health := healthHandler(store)
+	regMux := http.NewServeMux()
+	regMux.Handle("/v2/", reg)
+	regMux.Handle("/v2", reg)
+	regMux.Handle("/healthz", health)
+	regMux.Handle("/readyz", health)
+	apiMux := http.NewServeMux()
+	apiMux.Handle("/healthz", health)
+	apiMux.Handle("/readyz", health)
+
+	admin, err := listenAdmin(c.DataDir, store)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+
+	servers := []*namedServer{
+		{name: "registry", addr: c.RegistryAddr, handler: regMux},
+		{name: "api", addr: c.APIAddr, handler: apiMux},
+	}
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		if err := s.listen(); err != nil {
+			return err
+		}
+		go func(s *namedServer) { errc <- s.serve() }(s)
+	}
+	select {
+	case <-ctx.Done():
+		slog.Info("shutting down")
+	case err = <-errc:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		s.srv.Shutdown(shutdownCtx)
+	}
+	return err
+}
+
+func setupLogging(level string) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})))
+}
+
+// openStore opens the blob files and the configured metadata store.
+func openStore(ctx context.Context, c config, lockWait time.Duration) (*storage.Store, func(), error) {
+	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+		return nil, nil, fmt.Errorf("create data dir: %w", err)
+	}
+	files, err := storage.OpenFiles(c.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	var m meta.Store
+	if c.RedisURL != "" {
+		m, err = meta.OpenRedis(ctx, c.RedisURL, "xloud:")
+	} else {
+		m, err = meta.OpenBolt(filepath.Join(c.DataDir, "meta.db"), lockWait)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return storage.New(files, m), func() { m.Close() }, nil
+}
+
+// healthHandler answers liveness; readiness also asks the metadata store.
+func healthHandler(store *storage.Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			if err := store.Meta().Ping(r.Context()); err != nil {
+				http.Error(w, "metadata store unavailable", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("ok\n"))
+	})
+}
+
+// namedServer is one listener of the service.
+type namedServer struct {
+	name, addr string
+	handler    http.Handler
+	srv        *http.Server
+	ln         net.Listener
+}
+
+func (s *namedServer) listen() error {
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("listen %s on %s: %w", s.name, s.addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
+	}
+	slog.Info("listening", "listener", s.name, "addr", ln.Addr().String())
+	return nil
+}
+
+func (s *namedServer) serve() error {
+	err := s.srv.Serve(s.ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// adminSocket is where `xloud-image gc` reaches a running server: a unix socket in the data
+// directory, reachable only by whoever may read the data.
+func adminSocket(dataDir string) string { return filepath.Join(dataDir, "admin.sock") }
+
+// listenAdmin serves the admin commands on the unix socket.
+func listenAdmin(dataDir string, store *storage.Store) (net.Listener, error) {
+	path := adminSocket(dataDir)
+	os.Remove(path) // a leftover from a killed server
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /gc", func(w http.ResponseWriter, r *http.Request) {
+		opt, err := gcOptionsFromQuery(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rep, err := store.CollectGarbage(r.Context(), opt)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		json.NewEncoder(w).Encode(rep)
+	})
+	go (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
+	return ln, nil
+}
+
+func gcOptionsFromQuery(r *http.Request) (storage.GCOptions, error) {
+	q := r.URL.Query()
+	opt := storage.GCOptions{DryRun: strings.EqualFold(q.Get("dry-run"), "true")}
+	var err error
+	if opt.Grace, err = time.ParseDuration(q.Get("grace")); err != nil {
+		return opt, fmt.Errorf("grace: %w", err)
+	}
+	if opt.UploadMaxAge, err = time.ParseDuration(q.Get("upload-max-age")); err != nil {
+		return opt, fmt.Errorf("upload-max-age: %w", err)
+	}
+	return opt, nil
+}

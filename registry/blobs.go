@@ -1,0 +1,61 @@
+package registry
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/xloud/xloud-image/storage"
+)
+
+// parseDigest reads a digest from the request, as the spec's DIGEST_INVALID when it is not
+// one the server can store.
+func parseDigest(s string) (digest.Digest, error) {
+	d, err := storage.ParseDigest(s)
+	if err != nil {
+		return "", E(CodeDigestInvalid).WithMessage("invalid digest %q: %v", s, err)
+	}
+	return d, nil
+}
+
+// getBlob serves a blob (end-2), HEAD included, with Range support. A file-backed blob goes
+// out through ServeContent, so the kernel's sendfile does the copying.
+func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, rt route) error {
+	d, err := parseDigest(rt.ref)
+	if err != nil {
+		return err
+	}
+	f, size, err := reg.store.OpenBlob(r.Context(), rt.name, d)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := w.Header()
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("ETag", `"`+d.String()+`"`)
+	h.Set("Cache-Control", "max-age=31536000")
+	if r.Method == http.MethodHead {
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	http.ServeContent(w, r, "", zeroTime, f)
+	return nil
+}
+
+// deleteBlob unlinks a blob from the repository (end-10); it is gone at once.
+func (reg *Registry) deleteBlob(w http.ResponseWriter, r *http.Request, rt route) error {
+	d, err := parseDigest(rt.ref)
+	if err != nil {
+		return err
+	}
+	if err := reg.store.DeleteBlob(r.Context(), rt.name, d); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

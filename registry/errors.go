@@ -1,0 +1,157 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/xloud/xloud-image/manifest"
+	"github.com/xloud/xloud-image/storage"
+)
+
+// Code is an error code of the distribution spec (closed set).
+type Code string
+
+// The spec's codes (code-1 … code-14) plus the legacy ones clients still know.
+const (
+	CodeBlobUnknown         Code = "BLOB_UNKNOWN"
+	CodeBlobUploadInvalid   Code = "BLOB_UPLOAD_INVALID"
+	CodeBlobUploadUnknown   Code = "BLOB_UPLOAD_UNKNOWN"
+	CodeDigestInvalid       Code = "DIGEST_INVALID"
+	CodeManifestBlobUnknown Code = "MANIFEST_BLOB_UNKNOWN"
+	CodeManifestInvalid     Code = "MANIFEST_INVALID"
+	CodeManifestUnknown     Code = "MANIFEST_UNKNOWN"
+	CodeNameInvalid         Code = "NAME_INVALID"
+	CodeNameUnknown         Code = "NAME_UNKNOWN"
+	CodeSizeInvalid         Code = "SIZE_INVALID"
+	CodeUnauthorized        Code = "UNAUTHORIZED"
+	CodeDenied              Code = "DENIED"
+	CodeUnsupported         Code = "UNSUPPORTED"
+	CodeTooManyRequests     Code = "TOOMANYREQUESTS"
+	CodeTagInvalid          Code = "TAG_INVALID"
+	CodeRangeInvalid        Code = "RANGE_INVALID"
+	CodePaginationInvalid   Code = "PAGINATION_NUMBER_INVALID"
+	CodeUnknown             Code = "UNKNOWN"
+)
+
+// codeInfo gives each code its default status and message.
+var codeInfo = map[Code]struct {
+	status  int
+	message string
+}{
+	CodeBlobUnknown:         {http.StatusNotFound, "blob unknown to registry"},
+	CodeBlobUploadInvalid:   {http.StatusBadRequest, "blob upload invalid"},
+	CodeBlobUploadUnknown:   {http.StatusNotFound, "blob upload unknown to registry"},
+	CodeDigestInvalid:       {http.StatusBadRequest, "provided digest did not match uploaded content"},
+	CodeManifestBlobUnknown: {http.StatusBadRequest, "manifest references a blob unknown to the registry"},
+	CodeManifestInvalid:     {http.StatusBadRequest, "manifest invalid"},
+	CodeManifestUnknown:     {http.StatusNotFound, "manifest unknown to registry"},
+	CodeNameInvalid:         {http.StatusBadRequest, "invalid repository name"},
+	CodeNameUnknown:         {http.StatusNotFound, "repository name not known to registry"},
+	CodeSizeInvalid:         {http.StatusBadRequest, "provided length did not match content length"},
+	CodeUnauthorized:        {http.StatusUnauthorized, "authentication required"},
+	CodeDenied:              {http.StatusForbidden, "requested access to the resource is denied"},
+	CodeUnsupported:         {http.StatusMethodNotAllowed, "the operation is unsupported"},
+	CodeTooManyRequests:     {http.StatusTooManyRequests, "too many requests"},
+	CodeTagInvalid:          {http.StatusBadRequest, "manifest tag did not match URI"},
+	CodeRangeInvalid:        {http.StatusRequestedRangeNotSatisfiable, "invalid content range"},
+	CodePaginationInvalid:   {http.StatusBadRequest, "invalid number of results requested"},
+	CodeUnknown:             {http.StatusInternalServerError, "unknown error"},
+}
+
+// Error is a protocol error: a code, an optional message and detail, and the status to send.
+type Error struct {
+	Code    Code
+	Message string
+	Detail  any
+	Status  int
+	// Header holds extra response headers (e.g. Range on a 416).
+	Header http.Header
+}
+
+// E builds the error for code with its default status and message.
+func E(code Code) *Error {
+	info := codeInfo[code]
+	return &Error{Code: code, Message: info.message, Status: info.status}
+}
+
+// WithMessage replaces the message.
+func (e *Error) WithMessage(format string, a ...any) *Error {
+	e.Message = fmt.Sprintf(format, a...)
+	return e
+}
+
+// WithDetail attaches a detail object.
+func (e *Error) WithDetail(d any) *Error { e.Detail = d; return e }
+
+// WithStatus overrides the status the spec allows for this case.
+func (e *Error) WithStatus(s int) *Error { e.Status = s; return e }
+
+// WithHeader adds a response header.
+func (e *Error) WithHeader(k, v string) *Error {
+	if e.Header == nil {
+		e.Header = http.Header{}
+	}
+	e.Header.Set(k, v)
+	return e
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// asError maps domain errors to protocol errors. This is the only place it happens.
+func asError(err error) *Error {
+	var e *Error
+	var missing *storage.MissingBlobsError
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.As(err, &missing):
+		return E(CodeManifestBlobUnknown).WithDetail(map[string]any{"digests": missing.Digests})
+	case errors.Is(err, storage.ErrBlobUnknown):
+		return E(CodeBlobUnknown)
+	case errors.Is(err, storage.ErrManifestUnknown):
+		return E(CodeManifestUnknown)
+	case errors.Is(err, storage.ErrUploadUnknown):
+		return E(CodeBlobUploadUnknown)
+	case errors.Is(err, storage.ErrNameUnknown):
+		return E(CodeNameUnknown)
+	case errors.Is(err, storage.ErrDigestMismatch):
+		return E(CodeDigestInvalid)
+	case errors.Is(err, storage.ErrUnsupportedAlg):
+		return E(CodeDigestInvalid).WithMessage("unsupported digest algorithm")
+	case errors.Is(err, storage.ErrTooLarge):
+		return E(CodeSizeInvalid).WithStatus(http.StatusRequestEntityTooLarge).WithMessage("content too large")
+	case errors.Is(err, manifest.ErrInvalid):
+		return E(CodeManifestInvalid).WithMessage("%s", err.Error())
+	}
+	return E(CodeUnknown)
+}
+
+type wireError struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+	Detail  any    `json:"detail,omitempty"`
+}
+
+// writeError writes err as the spec's JSON error body (no body on HEAD) and logs server
+// faults.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := asError(err)
+	if e.Code == CodeUnknown {
+		slog.Error("registry request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	for k, v := range e.Header {
+		w.Header()[k] = v
+	}
+	if r.Method == http.MethodHead {
+		w.WriteHeader(e.Status)
+		return
+	}
+	body, _ := json.Marshal(map[string][]wireError{"errors": {{e.Code, e.Message, e.Detail}}})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(e.Status)
+	w.Write(body)
+}

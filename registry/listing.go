@@ -1,0 +1,126 @@
+package registry
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// maxPage bounds one page of tags or repositories; a longer list continues through Link.
+const maxPage = 1000
+
+// pageParams reads n and last. n absent means a full page.
+func pageParams(r *http.Request) (n int, last string, err error) {
+	q := r.URL.Query()
+	last = q.Get("last")
+	n = maxPage
+	if s := q.Get("n"); s != "" {
+		n, err = strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return 0, "", E(CodePaginationInvalid).WithMessage("invalid n %q", s)
+		}
+		if n > maxPage {
+			n = maxPage
+		}
+	}
+	return n, last, nil
+}
+
+// setNextLink adds the RFC 5988 Link to the next page.
+func setNextLink(w http.ResponseWriter, path string, n int, last string) {
+	q := url.Values{"n": {strconv.Itoa(n)}, "last": {last}}
+	w.Header().Set("Link", "<"+path+"?"+q.Encode()+`>; rel="next"`)
+}
+
+func writeJSON(w http.ResponseWriter, r *http.Request, contentType string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(b)
+	}
+	return nil
+}
+
+// getTags lists a repository's tags in byte order with n, last and Link (end-8a, end-8b).
+func (reg *Registry) getTags(w http.ResponseWriter, r *http.Request, rt route) error {
+	n, last, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	tags := []string{}
+	if n > 0 {
+		var more bool
+		tags, more, err = reg.store.Tags(r.Context(), rt.name, last, n)
+		if err != nil {
+			return err
+		}
+		if more {
+			setNextLink(w, "/v2/"+rt.name+"/tags/list", n, tags[len(tags)-1])
+		}
+	}
+	if tags == nil {
+		tags = []string{}
+	}
+	return writeJSON(w, r, "application/json", map[string]any{"name": rt.name, "tags": tags})
+}
+
+// getCatalog lists repositories with n, last and Link.
+func (reg *Registry) getCatalog(w http.ResponseWriter, r *http.Request, _ route) error {
+	n, last, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	repos := []string{}
+	if n > 0 {
+		var more bool
+		repos, more, err = reg.store.Repositories(r.Context(), last, n)
+		if err != nil {
+			return err
+		}
+		if more {
+			setNextLink(w, "/v2/_catalog", n, repos[len(repos)-1])
+		}
+	}
+	if repos == nil {
+		repos = []string{}
+	}
+	return writeJSON(w, r, "application/json", map[string]any{"repositories": repos})
+}
+
+// getReferrers lists the manifests whose subject is a digest, as an image index, with the
+// artifactType filter (end-12a, end-12b). An unknown digest has no referrers: 200, empty.
+func (reg *Registry) getReferrers(w http.ResponseWriter, r *http.Request, rt route) error {
+	d, err := parseDigest(rt.ref)
+	if err != nil {
+		return err
+	}
+	recs, err := reg.store.Referrers(r.Context(), rt.name, d)
+	if err != nil {
+		return err
+	}
+	filter := r.URL.Query().Get("artifactType")
+	if filter != "" {
+		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	descs := []v1.Descriptor{}
+	for _, rec := range recs {
+		if filter != "" && rec.ArtifactType != filter {
+			continue
+		}
+		descs = append(descs, v1.Descriptor{
+			MediaType: rec.MediaType, Digest: rec.Digest, Size: rec.Size,
+			ArtifactType: rec.ArtifactType, Annotations: rec.Annotations,
+		})
+	}
+	index := v1.Index{MediaType: v1.MediaTypeImageIndex, Manifests: descs}
+	index.SchemaVersion = 2
+	return writeJSON(w, r, v1.MediaTypeImageIndex, index)
+}

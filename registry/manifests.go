@@ -1,0 +1,161 @@
+package registry
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/xloud/xloud-image/manifest"
+	"github.com/xloud/xloud-image/storage"
+)
+
+// reference is a manifest reference from the path: a digest or a tag.
+type reference struct {
+	digest digest.Digest
+	tag    string
+}
+
+func parseReference(s string) (reference, error) {
+	if strings.Contains(s, ":") {
+		d, err := parseDigest(s)
+		return reference{digest: d}, err
+	}
+	if !tagRE.MatchString(s) {
+		return reference{}, E(CodeTagInvalid).WithMessage("invalid tag %q", s)
+	}
+	return reference{tag: s}, nil
+}
+
+// resolve finds the digest a reference names in repo.
+func (reg *Registry) resolve(r *http.Request, repo string, ref reference) (digest.Digest, error) {
+	if ref.digest != "" {
+		return ref.digest, nil
+	}
+	return reg.store.ResolveTag(r.Context(), repo, ref.tag)
+}
+
+// getManifest serves a manifest by tag or digest (end-3), HEAD included, with the media type
+// it was pushed with.
+func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request, rt route) error {
+	ref, err := parseReference(rt.ref)
+	if err != nil {
+		if ref.tag == "" && errors.As(err, new(*Error)) {
+			return E(CodeManifestUnknown).WithMessage("%v", err)
+		}
+		return err
+	}
+	d, err := reg.resolve(r, rt.name, ref)
+	if err != nil {
+		return err
+	}
+	rec, content, err := reg.store.GetManifest(r.Context(), rt.name, d)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", rec.MediaType)
+	h.Set("Content-Length", strconv.Itoa(len(content)))
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("ETag", `"`+d.String()+`"`)
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(content)
+	}
+	return nil
+}
+
+// putManifest stores a manifest or index under a tag or its digest, with more tags from
+// ?tag= (end-7a, end-7b).
+func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt route) error {
+	ref, err := parseReference(rt.ref)
+	if err != nil {
+		return err
+	}
+	tags := r.URL.Query()["tag"]
+	for _, t := range tags {
+		if !tagRE.MatchString(t) {
+			return E(CodeTagInvalid).WithMessage("invalid tag %q", t)
+		}
+	}
+	body, err := readLimited(r.Body, reg.opt.MaxManifestSize)
+	if err != nil {
+		return err
+	}
+	d := digest.SHA256.FromBytes(body)
+	if ref.digest != "" {
+		d = ref.digest.Algorithm().FromBytes(body)
+		if d != ref.digest {
+			return E(CodeDigestInvalid).WithMessage("manifest digest is %s, not %s", d, ref.digest)
+		}
+	} else {
+		tags = append([]string{ref.tag}, tags...)
+	}
+	m, err := manifest.Parse(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return err
+	}
+	put := storage.ManifestPut{
+		Digest: d, MediaType: m.MediaType, Content: body, ArtifactType: m.ArtifactType,
+		Annotations: m.Annotations, Required: m.Blobs, Children: m.Manifests, Tags: tags,
+		AllowMissing: reg.opt.SparseManifests,
+	}
+	if m.Subject != nil {
+		put.Subject = m.Subject.Digest
+	}
+	if err := reg.store.PutManifest(r.Context(), rt.name, put); err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Location", reg.location("/v2/"+rt.name+"/manifests/"+d.String()))
+	h.Set("Docker-Content-Digest", d.String())
+	if m.Subject != nil {
+		h.Set("OCI-Subject", m.Subject.Digest.String())
+	}
+	if ref.digest != "" {
+		for _, t := range tags {
+			h.Add("OCI-Tag", t)
+		}
+	}
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// readLimited reads a whole body of at most max bytes; more is SIZE_INVALID with 413.
+func readLimited(body io.Reader, max int64) ([]byte, error) {
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(body, max+1))
+	if err != nil {
+		return nil, E(CodeManifestInvalid).WithMessage("reading body: %v", err)
+	}
+	if n > max {
+		return nil, E(CodeSizeInvalid).WithStatus(http.StatusRequestEntityTooLarge).
+			WithMessage("manifest larger than %d bytes", max)
+	}
+	return buf.Bytes(), nil
+}
+
+// deleteManifest removes a manifest by digest, or only a tag by tag (end-9); it is gone at
+// once.
+func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request, rt route) error {
+	ref, err := parseReference(rt.ref)
+	if err != nil {
+		return err
+	}
+	if ref.digest != "" {
+		err = reg.store.DeleteManifest(r.Context(), rt.name, ref.digest)
+	} else {
+		err = reg.store.DeleteTag(r.Context(), rt.name, ref.tag)
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

@@ -1,0 +1,59 @@
+package registry
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/xloud/xloud-image/storage"
+)
+
+// Options configure a Registry.
+type Options struct {
+	// PublicURL, when set, makes Location headers absolute under it.
+	PublicURL string
+	// MaxManifestSize bounds manifest bodies (413 above it); 0 means DefaultMaxManifestSize.
+	MaxManifestSize int64
+	// SparseManifests accepts image manifests whose blobs are not in the repository (as a
+	// partial mirror holds them); off, such a push is MANIFEST_BLOB_UNKNOWN.
+	SparseManifests bool
+}
+
+// DefaultMaxManifestSize is well above the spec's 4 MiB floor and the conformance suite's
+// ~3.9 MB manifest.
+const DefaultMaxManifestSize = 32 << 20
+
+// Registry serves the Registry API from a Store.
+type Registry struct {
+	store  *storage.Store
+	opt    Options
+	routes map[kind]map[string]handlerFunc
+}
+
+// New returns the Registry API handler over store.
+func New(store *storage.Store, opt Options) *Registry {
+	if opt.MaxManifestSize <= 0 {
+		opt.MaxManifestSize = DefaultMaxManifestSize
+	}
+	opt.PublicURL = strings.TrimSuffix(opt.PublicURL, "/")
+	reg := &Registry{store: store, opt: opt}
+	reg.routes = reg.handlers()
+	return reg
+}
+
+// location makes a Location header value for path.
+func (reg *Registry) location(path string) string { return reg.opt.PublicURL + path }
+
+// getBase answers the version check (end-1).
+func (reg *Registry) getBase(w http.ResponseWriter, r *http.Request, _ route) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "2")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write([]byte("{}"))
+	}
+	return nil
+}
+
+// zeroTime makes ServeContent skip Last-Modified handling; blobs are immutable.
+var zeroTime time.Time

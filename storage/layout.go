@@ -1,0 +1,56 @@
+package storage
+
+// Layout of everything the store keeps.
+//
+// Files, under the data directory:
+//
+//	blobs/<alg>/<first 2 hex>/<hex>   a committed blob (layers, configs and manifests alike),
+//	                                   stored once for the whole server
+//	uploads/<upload id>                the bytes of an upload session so far
+//	uploads/manifest-*                 a manifest being written (temp file, then renamed)
+//
+// Metadata keys (meta.Tx keys and sorted sets); <repo> never holds ':' and <tag> never holds
+// ':', so every key parses unambiguously:
+//
+//	blob:<digest>                  blobRecord: size, manifest reference count, last touch,
+//	                               deleting mark (set by GC while it removes the file)
+//	set blobs                      every digest that has a blob record
+//	set bloblinks:<digest>         repositories the blob is linked into
+//	set repos                      every repository name
+//	set repo:<repo>:blobs          blobs linked into the repository (pushed or mounted)
+//	set repo:<repo>:manifests      manifests in the repository
+//	manifest:<repo>:<digest>       manifestRecord: media type, size, subject, artifact type,
+//	                               annotations, the digests it holds references on
+//	tag:<repo>:<tag>               the digest a tag points at
+//	set repo:<repo>:tags           tag names of the repository
+//	set mtags:<repo>:<digest>      tags pointing at one manifest (so a delete removes them)
+//	set referrers:<repo>:<digest>  manifests whose subject is <digest>
+//	upload:<id>                    uploadRecord: repository, offset, hash state, times
+//	set uploads                    every open upload session id
+
+import (
+	"github.com/opencontainers/go-digest"
+)
+
+func keyBlob(d digest.Digest) string      { return "blob:" + d.String() }
+func keyBlobLinks(d digest.Digest) string { return "bloblinks:" + d.String() }
+func keyRepoBlobs(repo string) string     { return "repo:" + repo + ":blobs" }
+func keyRepoManifests(repo string) string { return "repo:" + repo + ":manifests" }
+func keyRepoTags(repo string) string      { return "repo:" + repo + ":tags" }
+func keyTag(repo, tag string) string      { return "tag:" + repo + ":" + tag }
+func keyUpload(id string) string          { return "upload:" + id }
+func keyManifestTags(repo string, d digest.Digest) string {
+	return "mtags:" + repo + ":" + d.String()
+}
+func keyManifest(repo string, d digest.Digest) string {
+	return "manifest:" + repo + ":" + d.String()
+}
+func keyReferrers(repo string, subject digest.Digest) string {
+	return "referrers:" + repo + ":" + subject.String()
+}
+
+const (
+	setBlobs   = "blobs"
+	setRepos   = "repos"
+	setUploads = "uploads"
+)

@@ -1,0 +1,102 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+// linked reports whether d is linked into repo and not being collected.
+func linked(tx meta.Tx, repo string, d digest.Digest) (bool, error) {
+	ok, err := tx.SetHas(keyRepoBlobs(repo), d.String())
+	if err != nil || !ok {
+		return false, err
+	}
+	r, found, err := getBlobRecord(tx, d)
+	if err != nil {
+		return false, err
+	}
+	return found && !r.Deleting, nil
+}
+
+// StatBlob returns the size of blob d as seen through repo, or ErrBlobUnknown.
+func (s *Store) StatBlob(ctx context.Context, repo string, d digest.Digest) (int64, error) {
+	var ok bool
+	err := s.meta.View(ctx, func(tx meta.Tx) (err error) {
+		ok, err = linked(tx, repo, d)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("stat blob %s in %s: %w", d, repo, err)
+	}
+	if !ok {
+		return 0, ErrBlobUnknown
+	}
+	return s.files.Stat(d)
+}
+
+// OpenBlob opens blob d as seen through repo. The caller closes it.
+func (s *Store) OpenBlob(ctx context.Context, repo string, d digest.Digest) (ReadSeekCloser, int64, error) {
+	if _, err := s.StatBlob(ctx, repo, d); err != nil {
+		return nil, 0, err
+	}
+	return s.files.Open(d)
+}
+
+// BlobRepositories lists the repositories blob d is linked into (for a mount without
+// `from`, which the caller filters by what the requester may read).
+func (s *Store) BlobRepositories(ctx context.Context, d digest.Digest) ([]string, error) {
+	var repos []string
+	err := s.meta.View(ctx, func(tx meta.Tx) (err error) {
+		repos, err = tx.SetRange(keyBlobLinks(d), "", 0)
+		return err
+	})
+	return repos, err
+}
+
+// MountBlob links blob d, already linked into from, into to. It reports ErrBlobUnknown when
+// from does not hold d.
+func (s *Store) MountBlob(ctx context.Context, from, to string, d digest.Digest) error {
+	size, err := s.StatBlob(ctx, from, d)
+	if err != nil {
+		return err
+	}
+	err = s.meta.Update(ctx, func(tx meta.Tx) error {
+		ok, err := linked(tx, from, d)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrBlobUnknown
+		}
+		return s.linkBlob(tx, to, d, size)
+	})
+	if errors.Is(err, errBlobBusy) {
+		return ErrBlobUnknown
+	}
+	return err
+}
+
+// DeleteBlob unlinks d from repo at once; the bytes go when GC finds nothing holding them.
+func (s *Store) DeleteBlob(ctx context.Context, repo string, d digest.Digest) error {
+	return s.meta.Update(ctx, func(tx meta.Tx) error {
+		ok, err := tx.SetHas(keyRepoBlobs(repo), d.String())
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrBlobUnknown
+		}
+		if err := tx.SetRemove(keyRepoBlobs(repo), d.String()); err != nil {
+			return err
+		}
+		if err := tx.SetRemove(keyBlobLinks(d), repo); err != nil {
+			return err
+		}
+		return dropRepoIfEmpty(tx, repo)
+	})
+}
