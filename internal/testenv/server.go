@@ -1,0 +1,168 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds cmd/xloud-image once per test process and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		dir, err := os.MkdirTemp("", "xloud-image-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "xloud-image")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/xloud-image")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// Server is a running xloud-image serve process on loopback ports.
+type Server struct {
+	t            testing.TB
+	Args         []string // extra flags
+	DataDir      string
+	RegistryAddr string // host:port
+	APIAddr      string
+	cmd          *exec.Cmd
+	log          *bytes.Buffer
+	mu           sync.Mutex
+}
+
+// ServerOptions choose how the server runs.
+type ServerOptions struct {
+	RedisURL string   // empty: embedded store
+	DataDir  string   // empty: a fresh temp dir
+	Args     []string // extra flags
+}
+
+// StartServer starts xloud-image serve with --auth none on free loopback ports and waits for
+// /healthz. The server is killed when the test ends.
+func StartServer(t testing.TB, opt ServerOptions) *Server {
+	t.Helper()
+	s := &Server{t: t, DataDir: opt.DataDir}
+	if s.DataDir == "" {
+		s.DataDir = filepath.Join(t.TempDir(), "data")
+	}
+	s.Args = append([]string{"--auth", "none"}, opt.Args...)
+	if opt.RedisURL != "" {
+		s.Args = append(s.Args, "--redis-url", opt.RedisURL)
+	}
+	s.Start()
+	t.Cleanup(func() { s.Stop() })
+	return s
+}
+
+// Start (re)starts the process on new free ports.
+func (s *Server) Start() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.RegistryAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(s.t))
+	s.APIAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(s.t))
+	args := append([]string{"serve", "--data-dir", s.DataDir,
+		"--registry-addr", s.RegistryAddr, "--api-addr", s.APIAddr}, s.Args...)
+	s.cmd = exec.Command(Binary(s.t), args...)
+	s.log = &bytes.Buffer{}
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start server: %v", err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + s.RegistryAddr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	s.t.Fatalf("server did not become healthy; log:\n%s", s.log.String())
+}
+
+// URL is the Registry API base URL.
+func (s *Server) URL() string { return "http://" + s.RegistryAddr }
+
+// Kill stops the server with SIGKILL, as a crash would.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// Stop stops the server with SIGTERM and waits for it.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { s.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			s.cmd.Process.Kill()
+			<-done
+		}
+		s.cmd = nil
+	}
+}
+
+// Log returns what the server printed so far.
+func (s *Server) Log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.String()
+}
+
+// RequireTool fails the test when an external client is not installed: tests never skip for
+// a missing tool (scripts/install-deps.sh installs them all).
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	gobin := filepath.Join(os.Getenv("HOME"), "go", "bin", name)
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		gobin = filepath.Join(string(bytes.TrimSpace(out)), "bin", name)
+	}
+	if _, err := os.Stat(gobin); err == nil {
+		return gobin
+	}
+	t.Fatalf("%s is not installed: run scripts/install-deps.sh", name)
+	return ""
+}
