@@ -53,7 +53,7 @@ type Server struct {
 	RegistryAddr string // host:port
 	APIAddr      string
 	cmd          *exec.Cmd
-	log          *bytes.Buffer
+	log          *syncBuffer
 	mu           sync.Mutex
 }
 
@@ -91,7 +91,7 @@ func (s *Server) Start() {
 	args := append([]string{"serve", "--data-dir", s.DataDir,
 		"--registry-addr", s.RegistryAddr, "--api-addr", s.APIAddr}, s.Args...)
 	s.cmd = exec.Command(Binary(s.t), args...)
-	s.log = &bytes.Buffer{}
+	s.log = &syncBuffer{}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start server: %v", err)
@@ -143,10 +143,24 @@ func (s *Server) Stop() {
 }
 
 // Log returns what the server printed so far.
-func (s *Server) Log() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
+func (s *Server) Log() string { return s.log.String() }
+
+// syncBuffer is a bytes.Buffer the server's output goroutine and the test can share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // RequireTool fails the test when an external client is not installed: tests never skip for
