@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -123,6 +124,10 @@ func asError(err error) *Error {
 		return E(CodeDigestInvalid).WithMessage("unsupported digest algorithm")
 	case errors.Is(err, storage.ErrTooLarge):
 		return E(CodeSizeInvalid).WithStatus(http.StatusRequestEntityTooLarge).WithMessage("content too large")
+	case errors.Is(err, storage.ErrCollected):
+		return E(CodeBlobUploadInvalid).WithMessage("%v", storage.ErrCollected)
+	case errors.Is(err, context.Canceled):
+		return E(CodeBlobUploadInvalid).WithMessage("request cancelled by the client")
 	case errors.Is(err, manifest.ErrInvalid):
 		return E(CodeManifestInvalid).WithMessage("%s", err.Error())
 	}

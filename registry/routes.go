@@ -114,7 +114,7 @@ func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	rt, ok := parseRoute(r.URL.Path)
 	if !ok {
-		writeError(w, r, E(CodeNameInvalid).WithStatus(http.StatusNotFound).WithMessage("no such endpoint"))
+		writeError(w, r, E(CodeNameUnknown).WithMessage("no such endpoint"))
 		return
 	}
 	if rt.kind != kindBase && rt.kind != kindCatalog && !validName(rt.name) {

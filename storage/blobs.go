@@ -22,6 +22,9 @@ var (
 	ErrBlobsMissing    = errors.New("manifest references unknown blobs")
 	ErrTooLarge        = errors.New("content too large")
 	ErrUnsupportedAlg  = errors.New("unsupported digest algorithm")
+	// ErrCollected means garbage collection took the blob while it was being committed (a
+	// grace period shorter than the commit); the client pushes it again.
+	ErrCollected = errors.New("blob was garbage-collected during the commit; push it again")
 	// ErrIncomplete means the client's body broke off or could not be read.
 	ErrIncomplete = errors.New("request body incomplete")
 )

@@ -37,11 +37,14 @@ type GCReport struct {
 
 // CollectGarbage removes blobs that no manifest holds and stale upload sessions. It is safe
 // while the server takes pushes: a blob is first marked in the metadata store (only if it is
-// still unreferenced and old), which stops anyone linking it, then its file is removed, then
-// its record; a commit racing with it waits for the mark to go and writes the file anew.
+// still unreferenced and untouched for the grace period), which stops anyone linking it, then
+// its file is removed, then its record; a commit racing with it waits for the mark to go and
+// writes the file anew. The grace period must exceed the longest time between a blob's
+// commit and the push of the manifest that names it; a shorter one costs clients a re-push
+// (ErrCollected), never a manifest with a missing blob.
 func (s *Store) CollectGarbage(ctx context.Context, opt GCOptions) (GCReport, error) {
 	rep := GCReport{DryRun: opt.DryRun, Blobs: []digest.Digest{}, Uploads: []string{}}
-	cutoff := s.Now().Add(-opt.Grace).Unix()
+	cutoff := s.Now().Add(-opt.Grace).UnixNano()
 	var all []string
 	if err := s.meta.View(ctx, func(tx meta.Tx) (err error) {
 		all, err = tx.SetRange(setBlobs, "", 0)
@@ -64,22 +67,23 @@ func (s *Store) CollectGarbage(ctx context.Context, opt GCOptions) (GCReport, er
 	if err := s.collectOrphanFiles(ctx, cutoff, opt.DryRun, &rep); err != nil {
 		return rep, err
 	}
-	if err := s.collectUploads(ctx, s.Now().Add(-opt.UploadMaxAge).Unix(), opt.DryRun, &rep); err != nil {
+	if err := s.collectUploads(ctx, s.Now().Add(-opt.UploadMaxAge).UnixNano(), opt.DryRun, &rep); err != nil {
 		return rep, err
 	}
 	return rep, nil
 }
 
-// collectBlob removes blob d if nothing holds it and it is older than cutoff.
+// collectBlob removes blob d if nothing holds it and it was last touched before cutoff.
 func (s *Store) collectBlob(ctx context.Context, d digest.Digest, cutoff int64, dryRun bool) (int64, bool, error) {
 	var size int64
 	marked := false
 	err := s.meta.Update(ctx, func(tx meta.Tx) error {
+		marked = false // Update may run this more than once
 		r, found, err := getBlobRecord(tx, d)
 		if err != nil || !found {
 			return err
 		}
-		if r.Refs > 0 || r.Touched > cutoff {
+		if r.Refs > 0 || r.Touched >= cutoff {
 			return nil
 		}
 		size, marked = r.Size, true
@@ -126,11 +130,12 @@ func (s *Store) collectBlob(ctx context.Context, d digest.Digest, cutoff int64, 
 // a file and recording it) once they are older than cutoff.
 func (s *Store) collectOrphanFiles(ctx context.Context, cutoff int64, dryRun bool, rep *GCReport) error {
 	return s.files.walkBlobs(func(d digest.Digest, info fs.FileInfo) error {
-		if info.ModTime().Unix() > cutoff {
+		if info.ModTime().UnixNano() >= cutoff {
 			return nil
 		}
 		var orphan bool
 		err := s.meta.Update(ctx, func(tx meta.Tx) error {
+			orphan = false // Update may run this more than once
 			_, found, err := getBlobRecord(tx, d)
 			if err != nil || found {
 				return err
@@ -176,7 +181,7 @@ func (s *Store) collectUploads(ctx context.Context, cutoff int64, dryRun bool, r
 		if err != nil {
 			return err
 		}
-		if u.Updated > cutoff {
+		if u.Updated*int64(time.Second) >= cutoff {
 			continue
 		}
 		rep.Uploads = append(rep.Uploads, id)
@@ -196,7 +201,7 @@ func (s *Store) collectUploads(ctx context.Context, cutoff int64, dryRun bool, r
 	}
 	for _, e := range entries {
 		info, err := e.Info()
-		if err != nil || known[e.Name()] || info.ModTime().Unix() > cutoff {
+		if err != nil || known[e.Name()] || info.ModTime().UnixNano() >= cutoff {
 			continue
 		}
 		// A session started after we listed them would be newer than cutoff.

@@ -74,10 +74,7 @@ func ingest(f *os.File, start int64, src io.Reader, h hash.Hash, max int64) (int
 	for readErr == nil {
 		slots <- struct{}{}
 		c := &chunk{buf: bufPool.Get().(*[]byte)}
-		c.n, readErr = io.ReadFull(src, *c.buf)
-		if readErr == io.ErrUnexpectedEOF || readErr == io.EOF {
-			readErr = io.EOF
-		}
+		c.n, readErr = fill(src, *c.buf)
 		if max >= 0 && total+int64(c.n) > max {
 			c.n = int(max - total)
 			readErr = ErrTooLarge
@@ -114,4 +111,19 @@ func ingest(f *os.File, start int64, src io.Reader, h hash.Hash, max int64) (int
 // dirty pages do not pile up for the final fsync. Failure only costs speed.
 func startWriteback(f *os.File, off, n int64) {
 	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+}
+
+// fill reads into buf until it is full or src ends. Unlike io.ReadFull it keeps src's own
+// error, so a body that breaks off (io.ErrUnexpectedEOF from net/http) is not mistaken for
+// a clean end.
+func fill(src io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := src.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

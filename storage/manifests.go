@@ -80,13 +80,12 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m ManifestPut) err
 		if len(missing) > 0 && !m.AllowMissing {
 			return &MissingBlobsError{Digests: missing}
 		}
-		m.Required = present
 		exists, err := tx.SetHas(keyRepoManifests(repo), m.Digest.String())
 		if err != nil {
 			return err
 		}
 		if !exists {
-			if err := s.addManifest(tx, repo, m); err != nil {
+			if err := s.addManifest(tx, repo, m, present); err != nil {
 				return err
 			}
 		}
@@ -106,14 +105,15 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m ManifestPut) err
 	return err
 }
 
-// addManifest records a manifest new to repo and takes its references.
-func (s *Store) addManifest(tx meta.Tx, repo string, m ManifestPut) error {
+// addManifest records a manifest new to repo and takes its references on itself, the blobs
+// present of those it requires, and its children present in repo.
+func (s *Store) addManifest(tx meta.Tx, repo string, m ManifestPut, blobs []digest.Digest) error {
 	rec := ManifestRecord{
 		Digest: m.Digest, MediaType: m.MediaType, Size: int64(len(m.Content)),
 		ArtifactType: m.ArtifactType, Subject: m.Subject, Annotations: m.Annotations,
 		Pushed: s.Now().Unix(),
 	}
-	hold := append([]digest.Digest{m.Digest}, m.Required...)
+	hold := append([]digest.Digest{m.Digest}, blobs...)
 	for _, c := range m.Children {
 		ok, err := tx.SetHas(keyRepoManifests(repo), c.String())
 		if err != nil {

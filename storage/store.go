@@ -42,7 +42,7 @@ type blobRecord struct {
 	// Refs counts the (repository, manifest) pairs that hold this blob: as config, layer,
 	// child manifest, or as the manifest itself.
 	Refs int64 `json:"refs"`
-	// Touched is when the blob was last committed, linked or mounted (Unix seconds); GC
+	// Touched is when the blob was last committed, linked or mounted (Unix nanoseconds); GC
 	// spares blobs touched within its grace period.
 	Touched int64 `json:"touched"`
 	// Deleting marks a blob whose file GC is removing; nobody may link it meanwhile.
@@ -91,7 +91,7 @@ func (s *Store) touchBlob(tx meta.Tx, d digest.Digest, size int64) error {
 		return errBlobBusy
 	}
 	r.Size = size
-	r.Touched = s.Now().Unix()
+	r.Touched = s.Now().UnixNano()
 	if err := tx.SetAdd(setBlobs, d.String()); err != nil {
 		return err
 	}
@@ -127,8 +127,17 @@ func dropRepoIfEmpty(tx meta.Tx, repo string) error {
 	return tx.SetRemove(setRepos, repo)
 }
 
-// linkBlob makes d readable through repo.
+// linkBlob makes d readable through repo. The blob's record must exist (a commit claimed it,
+// or another repository links it): if GC removed it meanwhile, its file is gone too, and
+// linking would point at nothing.
 func (s *Store) linkBlob(tx meta.Tx, repo string, d digest.Digest, size int64) error {
+	_, found, err := getBlobRecord(tx, d)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return errBlobBusy
+	}
 	if err := s.touchBlob(tx, d, size); err != nil {
 		return err
 	}

@@ -205,6 +205,9 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		}
 		return tx.Delete(keyUpload(id))
 	})
+	if errors.Is(err, errBlobBusy) {
+		return 0, ErrCollected
+	}
 	if err != nil {
 		return 0, fmt.Errorf("link blob %s into %s: %w", d, repo, err)
 	}

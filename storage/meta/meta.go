@@ -24,7 +24,8 @@ type Store interface {
 	View(ctx context.Context, fn func(Tx) error) error
 	// Update runs fn in a read-write transaction: every write in fn commits atomically or not
 	// at all, and commits only if nothing fn read was changed meanwhile. fn may run more than
-	// once, so it must not have effects outside the transaction.
+	// once, so it must not have effects outside the transaction, and variables it sets for
+	// the caller must be reset at its start.
 	Update(ctx context.Context, fn func(Tx) error) error
 	// Ping reports whether the store answers.
 	Ping(ctx context.Context) error
