@@ -2,7 +2,6 @@ package registry
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -129,5 +128,3 @@ func (tr *testRegistry) pushImage(repo, tag string, layer []byte, extra map[stri
 	tr.expect(resp, body, http.StatusCreated, "")
 	return digest.FromBytes(mb), mb
 }
-
-var bg = context.Background()

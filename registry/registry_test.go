@@ -314,7 +314,7 @@ func TestManifests(t *testing.T) {
 	tr.expect(resp, body, http.StatusAccepted, "")
 	resp, body = tr.do("GET", "/v2/m/repo/manifests/sig", nil)
 	tr.expect(resp, body, http.StatusNotFound, CodeManifestUnknown)
-	resp, body = tr.do("GET", "/v2/m/repo/referrers/"+md.String(), nil)
+	_, body = tr.do("GET", "/v2/m/repo/referrers/"+md.String(), nil)
 	json.Unmarshal(body, &idx)
 	if len(idx.Manifests) != 1 {
 		t.Fatalf("referrers after delete: %s", body)

@@ -30,7 +30,7 @@ func main() {
 	case "gc":
 		err = cmdGC(args)
 	case "inspect":
-		err = inspectCommand(args)
+		err = cmdInspect(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
