@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -78,21 +79,44 @@ func (reg *Registry) getCatalog(w http.ResponseWriter, r *http.Request, _ route)
 	if err != nil {
 		return err
 	}
-	repos := []string{}
-	if n > 0 {
-		var more bool
-		repos, more, err = reg.store.Repositories(r.Context(), last, n)
-		if err != nil {
-			return err
-		}
-		if more {
-			setNextLink(w, "/v2/_catalog", n, repos[len(repos)-1])
-		}
+	repos, more, err := reg.visibleRepositories(r.Context(), last, n)
+	if err != nil {
+		return err
 	}
-	if repos == nil {
-		repos = []string{}
+	if more {
+		setNextLink(w, "/v2/_catalog", n, repos[len(repos)-1])
 	}
 	return writeJSON(w, r, "application/json", map[string]any{"repositories": repos})
+}
+
+// visibleRepositories pages through the repositories the caller may read: up to n after
+// last, and whether more follow.
+func (reg *Registry) visibleRepositories(ctx context.Context, last string, n int) ([]string, bool, error) {
+	out := []string{}
+	for n > 0 {
+		batch, more, err := reg.store.Repositories(ctx, last, n)
+		if err != nil {
+			return nil, false, err
+		}
+		for i, repo := range batch {
+			ok, err := reg.canList(ctx, repo)
+			if err != nil {
+				return nil, false, err
+			}
+			if !ok {
+				continue
+			}
+			out = append(out, repo)
+			if len(out) == n {
+				return out, more || i < len(batch)-1, nil
+			}
+		}
+		if !more {
+			break
+		}
+		last = batch[len(batch)-1]
+	}
+	return out, false, nil
 }
 
 // getReferrers lists the manifests whose subject is a digest, as an image index, with the

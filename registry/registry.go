@@ -17,6 +17,8 @@ type Options struct {
 	// SparseManifests accepts image manifests whose blobs are not in the repository (as a
 	// partial mirror holds them); off, such a push is MANIFEST_BLOB_UNKNOWN.
 	SparseManifests bool
+	// Access authenticates and authorizes requests; nil serves everyone (--auth none).
+	Access *Access
 }
 
 // DefaultMaxManifestSize is well above the spec's 4 MiB floor and the conformance suite's

@@ -130,6 +130,11 @@ func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, E(CodeUnsupported).WithMessage("method %s not allowed here", r.Method))
 		return
 	}
+	r, err := reg.authorize(r, rt)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	if err := h(w, r, rt); err != nil {
 		writeError(w, r, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/storage"
 )
 
@@ -65,7 +66,11 @@ func (reg *Registry) mount(r *http.Request, repo, from string, d digest.Digest) 
 		candidates = repos
 	}
 	for _, src := range candidates {
+		// A blob the caller may not read is, to them, not there.
 		if !validName(src) {
+			continue
+		}
+		if ok, err := reg.allowed(r.Context(), src, auth.ActionPull); err != nil || !ok {
 			continue
 		}
 		if src == repo {

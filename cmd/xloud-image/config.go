@@ -21,6 +21,9 @@ type config struct {
 	AdminPassword string
 	PublicURL     string
 	LogLevel      string
+	TLSCert       string
+	TLSKey        string
+	AnonymousPull bool
 }
 
 // commonFlags declares the flags every command shares (where the data is).

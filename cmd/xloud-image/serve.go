@@ -27,15 +27,20 @@ func cmdServe(args []string) error {
 	cfgFile := commonFlags(fs, &c)
 	fs.StringVar(&c.RegistryAddr, "registry-addr", ":5000", "Registry API listen address")
 	fs.StringVar(&c.APIAddr, "api-addr", ":9292", "Image and Identity API listen address")
-	fs.StringVar(&c.Auth, "auth", "none", "none (open, for local trials)")
-	fs.StringVar(&c.PublicURL, "public-url", "", "base URL the server advertises (Location headers)")
+	fs.StringVar(&c.Auth, "auth", "embedded", "embedded (built-in identity), keystone (external), or none (open, for local trials only)")
+	fs.StringVar(&c.KeystoneURL, "keystone-url", "", "with --auth keystone: the Keystone to validate tokens at")
+	fs.StringVar(&c.AdminPassword, "admin-password", "", "bootstrap admin password; generated and written to DATA-DIR/admin-password if unset")
+	fs.StringVar(&c.PublicURL, "public-url", "", "base URL the server advertises (Location headers, token realm)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS on both ports with this certificate (PEM)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
+	fs.BoolVar(&c.AnonymousPull, "anonymous-pull", false, "let anonymous callers pull public content")
 	sparse := fs.Bool("sparse-manifests", false, "accept image manifests whose blobs were not pushed (partial mirrors)")
 	if err := parseFlags(fs, cfgFile, args); err != nil {
 		return err
 	}
 	setupLogging(c.LogLevel)
-	if c.Auth != "none" {
-		return fmt.Errorf("--auth %q: only \"none\" is available in this version", c.Auth)
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -45,7 +50,11 @@ func cmdServe(args []string) error {
 		return err
 	}
 	defer closeStore()
-	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: *sparse})
+	sec, err := setupAuth(ctx, c, store)
+	if err != nil {
+		return err
+	}
+	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: *sparse, Access: sec.registryAccess()})
 
 	health := healthHandler(store)
 	regMux := http.NewServeMux()
@@ -53,9 +62,13 @@ func cmdServe(args []string) error {
 	regMux.Handle("/v2", reg)
 	regMux.Handle("/healthz", health)
 	regMux.Handle("/readyz", health)
+	if sec != nil {
+		regMux.Handle("/token", reg.TokenHandler())
+	}
 	apiMux := http.NewServeMux()
 	apiMux.Handle("/healthz", health)
 	apiMux.Handle("/readyz", health)
+	sec.mountIdentity(apiMux)
 
 	admin, err := listenAdmin(c.DataDir, store)
 	if err != nil {
@@ -64,8 +77,8 @@ func cmdServe(args []string) error {
 	defer admin.Close()
 
 	servers := []*namedServer{
-		{name: "registry", addr: c.RegistryAddr, handler: regMux},
-		{name: "api", addr: c.APIAddr, handler: apiMux},
+		{name: "registry", addr: c.RegistryAddr, handler: regMux, certFile: c.TLSCert, keyFile: c.TLSKey},
+		{name: "api", addr: c.APIAddr, handler: apiMux, certFile: c.TLSCert, keyFile: c.TLSKey},
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
@@ -132,10 +145,11 @@ func healthHandler(store *storage.Store) http.Handler {
 
 // namedServer is one listener of the service.
 type namedServer struct {
-	name, addr string
-	handler    http.Handler
-	srv        *http.Server
-	ln         net.Listener
+	name, addr        string
+	handler           http.Handler
+	certFile, keyFile string // HTTPS when set
+	srv               *http.Server
+	ln                net.Listener
 }
 
 func (s *namedServer) listen() error {
@@ -151,12 +165,21 @@ func (s *namedServer) listen() error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
 	}
-	slog.Info("listening", "listener", s.name, "addr", ln.Addr().String())
+	scheme := "http"
+	if s.certFile != "" {
+		scheme = "https"
+	}
+	slog.Info("listening", "listener", s.name, "addr", ln.Addr().String(), "scheme", scheme)
 	return nil
 }
 
 func (s *namedServer) serve() error {
-	err := s.srv.Serve(s.ln)
+	var err error
+	if s.certFile != "" {
+		err = s.srv.ServeTLS(s.ln, s.certFile, s.keyFile)
+	} else {
+		err = s.srv.Serve(s.ln)
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -1,0 +1,116 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+// DefaultTokenTTL is how long a Keystone-style token lives (Keystone's default).
+const DefaultTokenTTL = time.Hour
+
+// Token is a validated Keystone-style token: who, scoped to which project, with which roles
+// (computed when validated, so a revoked role stops working at once).
+type Token struct {
+	UserID    string    `json:"user_id"`
+	ProjectID string    `json:"project_id,omitempty"`
+	Methods   []string  `json:"methods"`
+	Issued    time.Time `json:"issued_at"`
+	Expires   time.Time `json:"expires_at"`
+	AuditID   string    `json:"audit_id"`
+
+	User    User    `json:"-"`
+	Project Project `json:"-"`
+	Roles   []Role  `json:"-"`
+}
+
+func keyToken(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return "token:" + hex.EncodeToString(h[:])
+}
+
+// maxTokenLen bounds what is even looked up.
+const maxTokenLen = 4096
+
+// IssueToken makes a token for user, scoped to projectID when not empty (the user must hold
+// a role there), expiring at expires (zero: now + DefaultTokenTTL). It returns the secret the
+// client sends as X-Auth-Token; only its hash is stored.
+func (id *Identity) IssueToken(ctx context.Context, u User, projectID string, methods []string, expires time.Time) (Token, string, error) {
+	now := id.Now().UTC()
+	if expires.IsZero() {
+		expires = now.Add(DefaultTokenTTL)
+	}
+	t := Token{UserID: u.ID, ProjectID: projectID, Methods: methods, Issued: now, Expires: expires.UTC(), AuditID: randomString(16)}
+	if projectID != "" {
+		roles, err := id.RolesOn(ctx, u.ID, projectID)
+		if err != nil {
+			return t, "", err
+		}
+		if len(roles) == 0 {
+			return t, "", fmt.Errorf("%w: no role on project %s", ErrUnauthorized, projectID)
+		}
+	}
+	secret := randomString(32)
+	err := id.meta.Update(ctx, func(tx meta.Tx) error { return putJSON(tx, keyToken(secret), t) })
+	if err != nil {
+		return t, "", fmt.Errorf("store token: %w", err)
+	}
+	t, err = id.ValidateToken(ctx, secret)
+	return t, secret, err
+}
+
+// ValidateToken returns the token for secret, with its user, project and current roles. A
+// token that is unknown, revoked, expired, or whose user or project is gone or disabled is
+// ErrUnauthorized (ErrTokenExpired for an expired one).
+func (id *Identity) ValidateToken(ctx context.Context, secret string) (Token, error) {
+	var t Token
+	if secret == "" || len(secret) > maxTokenLen {
+		return t, ErrUnauthorized
+	}
+	err := id.meta.View(ctx, func(tx meta.Tx) error { return getJSON(tx, keyToken(secret), &t) })
+	if errors.Is(err, ErrNotFound) {
+		return t, ErrUnauthorized
+	}
+	if err != nil {
+		return t, err
+	}
+	if !id.Now().Before(t.Expires) {
+		return t, ErrTokenExpired
+	}
+	if t.User, err = id.GetUser(ctx, t.UserID); err != nil || !t.User.Enabled {
+		return t, ErrUnauthorized
+	}
+	if t.ProjectID != "" {
+		if t.Project, err = id.GetProject(ctx, t.ProjectID); err != nil || !t.Project.Enabled {
+			return t, ErrUnauthorized
+		}
+		if t.Roles, err = id.RolesOn(ctx, t.UserID, t.ProjectID); err != nil {
+			return t, err
+		}
+		if len(t.Roles) == 0 {
+			return t, ErrUnauthorized
+		}
+	}
+	return t, nil
+}
+
+// RevokeToken makes secret invalid at once.
+func (id *Identity) RevokeToken(ctx context.Context, secret string) error {
+	if _, err := id.ValidateToken(ctx, secret); err != nil {
+		return ErrNotFound
+	}
+	return id.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(keyToken(secret)) })
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

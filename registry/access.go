@@ -1,0 +1,171 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/xloud/xloud-image/auth"
+)
+
+// Access is how the registry asks who a caller is and what they may do. Nil means an open
+// registry (--auth none).
+type Access struct {
+	Authenticator *auth.Authenticator
+	Policy        *auth.Policy
+	// Service names this registry in tokens and challenges.
+	Service string
+}
+
+// action is what a request does to its repository.
+func action(rt route, method string) auth.Action {
+	switch {
+	case method == http.MethodGet || method == http.MethodHead:
+		return auth.ActionPull
+	case method == http.MethodDelete && (rt.kind == kindManifest || rt.kind == kindBlob):
+		return auth.ActionDelete
+	}
+	return auth.ActionPush
+}
+
+// authorize authenticates r and checks it may do what it asks; it returns the request with
+// the caller recorded in its context.
+func (reg *Registry) authorize(r *http.Request, rt route) (*http.Request, error) {
+	acc := reg.opt.Access
+	if acc == nil {
+		return r, nil
+	}
+	a, err := acc.Authenticator.FromRequest(r)
+	if err != nil {
+		if !auth.IsAuthError(err) {
+			return r, err
+		}
+		logRefusal(r, err)
+		return r, reg.challenge(r, rt, "invalid_token")
+	}
+	r = r.WithContext(auth.WithAuthenticated(r.Context(), a))
+	switch rt.kind {
+	case kindBase:
+		// Clients learn the realm here: without credentials, always a challenge.
+		if a.Kind == auth.CredNone {
+			return r, reg.challenge(r, rt, "")
+		}
+		return r, nil
+	case kindCatalog:
+		if a.Principal.Anonymous || (a.Claims != nil && !a.Claims.Allows("registry", "catalog", "*")) {
+			return r, reg.challenge(r, rt, "insufficient_scope")
+		}
+		return r, nil
+	}
+	act := action(rt, r.Method)
+	ok, err := reg.allowed(r.Context(), rt.name, act)
+	if err != nil {
+		return r, err
+	}
+	if ok {
+		return r, nil
+	}
+	logRefusal(r, fmt.Errorf("%s on %s not allowed for %s", act, rt.name, principalName(a.Principal)))
+	if a.Principal.Anonymous || a.Claims != nil {
+		return r, reg.challenge(r, rt, "insufficient_scope")
+	}
+	return r, E(CodeDenied)
+}
+
+// allowed decides whether the caller recorded in ctx may act on repo: a registry token
+// allows exactly what it grants; other credentials ask the policy.
+func (reg *Registry) allowed(ctx context.Context, repo string, act auth.Action) (bool, error) {
+	acc := reg.opt.Access
+	if acc == nil {
+		return true, nil
+	}
+	a, ok := auth.FromContext(ctx)
+	if !ok {
+		return false, nil
+	}
+	if a.Claims != nil {
+		return a.Claims.Allows("repository", repo, string(act)), nil
+	}
+	return acc.Policy.AllowRepository(ctx, a.Principal, repo, act)
+}
+
+// canList decides whether the caller may see repo in the catalog.
+func (reg *Registry) canList(ctx context.Context, repo string) (bool, error) {
+	acc := reg.opt.Access
+	if acc == nil {
+		return true, nil
+	}
+	a, _ := auth.FromContext(ctx)
+	return acc.Policy.AllowRepository(ctx, a.Principal, repo, auth.ActionPull)
+}
+
+// challenge answers 401 with the Bearer challenge that sends clients to the token endpoint.
+func (reg *Registry) challenge(r *http.Request, rt route, errCode string) error {
+	scope := ""
+	switch rt.kind {
+	case kindBase:
+	case kindCatalog:
+		scope = "registry:catalog:*"
+	default:
+		acts := "pull"
+		switch action(rt, r.Method) {
+		case auth.ActionPush:
+			acts = "pull,push"
+		case auth.ActionDelete:
+			acts = "delete"
+		}
+		scope = "repository:" + rt.name + ":" + acts
+	}
+	v := fmt.Sprintf(`Bearer realm=%q,service=%q`, reg.baseURL(r)+"/token", reg.opt.Access.Service)
+	if scope != "" {
+		v += fmt.Sprintf(`,scope=%q`, scope)
+	}
+	if errCode != "" {
+		v += fmt.Sprintf(`,error=%q`, errCode)
+	}
+	return E(CodeUnauthorized).WithHeader("WWW-Authenticate", v)
+}
+
+// baseURL is the URL clients reach this registry at.
+func (reg *Registry) baseURL(r *http.Request) string {
+	if reg.opt.PublicURL != "" {
+		return reg.opt.PublicURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// logRefusal logs a refused request once, without its credentials.
+func logRefusal(r *http.Request, err error) {
+	user := ""
+	if u, _, ok := r.BasicAuth(); ok {
+		user = u
+	}
+	slog.Warn("registry access refused", "method", r.Method, "path", r.URL.Path,
+		"remote", r.RemoteAddr, "user", user, "reason", refusalReason(err))
+}
+
+func refusalReason(err error) string {
+	switch {
+	case errors.Is(err, auth.ErrTokenExpired):
+		return "token expired"
+	case errors.Is(err, auth.ErrTokenMalformed):
+		return "malformed credentials"
+	case errors.Is(err, auth.ErrUnauthorized):
+		return "invalid credentials"
+	}
+	return err.Error()
+}
+
+func principalName(p auth.Principal) string {
+	if p.Anonymous {
+		return "anonymous"
+	}
+	return strings.TrimSpace(p.UserName + " (" + p.UserID + ")")
+}
