@@ -255,7 +255,9 @@ func TestTokenEndpointGrantsOnlyWhatPolicyAllows(t *testing.T) {
 	}
 	// OAuth2 password grant, as containerd sends it.
 	resp, body = s.do("POST", "/token", []byte("grant_type=password&username=member-a&password=member-a-pw&service=xloud-image&scope=repository:a/app:push,pull"), "Content-Type", "application/x-www-form-urlencoded")
-	var tr struct{ AccessToken string `json:"access_token"` }
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
 	json.Unmarshal(body, &tr)
 	if c, err := s.signer.Verify(tr.AccessToken); resp.StatusCode != 200 || err != nil || len(c.Access) != 1 || len(c.Access[0].Actions) != 2 {
 		t.Fatalf("password grant: %d %s", resp.StatusCode, body)
