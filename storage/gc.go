@@ -118,6 +118,9 @@ func (s *Store) collectBlob(ctx context.Context, d digest.Digest, cutoff int64, 
 		if err := tx.SetRemove(setBlobs, d.String()); err != nil {
 			return err
 		}
+		if err := tx.Delete(keyDerived(d)); err != nil {
+			return err
+		}
 		return tx.Delete(keyBlob(d))
 	})
 	if err != nil {

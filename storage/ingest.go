@@ -3,7 +3,6 @@ package storage
 import (
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"sync"
@@ -32,25 +31,30 @@ type chunk struct {
 }
 
 // ingest appends everything src yields to f (at its current offset, which is start) while
-// feeding the same bytes to h. Hashing and writing run in parallel on the two halves of a
-// buffer rotation; the kernel is told to write back behind us as we go. It stops after max
+// feeding the same bytes to every sink (hashes, inspectors). The write and each sink run in
+// their own goroutine over a rotation of buffers; the kernel is told to write back behind us
+// as we go. Sinks must not fail (hashes never do). It stops after max
 // bytes (max < 0: no limit) and reports ErrTooLarge if src had more. It returns the number of
 // bytes written; on error the caller truncates f back to start.
-func ingest(f *os.File, start int64, src io.Reader, h hash.Hash, max int64) (int64, error) {
-	hashCh := make(chan *chunk, bufCount)
+func ingest(f *os.File, start int64, src io.Reader, max int64, sinks ...io.Writer) (int64, error) {
+	sinkChs := make([]chan *chunk, len(sinks))
 	writeCh := make(chan *chunk, bufCount)
 	var hashWG, writeWG sync.WaitGroup
 	var writeErr error
 	var written int64
 
-	hashWG.Add(1)
-	go func() {
-		defer hashWG.Done()
-		for c := range hashCh {
-			h.Write((*c.buf)[:c.n])
-			c.refs.Done()
-		}
-	}()
+	for i, sink := range sinks {
+		ch := make(chan *chunk, bufCount)
+		sinkChs[i] = ch
+		hashWG.Add(1)
+		go func() {
+			defer hashWG.Done()
+			for c := range ch {
+				sink.Write((*c.buf)[:c.n])
+				c.refs.Done()
+			}
+		}()
+	}
 	writeWG.Add(1)
 	go func() {
 		defer writeWG.Done()
@@ -85,8 +89,10 @@ func ingest(f *os.File, start int64, src io.Reader, h hash.Hash, max int64) (int
 			<-slots
 			continue
 		}
-		c.refs.Add(2)
-		hashCh <- c
+		c.refs.Add(1 + len(sinks))
+		for _, ch := range sinkChs {
+			ch <- c
+		}
 		writeCh <- c
 		go func(c *chunk) {
 			c.refs.Wait()
@@ -94,7 +100,9 @@ func ingest(f *os.File, start int64, src io.Reader, h hash.Hash, max int64) (int
 			<-slots
 		}(c)
 	}
-	close(hashCh)
+	for _, ch := range sinkChs {
+		close(ch)
+	}
 	close(writeCh)
 	hashWG.Wait()
 	writeWG.Wait()

@@ -359,3 +359,17 @@ func (s *Store) Repositories(ctx context.Context, last string, n int) ([]string,
 	})
 	return repos, more, err
 }
+
+// TagManifest points tag at manifest d of repo.
+func (s *Store) TagManifest(ctx context.Context, repo, tag string, d digest.Digest) error {
+	return s.meta.Update(ctx, func(tx meta.Tx) error {
+		ok, err := tx.SetHas(keyRepoManifests(repo), d.String())
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrManifestUnknown
+		}
+		return setTag(tx, repo, tag, d)
+	})
+}

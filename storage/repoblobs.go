@@ -36,7 +36,14 @@ func (s *Store) StatBlob(ctx context.Context, repo string, d digest.Digest) (int
 	if !ok {
 		return 0, ErrBlobUnknown
 	}
-	return s.files.Stat(d)
+	size, err := s.files.Stat(d)
+	if errors.Is(err, ErrBlobUnknown) {
+		if f, n, derr := s.openDerived(ctx, d); derr == nil {
+			f.Close()
+			return n, nil
+		}
+	}
+	return size, err
 }
 
 // OpenBlob opens blob d as seen through repo. The caller closes it.
@@ -44,7 +51,11 @@ func (s *Store) OpenBlob(ctx context.Context, repo string, d digest.Digest) (Rea
 	if _, err := s.StatBlob(ctx, repo, d); err != nil {
 		return nil, 0, err
 	}
-	return s.files.Open(d)
+	f, size, err := s.files.Open(d)
+	if errors.Is(err, ErrBlobUnknown) {
+		return s.openDerived(ctx, d)
+	}
+	return f, size, err
 }
 
 // BlobRepositories lists the repositories blob d is linked into (for a mount without

@@ -128,7 +128,7 @@ func (s *Store) appendLocked(ctx context.Context, repo, id string, start int64, 
 	if _, err := f.Seek(u.Offset, io.SeekStart); err != nil {
 		return u, fmt.Errorf("seek upload %s: %w", id, err)
 	}
-	n, err := ingest(f, u.Offset, body, h, max)
+	n, err := ingest(f, u.Offset, body, max, h)
 	if err == nil && n > 0 {
 		err = f.Sync()
 	}

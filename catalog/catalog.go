@@ -1,0 +1,198 @@
+package catalog
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/storage"
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+// Domain errors. Each API maps them to its own wire format.
+var (
+	ErrNotFound  = errors.New("image not found")
+	ErrForbidden = errors.New("forbidden")
+	ErrConflict  = errors.New("conflict")
+	ErrInvalid   = errors.New("invalid")
+	ErrTooMany   = errors.New("over the limit")
+	ErrBadState  = errors.New("not allowed in the image's status")
+	ErrGone      = errors.New("image deleted meanwhile")
+)
+
+// Catalog keeps image records in the metadata store and their bytes in the blob store.
+type Catalog struct {
+	store  *storage.Store
+	meta   meta.Store
+	policy *auth.Policy
+	// Now and NewID are replaceable in tests.
+	Now   func() time.Time
+	NewID func() string
+	// HashAlgo is os_hash_algo for new uploads: sha256 (the OCI digest, one computation) or
+	// sha512 (Glance's default).
+	HashAlgo string
+}
+
+// New returns the catalog over store, deciding access with policy.
+func New(store *storage.Store, policy *auth.Policy) *Catalog {
+	return &Catalog{
+		store: store, meta: store.Meta(), policy: policy,
+		Now: time.Now, NewID: uuid.NewString, HashAlgo: "sha256",
+	}
+}
+
+// Metadata keys of the catalog (beside storage/layout.go's):
+//
+//	image:<id>                   Image
+//	set idx:all                  every image not deleted, as sortKey(created)|id
+//	set idx:owner:<project>      images owned by the project
+//	set idx:public               public images
+//	set idx:community            community images
+//	set idx:member:<project>     shared images the project is a member of
+//	set idx:repo:<repo>          images whose content is in the repository
+//	member:<id>:<project>        Member
+//	set members:<id>             member projects of an image
+//	imageref:<repo>@<digest>     the image a manifest stands for
+//	set deleted                  deleted images awaiting purge, as sortKey|id
+func keyImage(id string) string              { return "image:" + id }
+func keyMember(id, project string) string    { return "member:" + id + ":" + project }
+func keyMembers(id string) string            { return "members:" + id }
+func keyImageRef(repo, digest string) string { return "imageref:" + repo + "@" + digest }
+func idxOwner(project string) string         { return "idx:owner:" + project }
+func idxMember(project string) string        { return "idx:member:" + project }
+func idxRepo(repo string) string             { return "idx:repo:" + repo }
+
+const (
+	idxAll       = "idx:all"
+	idxPublic    = "idx:public"
+	idxCommunity = "idx:community"
+	setDeleted   = "deleted"
+)
+
+// sortKey orders images newest first in byte order, ties broken by id.
+func sortKey(t time.Time, id string) string {
+	return fmt.Sprintf("%016x|%s", uint64(math.MaxInt64-t.UnixNano()), id)
+}
+
+func idFromSortKey(k string) string {
+	_, id, _ := strings.Cut(k, "|")
+	return id
+}
+
+func getImage(tx meta.Tx, id string) (Image, error) {
+	var img Image
+	b, err := tx.Get(keyImage(id))
+	if errors.Is(err, meta.ErrNotFound) {
+		return img, ErrNotFound
+	}
+	if err != nil {
+		return img, err
+	}
+	if err := json.Unmarshal(b, &img); err != nil {
+		return img, fmt.Errorf("decode image %s: %w", id, err)
+	}
+	return img, nil
+}
+
+// indexes lists the sets an image belongs to.
+func (img *Image) indexes() []string {
+	if img.Status == StatusDeleted {
+		return nil
+	}
+	out := []string{idxAll}
+	if img.Owner != "" {
+		out = append(out, idxOwner(img.Owner))
+	}
+	if img.Repository != "" {
+		out = append(out, idxRepo(img.Repository))
+	}
+	switch img.Visibility {
+	case VisibilityPublic:
+		out = append(out, idxPublic)
+	case VisibilityCommunity:
+		out = append(out, idxCommunity)
+	}
+	return out
+}
+
+// putImage writes img and moves it between indexes to match old (nil for a new image).
+func putImage(tx meta.Tx, old *Image, img Image) error {
+	b, err := json.Marshal(img)
+	if err != nil {
+		return err
+	}
+	if err := tx.Put(keyImage(img.ID), b); err != nil {
+		return err
+	}
+	key := sortKey(img.CreatedAt, img.ID)
+	want := map[string]bool{}
+	for _, s := range img.indexes() {
+		want[s] = true
+	}
+	if old != nil {
+		for _, s := range old.indexes() {
+			if !want[s] {
+				if err := tx.SetRemove(s, key); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for s := range want {
+		if err := tx.SetAdd(s, key); err != nil {
+			return err
+		}
+	}
+	if img.Status == StatusDeleted {
+		if err := tx.SetAdd(setDeleted, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// members returns an image's member projects and their statuses.
+func members(tx meta.Tx, id string) (map[string]Member, error) {
+	projects, err := tx.SetRange(keyMembers(id), "", 0)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Member{}
+	for _, p := range projects {
+		var m Member
+		b, err := tx.Get(keyMember(id, p))
+		if err != nil {
+			continue
+		}
+		if json.Unmarshal(b, &m) == nil {
+			out[p] = m
+		}
+	}
+	return out, nil
+}
+
+// facts is what the policy needs of img.
+func facts(img Image, ms map[string]Member) auth.ImageFacts {
+	f := auth.ImageFacts{Owner: img.Owner, Visibility: string(img.Visibility), Status: string(img.Status)}
+	if img.Visibility == VisibilityShared && len(ms) > 0 {
+		f.Members = map[string]string{}
+		for p, m := range ms {
+			f.Members[p] = m.Status
+		}
+	}
+	return f
+}
+
+func getJSONTx(tx meta.Tx, key string, v any) error {
+	b, err := tx.Get(key)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}

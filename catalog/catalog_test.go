@@ -1,0 +1,294 @@
+package catalog_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/catalog"
+	"github.com/xloud/xloud-image/storage"
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+var ctx = context.Background()
+
+// world is a catalog with projects a and b, and principals scoped to them.
+type world struct {
+	cat     *catalog.Catalog
+	store   *storage.Store
+	id      *auth.Identity
+	project map[string]string
+	as      map[string]auth.Principal
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	dir := t.TempDir()
+	files, _ := storage.OpenFiles(dir)
+	m, err := meta.OpenBolt(filepath.Join(dir, "meta.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	store := storage.New(files, m)
+	id := auth.NewIdentity(m)
+	w := &world{store: store, id: id, project: map[string]string{}, as: map[string]auth.Principal{}}
+	for _, p := range []string{"a", "b"} {
+		proj, err := id.CreateProject(ctx, auth.Project{Name: p, Enabled: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.project[p] = proj.ID
+	}
+	for _, u := range []struct {
+		name, project string
+		role          auth.Role
+	}{{"member-a", "a", auth.RoleMember}, {"reader-a", "a", auth.RoleReader}, {"member-b", "b", auth.RoleMember}} {
+		user, _ := id.CreateUser(ctx, auth.User{Name: u.name, Enabled: true}, "pw")
+		id.Grant(ctx, user.ID, w.project[u.project], u.role)
+		w.as[u.name] = auth.Principal{UserID: user.ID, UserName: u.name, Scoped: true,
+			ProjectID: w.project[u.project], ScopedRoles: []auth.Role{u.role}}
+	}
+	w.as["admin"] = auth.Principal{UserID: "admin", Admin: true, Scoped: true, ProjectID: w.project["a"], ScopedRoles: []auth.Role{auth.RoleAdmin}}
+	w.cat = catalog.New(store, &auth.Policy{Directory: id})
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w.cat.Now = func() time.Time { clock = clock.Add(time.Second); return clock }
+	return w
+}
+
+func sp(s string) *string { return &s }
+
+func (w *world) create(t *testing.T, who, name, format string) catalog.Image {
+	t.Helper()
+	img, err := w.cat.Create(ctx, w.as[who], catalog.NewImage{Name: sp(name), DiskFormat: sp(format), ContainerFormat: sp("bare")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func TestUploadPublishesVMImageIndex(t *testing.T) {
+	for _, known := range []bool{true, false} {
+		w := newWorld(t)
+		img := w.create(t, "member-a", "Ubuntu 24.04 LTS", "qcow2")
+		if img.Status != catalog.StatusQueued || img.Visibility != catalog.VisibilityShared || img.Owner != w.project["a"] {
+			t.Fatalf("new image: %+v", img)
+		}
+		data := make([]byte, 3<<20+5)
+		rand.Read(data)
+		size := int64(-1)
+		if known {
+			size = int64(len(data))
+		}
+		got, err := w.cat.Upload(ctx, w.as["member-a"], img.ID, bytes.NewReader(data), size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := md5.Sum(data)
+		sha := sha256.Sum256(data)
+		if got.Status != catalog.StatusActive || *got.Size != int64(len(data)) || *got.Checksum != hex.EncodeToString(sum[:]) ||
+			*got.HashAlgo != "sha256" || *got.HashValue != hex.EncodeToString(sha[:]) || got.Repository != "a/ubuntu-24-04-lts" {
+			t.Fatalf("uploaded image: %+v", got)
+		}
+		// The registry side: tag id and latest point at the index.
+		for _, tag := range []string{img.ID, "latest"} {
+			d, err := w.store.ResolveTag(ctx, got.Repository, tag)
+			if err != nil || d.String() != got.Reference {
+				t.Fatalf("tag %s: %s %v", tag, d, err)
+			}
+		}
+		_, idxBytes, _ := w.store.GetManifest(ctx, got.Repository, digest.Digest(got.Reference))
+		var idx v1.Index
+		json.Unmarshal(idxBytes, &idx)
+		if len(idx.Manifests) != 2 || idx.Manifests[0].Platform == nil || idx.Manifests[0].Platform.Architecture != "amd64" ||
+			idx.Manifests[1].ArtifactType != "application/vnd.xloud.vm-image.v1" {
+			t.Fatalf("index: %s", idxBytes)
+		}
+		// containerDisk layer: a tar with disk/disk.img = the data, uid 107.
+		_, cdBytes, _ := w.store.GetManifest(ctx, got.Repository, idx.Manifests[0].Digest)
+		var cd v1.Manifest
+		json.Unmarshal(cdBytes, &cd)
+		f, n, err := w.store.OpenBlob(ctx, got.Repository, cd.Layers[0].Digest)
+		if err != nil || n != cd.Layers[0].Size {
+			t.Fatalf("layer: %d %v", n, err)
+		}
+		layer, _ := io.ReadAll(f)
+		f.Close()
+		if digest.FromBytes(layer) != cd.Layers[0].Digest {
+			t.Fatal("containerDisk layer bytes do not match its digest")
+		}
+		tr := tar.NewReader(bytes.NewReader(layer))
+		hdr, _ := tr.Next()
+		if hdr.Name != "disk/" || hdr.Uid != 107 {
+			t.Fatalf("first entry %+v", hdr)
+		}
+		hdr, _ = tr.Next()
+		content, _ := io.ReadAll(tr)
+		if hdr.Name != "disk/disk.img" || hdr.Gid != 107 || !bytes.Equal(content, data) {
+			t.Fatalf("disk entry %+v, %d bytes", hdr, len(content))
+		}
+		if _, err := tr.Next(); err != io.EOF {
+			t.Fatalf("tar does not end cleanly: %v", err)
+		}
+		// The artifact's layer is the disk itself, titled.
+		_, artBytes, _ := w.store.GetManifest(ctx, got.Repository, idx.Manifests[1].Digest)
+		var art v1.Manifest
+		json.Unmarshal(artBytes, &art)
+		if art.Layers[0].Digest.Encoded() != *got.HashValue || art.Layers[0].MediaType != "application/vnd.diskimage.qcow2" ||
+			art.Layers[0].Annotations[v1.AnnotationTitle] != "ubuntu-24-04-lts.qcow2" {
+			t.Fatalf("artifact: %s", artBytes)
+		}
+		// Download through the catalog.
+		_, rd, n, err := w.cat.Open(ctx, w.as["member-a"], img.ID)
+		if err != nil || n != int64(len(data)) {
+			t.Fatal(err)
+		}
+		back, _ := io.ReadAll(rd)
+		rd.Close()
+		if !bytes.Equal(back, data) {
+			t.Fatal("download differs")
+		}
+		// Uploading twice is a conflict.
+		if _, err := w.cat.Upload(ctx, w.as["member-a"], img.ID, bytes.NewReader(data), size); !errors.Is(err, catalog.ErrConflict) {
+			t.Fatalf("second upload: %v", err)
+		}
+	}
+}
+
+func TestFailedUploadReturnsToQueued(t *testing.T) {
+	w := newWorld(t)
+	img := w.create(t, "member-a", "x", "raw")
+	_, err := w.cat.Upload(ctx, w.as["member-a"], img.ID, bytes.NewReader(make([]byte, 100)), 200)
+	if !errors.Is(err, catalog.ErrInvalid) {
+		t.Fatalf("short upload: %v", err)
+	}
+	_, err = w.cat.Upload(ctx, w.as["member-a"], img.ID, bytes.NewReader(make([]byte, 300)), 200)
+	if !errors.Is(err, catalog.ErrInvalid) {
+		t.Fatalf("long upload: %v", err)
+	}
+	got, _ := w.cat.Get(ctx, w.as["member-a"], img.ID)
+	if got.Status != catalog.StatusQueued || got.Size != nil {
+		t.Fatalf("after failed uploads: %+v", got)
+	}
+	if _, err := w.cat.Upload(ctx, w.as["reader-a"], img.ID, bytes.NewReader(nil), 0); !errors.Is(err, catalog.ErrForbidden) {
+		t.Fatalf("reader upload: %v", err)
+	}
+	if _, err := w.cat.Upload(ctx, w.as["member-b"], img.ID, bytes.NewReader(nil), 0); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("stranger upload: %v", err)
+	}
+}
+
+func TestVisibilityMembersAndList(t *testing.T) {
+	w := newWorld(t)
+	img := w.create(t, "member-a", "shared one", "raw")
+	priv := w.create(t, "member-a", "private one", "raw")
+	if _, err := w.cat.Update(ctx, w.as["member-a"], priv.ID, []catalog.Change{{Op: "replace", Path: "visibility", Value: json.RawMessage(`"private"`)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cat.Get(ctx, w.as["member-b"], img.ID); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("stranger sees shared image: %v", err)
+	}
+	if _, err := w.cat.AddMember(ctx, w.as["member-a"], img.ID, w.project["b"]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cat.AddMember(ctx, w.as["member-a"], priv.ID, w.project["b"]); !errors.Is(err, catalog.ErrForbidden) {
+		t.Fatalf("member on private image: %v", err)
+	}
+	if _, err := w.cat.Get(ctx, w.as["member-b"], img.ID); err != nil {
+		t.Fatalf("pending member cannot read: %v", err)
+	}
+	list := func(who string, f catalog.Filter) []string {
+		imgs, _, err := w.cat.List(ctx, w.as[who], catalog.ListOptions{Filter: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, i := range imgs {
+			names = append(names, *i.Name)
+		}
+		return names
+	}
+	if got := list("member-b", catalog.Filter{}); len(got) != 0 {
+		t.Fatalf("pending member lists %v", got)
+	}
+	if got := list("member-b", catalog.Filter{MemberStatus: "pending"}); len(got) != 1 {
+		t.Fatalf("member_status=pending lists %v", got)
+	}
+	if _, err := w.cat.SetMemberStatus(ctx, w.as["member-a"], img.ID, w.project["b"], "accepted"); !errors.Is(err, catalog.ErrForbidden) {
+		t.Fatalf("owner accepting for the member: %v", err)
+	}
+	if _, err := w.cat.SetMemberStatus(ctx, w.as["member-b"], img.ID, w.project["b"], "accepted"); err != nil {
+		t.Fatal(err)
+	}
+	if got := list("member-b", catalog.Filter{}); len(got) != 1 || got[0] != "shared one" {
+		t.Fatalf("accepted member lists %v", got)
+	}
+	if got := list("member-a", catalog.Filter{}); len(got) != 2 || got[0] != "private one" {
+		t.Fatalf("owner lists %v (newest first)", got)
+	}
+	// Only admins make images public.
+	pub := []catalog.Change{{Op: "replace", Path: "visibility", Value: json.RawMessage(`"public"`)}}
+	if _, err := w.cat.Update(ctx, w.as["member-a"], img.ID, pub); !errors.Is(err, catalog.ErrForbidden) {
+		t.Fatalf("member publicizing: %v", err)
+	}
+	if _, err := w.cat.Update(ctx, w.as["admin"], priv.ID, pub); err != nil {
+		t.Fatal(err)
+	}
+	if got := list("member-b", catalog.Filter{Visibility: "public"}); len(got) != 1 || got[0] != "private one" {
+		t.Fatalf("public list %v", got)
+	}
+	// Protected images cannot be deleted.
+	prot := []catalog.Change{{Op: "replace", Path: "protected", Value: json.RawMessage(`true`)}}
+	if _, err := w.cat.Update(ctx, w.as["member-a"], img.ID, prot); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cat.Delete(ctx, w.as["member-a"], img.ID); !errors.Is(err, catalog.ErrForbidden) {
+		t.Fatalf("delete protected: %v", err)
+	}
+}
+
+func TestPatchRules(t *testing.T) {
+	w := newWorld(t)
+	img := w.create(t, "member-a", "p", "raw")
+	cases := []struct {
+		ch   catalog.Change
+		want error
+	}{
+		{catalog.Change{Op: "replace", Path: "status", Value: json.RawMessage(`"active"`)}, catalog.ErrForbidden},
+		{catalog.Change{Op: "add", Path: "os_glance_x", Value: json.RawMessage(`"1"`)}, catalog.ErrForbidden},
+		{catalog.Change{Op: "remove", Path: "name"}, catalog.ErrForbidden},
+		{catalog.Change{Op: "replace", Path: "nothere", Value: json.RawMessage(`"1"`)}, catalog.ErrConflict},
+		{catalog.Change{Op: "remove", Path: "nothere"}, catalog.ErrConflict},
+		{catalog.Change{Op: "add", Path: "k", Value: json.RawMessage(`1`)}, catalog.ErrInvalid},
+		{catalog.Change{Op: "replace", Path: "min_disk", Value: json.RawMessage(`-1`)}, catalog.ErrInvalid},
+		{catalog.Change{Op: "replace", Path: "owner", Value: json.RawMessage(`"x"`)}, catalog.ErrForbidden},
+		{catalog.Change{Op: "move", Path: "name", Value: json.RawMessage(`"x"`)}, catalog.ErrInvalid},
+		{catalog.Change{Op: "add", Path: "k", Value: json.RawMessage(`"v"`)}, nil},
+		{catalog.Change{Op: "add", Path: "k", Value: json.RawMessage(`"v2"`)}, nil},
+		{catalog.Change{Op: "replace", Path: "name", Value: json.RawMessage(`null`)}, nil},
+	}
+	for _, c := range cases {
+		_, err := w.cat.Update(ctx, w.as["member-a"], img.ID, []catalog.Change{c.ch})
+		if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
+			t.Errorf("%+v: %v, want %v", c.ch, err, c.want)
+		}
+	}
+	got, _ := w.cat.Get(ctx, w.as["member-a"], img.ID)
+	if got.Properties["k"] != "v2" || got.Name != nil {
+		t.Fatalf("after patches: %+v", got)
+	}
+}

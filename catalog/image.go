@@ -1,0 +1,168 @@
+// Package catalog is the image catalog: Glance-compatible image records, their lifecycle
+// state machine, visibility and members, tags and properties, and the translation between an
+// image and the OCI content that holds its bytes. Both the Image API and the Registry API
+// call it, so a rule exists once.
+package catalog
+
+import (
+	"fmt"
+	"time"
+)
+
+// Status is an image's lifecycle state.
+type Status string
+
+// Glance's image states.
+const (
+	StatusQueued        Status = "queued"
+	StatusSaving        Status = "saving"
+	StatusUploading     Status = "uploading"
+	StatusImporting     Status = "importing"
+	StatusActive        Status = "active"
+	StatusDeactivated   Status = "deactivated"
+	StatusKilled        Status = "killed"
+	StatusPendingDelete Status = "pending_delete"
+	StatusDeleted       Status = "deleted"
+)
+
+// transitions is Glance's Image.valid_state_targets.
+var transitions = map[Status][]Status{
+	StatusQueued:        {StatusSaving, StatusUploading, StatusImporting, StatusActive, StatusDeleted},
+	StatusSaving:        {StatusActive, StatusKilled, StatusDeleted, StatusQueued},
+	StatusUploading:     {StatusImporting, StatusQueued, StatusDeleted},
+	StatusImporting:     {StatusActive, StatusDeleted, StatusQueued},
+	StatusActive:        {StatusPendingDelete, StatusDeleted, StatusDeactivated},
+	StatusKilled:        {StatusDeleted},
+	StatusPendingDelete: {StatusDeleted, StatusActive},
+	StatusDeactivated:   {StatusActive, StatusDeleted},
+}
+
+// CanTransition reports whether from → to is allowed.
+func CanTransition(from, to Status) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Visibility says who can see an image.
+type Visibility string
+
+// Glance's visibilities.
+const (
+	VisibilityPublic    Visibility = "public"
+	VisibilityCommunity Visibility = "community"
+	VisibilityShared    Visibility = "shared"
+	VisibilityPrivate   Visibility = "private"
+)
+
+// ValidVisibility reports whether v is one of the four.
+func ValidVisibility(v Visibility) bool {
+	switch v {
+	case VisibilityPublic, VisibilityCommunity, VisibilityShared, VisibilityPrivate:
+		return true
+	}
+	return false
+}
+
+// Formats Glance accepts by default.
+var (
+	DiskFormats      = []string{"ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"}
+	ContainerFormats = []string{"ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"}
+)
+
+func oneOf(v string, list []string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Image is one catalog record.
+type Image struct {
+	ID              string            `json:"id"`
+	Name            *string           `json:"name"`
+	Owner           string            `json:"owner"`
+	Status          Status            `json:"status"`
+	Visibility      Visibility        `json:"visibility"`
+	Protected       bool              `json:"protected"`
+	Hidden          bool              `json:"os_hidden"`
+	DiskFormat      *string           `json:"disk_format"`
+	ContainerFormat *string           `json:"container_format"`
+	Size            *int64            `json:"size"`
+	VirtualSize     *int64            `json:"virtual_size"`
+	Checksum        *string           `json:"checksum"`
+	HashAlgo        *string           `json:"os_hash_algo"`
+	HashValue       *string           `json:"os_hash_value"`
+	MinDisk         int64             `json:"min_disk"`
+	MinRAM          int64             `json:"min_ram"`
+	Tags            []string          `json:"tags"`
+	Properties      map[string]string `json:"properties"`
+	CreatedAt       time.Time         `json:"created_at"`
+	UpdatedAt       time.Time         `json:"updated_at"`
+	DeletedAt       *time.Time        `json:"deleted_at,omitempty"`
+
+	// Where the bytes live in the registry, once the image has data.
+	Repository string `json:"repository,omitempty"`
+	// Reference is the digest of the manifest or index that stands for the image.
+	Reference string `json:"reference,omitempty"`
+	// DiskDigest is the digest of the disk blob.
+	DiskDigest string `json:"disk_digest,omitempty"`
+	// Reason says why an image was killed.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Limits of Glance's schema and quotas.
+const (
+	MaxNameLen       = 255
+	MaxTagLen        = 255
+	MaxTags          = 128
+	MaxProperties    = 128
+	MaxPropertyKey   = 255
+	MaxPropertyValue = 65535
+)
+
+func str(s string) *string { return &s }
+
+// validate checks an image's user-settable fields.
+func (img *Image) validate() error {
+	if img.Name != nil && len(*img.Name) > MaxNameLen {
+		return fmt.Errorf("%w: name is longer than %d characters", ErrInvalid, MaxNameLen)
+	}
+	if !ValidVisibility(img.Visibility) {
+		return fmt.Errorf("%w: invalid visibility %q", ErrInvalid, img.Visibility)
+	}
+	if img.DiskFormat != nil && !oneOf(*img.DiskFormat, DiskFormats) {
+		return fmt.Errorf("%w: invalid disk_format %q", ErrInvalid, *img.DiskFormat)
+	}
+	if img.ContainerFormat != nil && !oneOf(*img.ContainerFormat, ContainerFormats) {
+		return fmt.Errorf("%w: invalid container_format %q", ErrInvalid, *img.ContainerFormat)
+	}
+	if img.MinDisk < 0 || img.MinRAM < 0 {
+		return fmt.Errorf("%w: min_disk and min_ram must not be negative", ErrInvalid)
+	}
+	if len(img.Tags) > MaxTags {
+		return fmt.Errorf("%w: more than %d tags", ErrTooMany, MaxTags)
+	}
+	for _, t := range img.Tags {
+		if len(t) > MaxTagLen || t == "" {
+			return fmt.Errorf("%w: tag must be 1-%d characters", ErrInvalid, MaxTagLen)
+		}
+	}
+	if len(img.Properties) > MaxProperties {
+		return fmt.Errorf("%w: more than %d properties", ErrTooMany, MaxProperties)
+	}
+	for k, v := range img.Properties {
+		if len(k) == 0 || len(k) > MaxPropertyKey {
+			return fmt.Errorf("%w: property name must be 1-%d characters", ErrInvalid, MaxPropertyKey)
+		}
+		if len(v) > MaxPropertyValue {
+			return fmt.Errorf("%w: property %s is longer than %d characters", ErrInvalid, k, MaxPropertyValue)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,278 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+// NewImage is what a client may set when creating an image.
+type NewImage struct {
+	ID              string
+	Name            *string
+	Owner           string
+	Visibility      Visibility
+	Protected       bool
+	Hidden          bool
+	DiskFormat      *string
+	ContainerFormat *string
+	MinDisk         int64
+	MinRAM          int64
+	Tags            []string
+	Properties      map[string]string
+}
+
+// callerProject is the project a principal acts for: its token's scope.
+func callerProject(pr auth.Principal) string { return pr.ProjectID }
+
+// ReservedProperty reports property names clients may never set (Glance reserves them).
+func ReservedProperty(k string) bool {
+	return strings.HasPrefix(k, "os_glance") || k == "location" || k == "deleted" || k == "deleted_at"
+}
+
+// Create adds a queued image owned by the caller's project (or, for an admin, any).
+func (c *Catalog) Create(ctx context.Context, pr auth.Principal, in NewImage) (Image, error) {
+	now := c.Now().UTC().Truncate(1e9)
+	img := Image{
+		ID: in.ID, Name: in.Name, Owner: in.Owner, Status: StatusQueued, Visibility: in.Visibility,
+		Protected: in.Protected, Hidden: in.Hidden, DiskFormat: in.DiskFormat,
+		ContainerFormat: in.ContainerFormat, MinDisk: in.MinDisk, MinRAM: in.MinRAM,
+		Tags: dedupe(in.Tags), Properties: in.Properties, CreatedAt: now, UpdatedAt: now,
+	}
+	if img.ID == "" {
+		img.ID = c.NewID()
+	} else if !ValidID(img.ID) {
+		return img, fmt.Errorf("%w: id must be a UUID", ErrInvalid)
+	}
+	if img.Visibility == "" {
+		img.Visibility = VisibilityShared
+	}
+	if img.Properties == nil {
+		img.Properties = map[string]string{}
+	}
+	for k := range img.Properties {
+		if ReservedProperty(k) {
+			return img, fmt.Errorf("%w: attribute '%s' is reserved", ErrForbidden, k)
+		}
+	}
+	if img.Owner == "" {
+		img.Owner = callerProject(pr)
+	}
+	if img.Owner == "" {
+		return img, fmt.Errorf("%w: the image needs an owner project (use a project-scoped token)", ErrInvalid)
+	}
+	if err := img.validate(); err != nil {
+		return img, err
+	}
+	if img.Owner != callerProject(pr) && !pr.Admin {
+		return img, fmt.Errorf("%w: you are not permitted to create images owned by '%s'", ErrForbidden, img.Owner)
+	}
+	if err := c.allow(ctx, pr, img, nil, auth.ImageModify); err != nil {
+		return img, err
+	}
+	if err := c.checkVisibilityChange(ctx, pr, img, nil); err != nil {
+		return img, err
+	}
+	err := c.meta.Update(ctx, func(tx meta.Tx) error {
+		if _, err := tx.Get(keyImage(img.ID)); err == nil {
+			return fmt.Errorf("%w: an image with id %s exists", ErrConflict, img.ID)
+		}
+		return putImage(tx, nil, img)
+	})
+	return img, err
+}
+
+// ValidID reports whether id is a UUID in canonical form.
+func ValidID(id string) bool {
+	u, err := parseUUID(id)
+	return err == nil && u == strings.ToLower(id)
+}
+
+func dedupe(tags []string) []string {
+	out := []string{}
+	seen := map[string]bool{}
+	for _, t := range tags {
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// allow asks the policy; a refusal on an image the caller cannot even see is ErrNotFound, so
+// existence is not revealed (as Glance does).
+func (c *Catalog) allow(ctx context.Context, pr auth.Principal, img Image, ms map[string]Member, act auth.ImageAction) error {
+	f := facts(img, ms)
+	ok, err := c.policy.AllowImage(ctx, pr, f, act, "")
+	if err != nil || ok {
+		return err
+	}
+	if act != auth.ImageGet {
+		if seen, err := c.policy.AllowImage(ctx, pr, f, auth.ImageGet, ""); err == nil && seen {
+			return fmt.Errorf("%w: %s is not allowed", ErrForbidden, act)
+		}
+	}
+	return ErrNotFound
+}
+
+// checkVisibilityChange: making an image public is for admins; community needs the
+// communitize rule.
+func (c *Catalog) checkVisibilityChange(ctx context.Context, pr auth.Principal, img Image, old *Image) error {
+	if old != nil && old.Visibility == img.Visibility {
+		return nil
+	}
+	act := auth.ImageAction("")
+	switch img.Visibility {
+	case VisibilityPublic:
+		act = auth.ImagePublicize
+	case VisibilityCommunity:
+		act = auth.ImageCommunitize
+	default:
+		return nil
+	}
+	ok, err := c.policy.AllowImage(ctx, pr, facts(img, nil), act, "")
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: not allowed to set visibility to %s", ErrForbidden, img.Visibility)
+	}
+	return nil
+}
+
+// load reads an image and its members in one view.
+func (c *Catalog) load(ctx context.Context, id string) (Image, map[string]Member, error) {
+	var img Image
+	var ms map[string]Member
+	if !ValidID(id) {
+		return img, nil, ErrNotFound
+	}
+	err := c.meta.View(ctx, func(tx meta.Tx) (err error) {
+		if img, err = getImage(tx, id); err != nil {
+			return err
+		}
+		ms, err = members(tx, id)
+		return err
+	})
+	return img, ms, err
+}
+
+// Get returns an image the caller may see. Deleted images are visible to admins only.
+func (c *Catalog) Get(ctx context.Context, pr auth.Principal, id string) (Image, error) {
+	img, ms, err := c.load(ctx, id)
+	if err != nil {
+		return img, err
+	}
+	if img.Status == StatusDeleted && !pr.Admin {
+		return img, ErrNotFound
+	}
+	return img, c.allow(ctx, pr, img, ms, auth.ImageGet)
+}
+
+// mutate loads an image, checks act, lets fn change it and stores it, all in one
+// transaction. fn must not keep state between runs (Update may retry it).
+func (c *Catalog) mutate(ctx context.Context, pr auth.Principal, id string, act auth.ImageAction, fn func(img *Image) error) (Image, error) {
+	img, ms, err := c.load(ctx, id)
+	if err != nil {
+		return img, err
+	}
+	if img.Status == StatusDeleted {
+		return img, ErrNotFound
+	}
+	if err := c.allow(ctx, pr, img, ms, act); err != nil {
+		return img, err
+	}
+	var out Image
+	err = c.meta.Update(ctx, func(tx meta.Tx) error {
+		cur, err := getImage(tx, id)
+		if err != nil {
+			return err
+		}
+		if cur.Status == StatusDeleted {
+			return ErrGone
+		}
+		next := cur
+		next.Tags = append([]string(nil), cur.Tags...)
+		next.Properties = map[string]string{}
+		for k, v := range cur.Properties {
+			next.Properties[k] = v
+		}
+		if err := fn(&next); err != nil {
+			return err
+		}
+		if err := next.validate(); err != nil {
+			return err
+		}
+		next.UpdatedAt = c.Now().UTC().Truncate(1e9)
+		out = next
+		return putImage(tx, &cur, next)
+	})
+	return out, err
+}
+
+// AddTag tags an image (idempotent).
+func (c *Catalog) AddTag(ctx context.Context, pr auth.Principal, id, tag string) error {
+	if tag == "" || len(tag) > MaxTagLen {
+		return fmt.Errorf("%w: tag must be 1-%d characters", ErrInvalid, MaxTagLen)
+	}
+	_, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
+		for _, t := range img.Tags {
+			if t == tag {
+				return nil
+			}
+		}
+		img.Tags = append(img.Tags, tag)
+		return nil
+	})
+	return err
+}
+
+// DeleteTag removes a tag; a missing tag is ErrNotFound.
+func (c *Catalog) DeleteTag(ctx context.Context, pr auth.Principal, id, tag string) error {
+	_, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
+		for i, t := range img.Tags {
+			if t == tag {
+				img.Tags = append(img.Tags[:i], img.Tags[i+1:]...)
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: tag %s not found", ErrNotFound, tag)
+	})
+	return err
+}
+
+// Deactivate makes an active image unreadable to all but admins (no-op if already).
+func (c *Catalog) Deactivate(ctx context.Context, pr auth.Principal, id string) error {
+	return c.setActivation(ctx, pr, id, StatusDeactivated, auth.ImageDeactivate)
+}
+
+// Reactivate undoes Deactivate.
+func (c *Catalog) Reactivate(ctx context.Context, pr auth.Principal, id string) error {
+	return c.setActivation(ctx, pr, id, StatusActive, auth.ImageReactivate)
+}
+
+func (c *Catalog) setActivation(ctx context.Context, pr auth.Principal, id string, to Status, act auth.ImageAction) error {
+	_, err := c.mutate(ctx, pr, id, act, func(img *Image) error {
+		if img.Status != StatusActive && img.Status != StatusDeactivated {
+			return fmt.Errorf("%w: not allowed in status %s", ErrForbidden, img.Status)
+		}
+		img.Status = to
+		return nil
+	})
+	return err
+}
+
+// sortedKeys returns a map's keys in order.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,449 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+// Page sizes (Glance's limit_param_default and api_limit_max).
+const (
+	DefaultLimit = 25
+	MaxLimit     = 1000
+)
+
+// Filter selects images; every set field must match.
+type Filter struct {
+	// Visibility: "" (the default view), public, private, shared, community or all.
+	Visibility   string
+	MemberStatus string // accepted (default), pending, rejected, all
+	Owner        string
+	Hidden       *bool // default false: hidden images are left out
+	Protected    *bool
+	Names        []string // exact, any of
+	IDs          []string
+	Statuses     []string
+	DiskFormats  []string
+	Containers   []string
+	Tags         []string // all of
+	SizeMin      *int64
+	SizeMax      *int64
+	Created      []TimeCond
+	Updated      []TimeCond
+	Properties   map[string]string
+	Checksum     string
+	HashValue    string
+}
+
+// TimeCond is a date filter such as gte:2026-01-01T00:00:00Z.
+type TimeCond struct {
+	Op string // eq, neq, gt, gte, lt, lte
+	T  time.Time
+}
+
+func (tc TimeCond) match(t time.Time) bool {
+	switch tc.Op {
+	case "eq":
+		return t.Equal(tc.T)
+	case "neq":
+		return !t.Equal(tc.T)
+	case "gt":
+		return t.After(tc.T)
+	case "gte":
+		return !t.Before(tc.T)
+	case "lt":
+		return t.Before(tc.T)
+	case "lte":
+		return !t.After(tc.T)
+	}
+	return false
+}
+
+// SortKey is one sort criterion.
+type SortKey struct {
+	Key string // name, status, container_format, disk_format, size, id, created_at, updated_at
+	Asc bool
+}
+
+// ValidSortKey reports keys Glance sorts by.
+func ValidSortKey(k string) bool {
+	switch k {
+	case "name", "status", "container_format", "disk_format", "size", "id", "created_at", "updated_at":
+		return true
+	}
+	return false
+}
+
+// ListOptions is one page request.
+type ListOptions struct {
+	Filter Filter
+	Sort   []SortKey // default created_at desc
+	Marker string    // id of the last image of the previous page
+	Limit  int
+}
+
+// List returns a page of the images the caller may see and whether the page was full (so
+// a next page may exist). With the default order (newest first) it walks the index sets of
+// what the caller can see, merged in order, and stops when the page is full: the cost of a
+// page depends on the page, not on the size of the catalog. Other orders sort the visible
+// set.
+func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) ([]Image, bool, error) {
+	if opt.Limit <= 0 || opt.Limit > MaxLimit {
+		if opt.Limit <= 0 {
+			opt.Limit = DefaultLimit
+		} else {
+			opt.Limit = MaxLimit
+		}
+	}
+	if opt.Filter.MemberStatus == "" {
+		opt.Filter.MemberStatus = MemberAccepted
+	}
+	projects, err := c.callerProjects(ctx, pr)
+	if err != nil {
+		return nil, false, err
+	}
+	sets := c.candidateSets(pr, projects, opt.Filter)
+	defaultOrder := len(opt.Sort) == 0 || (len(opt.Sort) == 1 && opt.Sort[0].Key == "created_at" && !opt.Sort[0].Asc)
+	var after string
+	if opt.Marker != "" {
+		m, err := c.Get(ctx, pr, opt.Marker)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: marker %s not found", ErrInvalid, opt.Marker)
+		}
+		after = sortKey(m.CreatedAt, m.ID)
+	}
+	var out []Image
+	err = c.meta.View(ctx, func(tx meta.Tx) error {
+		keep := func(img Image) (bool, error) { return c.listable(ctx, tx, pr, projects, img, opt.Filter) }
+		if defaultOrder {
+			out, err = mergeScan(tx, sets, after, opt.Limit, keep)
+			return err
+		}
+		all, err := mergeScan(tx, sets, "", 0, keep)
+		if err != nil {
+			return err
+		}
+		sortImages(all, opt.Sort)
+		if opt.Marker != "" {
+			for i := range all {
+				if all[i].ID == opt.Marker {
+					all = all[i+1:]
+					break
+				}
+			}
+		}
+		if len(all) > opt.Limit {
+			all = all[:opt.Limit]
+		}
+		out = all
+		return nil
+	})
+	return out, len(out) == opt.Limit, err
+}
+
+// callerProjects are the projects whose images the caller sees as owner or member.
+func (c *Catalog) callerProjects(ctx context.Context, pr auth.Principal) ([]string, error) {
+	if pr.Anonymous {
+		return nil, nil
+	}
+	if pr.Scoped {
+		return []string{pr.ProjectID}, nil
+	}
+	type assigner interface {
+		Assignments(ctx context.Context, userID, projectID string) ([]auth.Assignment, error)
+	}
+	a, ok := c.policy.Directory.(assigner)
+	if !ok {
+		return nil, nil
+	}
+	as, err := a.Assignments(ctx, pr.UserID, "")
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, x := range as {
+		if !seen[x.ProjectID] {
+			seen[x.ProjectID] = true
+			out = append(out, x.ProjectID)
+		}
+	}
+	return out, nil
+}
+
+// candidateSets are the index sets holding every image the caller could list.
+func (c *Catalog) candidateSets(pr auth.Principal, projects []string, f Filter) []string {
+	switch {
+	case f.Visibility == "public":
+		return []string{idxPublic}
+	case f.Visibility == "community":
+		return []string{idxCommunity}
+	case pr.Admin:
+		return []string{idxAll}
+	}
+	var sets []string
+	if f.Owner != "" {
+		sets = append(sets, idxOwner(f.Owner))
+	} else {
+		for _, p := range projects {
+			sets = append(sets, idxOwner(p))
+		}
+	}
+	if f.Visibility == "" || f.Visibility == "all" {
+		sets = append(sets, idxPublic, idxCommunity)
+	}
+	if f.Visibility == "" || f.Visibility == "all" || f.Visibility == "shared" {
+		for _, p := range projects {
+			sets = append(sets, idxMember(p))
+		}
+	}
+	return sets
+}
+
+// listable decides whether img belongs in the caller's list under f.
+func (c *Catalog) listable(ctx context.Context, tx meta.Tx, pr auth.Principal, projects []string, img Image, f Filter) (bool, error) {
+	if img.Status == StatusDeleted || img.Status == StatusKilled || !f.match(img) {
+		return false, nil
+	}
+	owned := false
+	for _, p := range projects {
+		if img.Owner == p {
+			owned = true
+		}
+	}
+	switch f.Visibility {
+	case "":
+		if img.Visibility == VisibilityCommunity && !owned {
+			return false, nil
+		}
+	case "all":
+	default:
+		if string(img.Visibility) != f.Visibility {
+			return false, nil
+		}
+	}
+	if pr.Admin || owned || img.Visibility == VisibilityPublic || img.Visibility == VisibilityCommunity {
+		return true, nil
+	}
+	if img.Visibility != VisibilityShared {
+		return false, nil
+	}
+	for _, p := range projects {
+		var m Member
+		if err := getJSONTx(tx, keyMember(img.ID, p), &m); err != nil {
+			continue
+		}
+		if f.MemberStatus == "all" || m.Status == f.MemberStatus {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// match applies the field filters.
+func (f Filter) match(img Image) bool {
+	hidden := false
+	if f.Hidden != nil {
+		hidden = *f.Hidden
+	}
+	if img.Hidden != hidden {
+		return false
+	}
+	if f.Protected != nil && img.Protected != *f.Protected {
+		return false
+	}
+	if f.Owner != "" && img.Owner != f.Owner {
+		return false
+	}
+	name := ""
+	if img.Name != nil {
+		name = *img.Name
+	}
+	if !anyOf(f.Names, name) || !anyOf(f.IDs, img.ID) || !anyOf(f.Statuses, string(img.Status)) ||
+		!anyOf(f.DiskFormats, deref(img.DiskFormat)) || !anyOf(f.Containers, deref(img.ContainerFormat)) {
+		return false
+	}
+	for _, t := range f.Tags {
+		if !anyOf(img.Tags, t) {
+			return false
+		}
+	}
+	if f.SizeMin != nil && (img.Size == nil || *img.Size < *f.SizeMin) {
+		return false
+	}
+	if f.SizeMax != nil && (img.Size == nil || *img.Size > *f.SizeMax) {
+		return false
+	}
+	for _, tc := range f.Created {
+		if !tc.match(img.CreatedAt) {
+			return false
+		}
+	}
+	for _, tc := range f.Updated {
+		if !tc.match(img.UpdatedAt) {
+			return false
+		}
+	}
+	for k, v := range f.Properties {
+		if img.Properties[k] != v {
+			return false
+		}
+	}
+	if f.Checksum != "" && deref(img.Checksum) != f.Checksum {
+		return false
+	}
+	if f.HashValue != "" && deref(img.HashValue) != f.HashValue {
+		return false
+	}
+	return true
+}
+
+// anyOf reports whether v is in list; an empty list matches everything.
+func anyOf(list []string, v string) bool {
+	if len(list) == 0 {
+		return true
+	}
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// mergeScan walks the sorted sets together in sortKey order after `after`, loading each
+// image once and keeping those keep accepts, until limit are kept (0: all).
+func mergeScan(tx meta.Tx, sets []string, after string, limit int, keep func(Image) (bool, error)) ([]Image, error) {
+	const batch = 64
+	type cursor struct {
+		set  string
+		buf  []string
+		last string
+		done bool
+	}
+	cs := make([]*cursor, len(sets))
+	for i, s := range sets {
+		cs[i] = &cursor{set: s, last: after}
+	}
+	fill := func(c *cursor) error {
+		if len(c.buf) > 0 || c.done {
+			return nil
+		}
+		b, err := tx.SetRange(c.set, c.last, batch)
+		if err != nil {
+			return err
+		}
+		if len(b) < batch {
+			c.done = true
+		}
+		if len(b) > 0 {
+			c.last = b[len(b)-1]
+		}
+		c.buf = b
+		return nil
+	}
+	var out []Image
+	prev := ""
+	for {
+		var best *cursor
+		for _, c := range cs {
+			if err := fill(c); err != nil {
+				return nil, err
+			}
+			if len(c.buf) > 0 && (best == nil || c.buf[0] < best.buf[0]) {
+				best = c
+			}
+		}
+		if best == nil {
+			return out, nil
+		}
+		k := best.buf[0]
+		best.buf = best.buf[1:]
+		if k == prev { // the same image in two sets
+			continue
+		}
+		prev = k
+		img, err := getImage(tx, idFromSortKey(k))
+		if err != nil {
+			continue // a stale index entry
+		}
+		ok, err := keep(img)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, img)
+			if limit > 0 && len(out) == limit {
+				return out, nil
+			}
+		}
+	}
+}
+
+// sortImages orders by the keys, then created_at and id as Glance's tie-breakers.
+func sortImages(imgs []Image, keys []SortKey) {
+	keys = append(keys, SortKey{Key: "created_at"}, SortKey{Key: "id"})
+	sort.SliceStable(imgs, func(i, j int) bool {
+		for _, k := range keys {
+			c := compareField(imgs[i], imgs[j], k.Key)
+			if c == 0 {
+				continue
+			}
+			if k.Asc {
+				return c < 0
+			}
+			return c > 0
+		}
+		return false
+	})
+}
+
+func compareField(a, b Image, key string) int {
+	switch key {
+	case "name":
+		return strings.Compare(deref(a.Name), deref(b.Name))
+	case "status":
+		return strings.Compare(string(a.Status), string(b.Status))
+	case "container_format":
+		return strings.Compare(deref(a.ContainerFormat), deref(b.ContainerFormat))
+	case "disk_format":
+		return strings.Compare(deref(a.DiskFormat), deref(b.DiskFormat))
+	case "size":
+		return compareInt(a.Size, b.Size)
+	case "id":
+		return strings.Compare(a.ID, b.ID)
+	case "created_at":
+		return a.CreatedAt.Compare(b.CreatedAt)
+	case "updated_at":
+		return a.UpdatedAt.Compare(b.UpdatedAt)
+	}
+	return 0
+}
+
+func compareInt(a, b *int64) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return -1
+	case b == nil:
+		return 1
+	case *a < *b:
+		return -1
+	case *a > *b:
+		return 1
+	}
+	return 0
+}

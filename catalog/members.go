@@ -1,0 +1,191 @@
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+// Member statuses.
+const (
+	MemberPending  = "pending"
+	MemberAccepted = "accepted"
+	MemberRejected = "rejected"
+)
+
+// MaxMembers is Glance's image_member_quota.
+const MaxMembers = 128
+
+// Member is one project an image is shared with.
+type Member struct {
+	ImageID   string    `json:"image_id"`
+	MemberID  string    `json:"member_id"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+var errNotShared = fmt.Errorf("%w: only shared images have members", ErrForbidden)
+
+// AddMember shares a shared image with project (status pending).
+func (c *Catalog) AddMember(ctx context.Context, pr auth.Principal, id, project string) (Member, error) {
+	img, ms, err := c.load(ctx, id)
+	if err != nil || img.Status == StatusDeleted {
+		return Member{}, ErrNotFound
+	}
+	if err := c.allow(ctx, pr, img, ms, auth.ImageAddMember); err != nil {
+		return Member{}, err
+	}
+	if img.Visibility != VisibilityShared {
+		return Member{}, errNotShared
+	}
+	if project == "" || len(project) > 255 {
+		return Member{}, fmt.Errorf("%w: member must be a project id", ErrInvalid)
+	}
+	now := c.Now().UTC().Truncate(1e9)
+	m := Member{ImageID: id, MemberID: project, Status: MemberPending, CreatedAt: now, UpdatedAt: now}
+	err = c.meta.Update(ctx, func(tx meta.Tx) error {
+		if _, err := tx.Get(keyMember(id, project)); err == nil {
+			return fmt.Errorf("%w: %s is already a member of image %s", ErrConflict, project, id)
+		}
+		n, err := tx.SetLen(keyMembers(id))
+		if err != nil {
+			return err
+		}
+		if n >= MaxMembers {
+			return fmt.Errorf("%w: at most %d members", ErrTooMany, MaxMembers)
+		}
+		if err := putMember(tx, img, m); err != nil {
+			return err
+		}
+		return tx.SetAdd(keyMembers(id), project)
+	})
+	return m, err
+}
+
+// putMember stores a membership and lists the image in the member project's index.
+func putMember(tx meta.Tx, img Image, m Member) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := tx.Put(keyMember(m.ImageID, m.MemberID), b); err != nil {
+		return err
+	}
+	return tx.SetAdd(idxMember(m.MemberID), sortKey(img.CreatedAt, img.ID))
+}
+
+// Members lists an image's members: all of them for the owner, the caller's own row for a
+// member.
+func (c *Catalog) Members(ctx context.Context, pr auth.Principal, id string) ([]Member, error) {
+	img, ms, err := c.load(ctx, id)
+	if err != nil || img.Status == StatusDeleted {
+		return nil, ErrNotFound
+	}
+	if err := c.allow(ctx, pr, img, ms, auth.ImageGetMembers); err != nil {
+		return nil, err
+	}
+	if img.Visibility != VisibilityShared {
+		return nil, errNotShared
+	}
+	owner, err := c.policy.AllowImage(ctx, pr, facts(img, ms), auth.ImageAddMember, "")
+	if err != nil {
+		return nil, err
+	}
+	out := []Member{}
+	for _, p := range sortedMemberKeys(ms) {
+		if owner || p == callerProject(pr) {
+			out = append(out, ms[p])
+		} else if ok, _ := c.policy.AllowImage(ctx, pr, facts(img, ms), auth.ImageModifyMember, p); ok {
+			out = append(out, ms[p])
+		}
+	}
+	return out, nil
+}
+
+// GetMember returns one membership; anything the caller may not see is ErrNotFound.
+func (c *Catalog) GetMember(ctx context.Context, pr auth.Principal, id, project string) (Member, error) {
+	list, err := c.Members(ctx, pr, id)
+	if err != nil {
+		if errors.Is(err, ErrForbidden) {
+			return Member{}, ErrNotFound
+		}
+		return Member{}, err
+	}
+	for _, m := range list {
+		if m.MemberID == project {
+			return m, nil
+		}
+	}
+	return Member{}, ErrNotFound
+}
+
+// SetMemberStatus accepts, rejects or re-pends a membership: only the member project (or an
+// admin) may.
+func (c *Catalog) SetMemberStatus(ctx context.Context, pr auth.Principal, id, project, status string) (Member, error) {
+	if status != MemberPending && status != MemberAccepted && status != MemberRejected {
+		return Member{}, fmt.Errorf("%w: invalid status %q", ErrInvalid, status)
+	}
+	img, ms, err := c.load(ctx, id)
+	if err != nil || img.Status == StatusDeleted {
+		return Member{}, ErrNotFound
+	}
+	m, ok := ms[project]
+	if !ok {
+		return Member{}, ErrNotFound
+	}
+	if err := c.allow(ctx, pr, img, ms, auth.ImageGet); err != nil {
+		return Member{}, err
+	}
+	allowed, err := c.policy.AllowImage(ctx, pr, facts(img, ms), auth.ImageModifyMember, project)
+	if err != nil {
+		return Member{}, err
+	}
+	if !allowed {
+		return Member{}, fmt.Errorf("%w: only the member project may change its status", ErrForbidden)
+	}
+	m.Status = status
+	m.UpdatedAt = c.Now().UTC().Truncate(1e9)
+	err = c.meta.Update(ctx, func(tx meta.Tx) error {
+		if _, err := tx.Get(keyMember(id, project)); err != nil {
+			return ErrNotFound
+		}
+		return putMember(tx, img, m)
+	})
+	return m, err
+}
+
+// RemoveMember ends a membership (the owner does this).
+func (c *Catalog) RemoveMember(ctx context.Context, pr auth.Principal, id, project string) error {
+	img, ms, err := c.load(ctx, id)
+	if err != nil || img.Status == StatusDeleted {
+		return ErrNotFound
+	}
+	if err := c.allow(ctx, pr, img, ms, auth.ImageDeleteMember); err != nil {
+		return err
+	}
+	if img.Visibility != VisibilityShared {
+		return errNotShared
+	}
+	if _, ok := ms[project]; !ok {
+		return ErrNotFound
+	}
+	return c.meta.Update(ctx, func(tx meta.Tx) error {
+		tx.Delete(keyMember(id, project))
+		tx.SetRemove(keyMembers(id), project)
+		return tx.SetRemove(idxMember(project), sortKey(img.CreatedAt, img.ID))
+	})
+}
+
+func sortedMemberKeys(ms map[string]Member) []string {
+	m := map[string]string{}
+	for k := range ms {
+		m[k] = ""
+	}
+	return sortedKeys(m)
+}

@@ -1,0 +1,151 @@
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/xloud/xloud-image/auth"
+)
+
+// Change is one JSON-patch operation on an image, already parsed by the Image API: Path is
+// the single unescaped token after the leading "/".
+type Change struct {
+	Op    string // add, replace, remove
+	Path  string
+	Value json.RawMessage
+}
+
+// readOnly fields clients may never change.
+var readOnly = map[string]bool{
+	"created_at": true, "updated_at": true, "status": true, "checksum": true, "size": true,
+	"virtual_size": true, "direct_url": true, "self": true, "file": true, "schema": true,
+	"id": true, "os_hash_algo": true, "os_hash_value": true, "stores": true,
+}
+
+// baseFields are the image's own fields (everything else is an extra property).
+var baseFields = map[string]bool{
+	"name": true, "visibility": true, "protected": true, "os_hidden": true,
+	"container_format": true, "disk_format": true, "min_disk": true, "min_ram": true,
+	"owner": true, "tags": true, "locations": true,
+}
+
+// ReadOnlyField reports whether a field is read-only (for create as well as update).
+func ReadOnlyField(k string) bool { return readOnly[k] }
+
+// Update applies JSON-patch changes with Glance's semantics: add overwrites, replace and
+// remove of a missing property conflict, base fields cannot be removed, read-only and
+// reserved fields are refused, formats change only while queued, owner only by an admin,
+// public only by an admin.
+func (c *Catalog) Update(ctx context.Context, pr auth.Principal, id string, changes []Change) (Image, error) {
+	for _, ch := range changes {
+		if err := c.precheck(ctx, pr, id, ch); err != nil {
+			return Image{}, err
+		}
+	}
+	return c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
+		for _, ch := range changes {
+			if err := apply(img, ch); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// precheck refuses what no state of the image could allow, and asks the policy about
+// visibility and owner changes before the transaction.
+func (c *Catalog) precheck(ctx context.Context, pr auth.Principal, id string, ch Change) error {
+	switch {
+	case ch.Op != "add" && ch.Op != "replace" && ch.Op != "remove":
+		return fmt.Errorf("%w: unsupported op %q", ErrInvalid, ch.Op)
+	case readOnly[ch.Path]:
+		return fmt.Errorf("%w: attribute '%s' is read-only", ErrForbidden, ch.Path)
+	case ReservedProperty(ch.Path):
+		return fmt.Errorf("%w: attribute '%s' is reserved", ErrForbidden, ch.Path)
+	case ch.Path == "locations":
+		return fmt.Errorf("%w: image locations are not supported", ErrForbidden)
+	case baseFields[ch.Path] && ch.Op == "remove":
+		return fmt.Errorf("%w: attribute '%s' may not be removed", ErrForbidden, ch.Path)
+	case ch.Op != "remove" && ch.Value == nil:
+		return fmt.Errorf("%w: %s of %s needs a value", ErrInvalid, ch.Op, ch.Path)
+	case ch.Path == "owner" && !pr.Admin:
+		return fmt.Errorf("%w: owner can't be updated by non admin", ErrForbidden)
+	case ch.Path == "visibility":
+		var v Visibility
+		if err := json.Unmarshal(ch.Value, &v); err != nil || !ValidVisibility(v) {
+			return fmt.Errorf("%w: invalid visibility", ErrInvalid)
+		}
+		return c.checkVisibilityChange(ctx, pr, Image{ID: id, Visibility: v}, nil)
+	}
+	return nil
+}
+
+// apply makes one change to img.
+func apply(img *Image, ch Change) error {
+	if !baseFields[ch.Path] {
+		return applyProperty(img, ch)
+	}
+	dec := func(v any) error {
+		d := json.NewDecoder(bytes.NewReader(ch.Value))
+		if err := d.Decode(v); err != nil {
+			return fmt.Errorf("%w: invalid value for %s: %v", ErrInvalid, ch.Path, err)
+		}
+		return nil
+	}
+	switch ch.Path {
+	case "name":
+		return dec(&img.Name)
+	case "visibility":
+		return dec(&img.Visibility)
+	case "protected":
+		return dec(&img.Protected)
+	case "os_hidden":
+		return dec(&img.Hidden)
+	case "owner":
+		return dec(&img.Owner)
+	case "min_disk":
+		return dec(&img.MinDisk)
+	case "min_ram":
+		return dec(&img.MinRAM)
+	case "tags":
+		var tags []string
+		if err := dec(&tags); err != nil {
+			return err
+		}
+		img.Tags = dedupe(tags)
+		return nil
+	case "disk_format", "container_format":
+		if img.Status != StatusQueued && img.Status != StatusImporting {
+			return fmt.Errorf("%w: attribute %s can be only replaced for a queued image", ErrForbidden, ch.Path)
+		}
+		if ch.Path == "disk_format" {
+			return dec(&img.DiskFormat)
+		}
+		return dec(&img.ContainerFormat)
+	}
+	return fmt.Errorf("%w: %s", ErrInvalid, ch.Path)
+}
+
+func applyProperty(img *Image, ch Change) error {
+	_, exists := img.Properties[ch.Path]
+	switch ch.Op {
+	case "remove":
+		if !exists {
+			return fmt.Errorf("%w: property %s does not exist", ErrConflict, ch.Path)
+		}
+		delete(img.Properties, ch.Path)
+		return nil
+	case "replace":
+		if !exists {
+			return fmt.Errorf("%w: property %s does not exist", ErrConflict, ch.Path)
+		}
+	}
+	var v string
+	if err := json.Unmarshal(ch.Value, &v); err != nil {
+		return fmt.Errorf("%w: property %s must be a string", ErrInvalid, ch.Path)
+	}
+	img.Properties[ch.Path] = v
+	return nil
+}

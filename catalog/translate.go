@@ -1,0 +1,253 @@
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"regexp"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/xloud/xloud-image/manifest"
+	"github.com/xloud/xloud-image/storage"
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+// The translation layer: an image with data is a VM-image index in <project>/<slug>, tagged
+// with the image id and `latest`.
+
+var (
+	componentRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
+	slugStrip   = regexp.MustCompile(`[^a-z0-9]+`)
+)
+
+// TagLatest moves to the newest active image of a repository.
+const TagLatest = "latest"
+
+// slug makes a repository path component of an image name.
+func slug(name string) string {
+	s := strings.Trim(slugStrip.ReplaceAllString(strings.ToLower(name), "-"), "-")
+	if len(s) > 100 {
+		s = strings.Trim(s[:100], "-")
+	}
+	if s == "" {
+		return "image"
+	}
+	return s
+}
+
+// repositoryFor is where an image's content goes: its owner project's name (or id, when the
+// name is not a valid path component) and the slug of its name, fixed at first upload.
+func (c *Catalog) repositoryFor(ctx context.Context, img Image) (string, error) {
+	if img.Repository != "" {
+		return img.Repository, nil
+	}
+	project := img.Owner
+	if p, err := c.policy.Directory.GetProject(ctx, img.Owner); err == nil && componentRE.MatchString(strings.ToLower(p.Name)) {
+		project = strings.ToLower(p.Name)
+	}
+	return project + "/" + slug(deref(img.Name)), nil
+}
+
+// containerDiskFormat: containerDisks exist for qcow2 and raw only.
+func containerDiskFormat(img Image) bool {
+	f := deref(img.DiskFormat)
+	return f == "qcow2" || f == "raw"
+}
+
+func containerDiskFraming(img Image, size int64) ([]byte, int64) {
+	return manifest.ContainerDiskTar(size, img.CreatedAt)
+}
+
+// uploaded is what receive learnt of the data.
+type uploaded struct {
+	repo                string
+	disk                digest.Digest
+	size                int64
+	md5                 string
+	hashAlgo, hashValue string
+	tarHash             hash.Hash // nil: compute from the stored blob
+}
+
+// publish writes the VM-image index for img's data and makes the image active.
+func (c *Catalog) publish(ctx context.Context, img Image, data uploaded) (Image, error) {
+	format := deref(img.DiskFormat)
+	cfg, _ := json.Marshal(map[string]any{
+		"id": img.ID, "name": img.Name, "owner": img.Owner, "disk_format": format,
+		"container_format": img.ContainerFormat, "min_disk": img.MinDisk, "min_ram": img.MinRAM,
+		"properties": img.Properties, "checksum": data.md5,
+		"os_hash_algo": data.hashAlgo, "os_hash_value": data.hashValue,
+	})
+	cfgDesc, err := c.putContent(ctx, data.repo, manifest.MediaTypeVMConfig, cfg)
+	if err != nil {
+		return img, err
+	}
+	title := slug(deref(img.Name)) + "." + format
+	diskDesc := v1.Descriptor{MediaType: manifest.DiskMediaType(format), Digest: data.disk, Size: data.size,
+		Annotations: map[string]string{v1.AnnotationTitle: title}}
+	annotations := map[string]string{"io.xloud.image.id": img.ID}
+	artifact := manifest.DiskArtifact(cfgDesc, diskDesc, nil, annotations)
+	artDesc := manifest.Descriptor(v1.MediaTypeImageManifest, artifact)
+	artDesc.ArtifactType = manifest.ArtifactTypeVMImage
+	children := []manifestDoc{{artDesc, artifact}}
+	var cdDesc *v1.Descriptor
+	if containerDiskFormat(img) {
+		doc, err := c.containerDisk(ctx, img, data)
+		if err != nil {
+			return img, err
+		}
+		cdDesc = &doc.desc
+		children = append(children, doc)
+	}
+	index := manifest.VMImageIndex(cdDesc, artDesc, annotations)
+	indexDigest := digest.FromBytes(index)
+	for _, ch := range children {
+		if err := c.putManifest(ctx, data.repo, ch.desc, ch.content, nil); err != nil {
+			return img, err
+		}
+	}
+	idxDesc := manifest.Descriptor(v1.MediaTypeImageIndex, index)
+	if err := c.putManifest(ctx, data.repo, idxDesc, index, []string{img.ID, TagLatest}); err != nil {
+		return img, err
+	}
+	var out Image
+	err = c.meta.Update(ctx, func(tx meta.Tx) error {
+		cur, err := getImage(tx, img.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Status != StatusSaving && cur.Status != StatusImporting {
+			return ErrGone
+		}
+		next := cur
+		next.Status = StatusActive
+		next.Size = &data.size
+		next.Checksum = &data.md5
+		next.HashAlgo, next.HashValue = &data.hashAlgo, &data.hashValue
+		next.Repository, next.Reference, next.DiskDigest = data.repo, indexDigest.String(), data.disk.String()
+		next.UpdatedAt = c.Now().UTC().Truncate(1e9)
+		out = next
+		for _, d := range append([]digest.Digest{indexDigest}, childDigests(children)...) {
+			if err := tx.Put(keyImageRef(data.repo, d.String()), []byte(img.ID)); err != nil {
+				return err
+			}
+		}
+		return putImage(tx, &cur, next)
+	})
+	if err != nil {
+		c.unpublish(context.WithoutCancel(ctx), Image{ID: img.ID, Repository: data.repo, Reference: indexDigest.String()})
+	}
+	return out, err
+}
+
+type manifestDoc struct {
+	desc    v1.Descriptor
+	content []byte
+}
+
+func childDigests(docs []manifestDoc) []digest.Digest {
+	var out []digest.Digest
+	for _, d := range docs {
+		out = append(out, d.desc.Digest)
+	}
+	return out
+}
+
+// containerDisk makes the runnable image whose one tar layer holds disk/disk.img, generated
+// from the stored disk blob (a derived blob: no second copy).
+func (c *Catalog) containerDisk(ctx context.Context, img Image, data uploaded) (manifestDoc, error) {
+	prefix, suffix := containerDiskFraming(img, data.size)
+	th := data.tarHash
+	if th == nil {
+		// The size was not known while the data streamed in: hash the layer from the blob.
+		th = sha256.New()
+		th.Write(prefix)
+		f, _, err := c.store.OpenBlob(ctx, data.repo, data.disk)
+		if err != nil {
+			return manifestDoc{}, err
+		}
+		_, err = io.Copy(th, f)
+		f.Close()
+		if err != nil {
+			return manifestDoc{}, fmt.Errorf("hash containerDisk layer: %w", err)
+		}
+	}
+	th.Write(make([]byte, suffix))
+	layerDigest := digest.NewDigest(digest.SHA256, th)
+	if err := c.store.PutDerived(ctx, data.repo, layerDigest, storage.Derived{Base: data.disk, Prefix: prefix, Suffix: suffix}); err != nil {
+		return manifestDoc{}, err
+	}
+	arch := img.Properties["architecture"]
+	if arch == "" {
+		arch = "amd64"
+	}
+	cfg := manifest.ContainerDiskConfig(arch, layerDigest, img.CreatedAt)
+	cfgDesc, err := c.putContent(ctx, data.repo, v1.MediaTypeImageConfig, cfg)
+	if err != nil {
+		return manifestDoc{}, err
+	}
+	layer := v1.Descriptor{MediaType: v1.MediaTypeImageLayer, Digest: layerDigest, Size: int64(len(prefix)) + data.size + suffix}
+	m := manifest.ContainerDiskManifest(cfgDesc, layer)
+	desc := manifest.Descriptor(v1.MediaTypeImageManifest, m)
+	desc.Platform = &v1.Platform{Architecture: arch, OS: "linux"}
+	return manifestDoc{desc, m}, nil
+}
+
+// putContent stores small content as a blob of repo.
+func (c *Catalog) putContent(ctx context.Context, repo, mediaType string, content []byte) (v1.Descriptor, error) {
+	d, n, err := c.store.PutBlob(ctx, repo, bytes.NewReader(content), -1)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return v1.Descriptor{MediaType: mediaType, Digest: d, Size: n}, nil
+}
+
+// putManifest stores a generated manifest (its references are all in repo).
+func (c *Catalog) putManifest(ctx context.Context, repo string, desc v1.Descriptor, content []byte, tags []string) error {
+	m, err := manifest.Parse(desc.MediaType, content)
+	if err != nil {
+		return err
+	}
+	put := storage.ManifestPut{Digest: desc.Digest, MediaType: m.MediaType, Content: content,
+		ArtifactType: m.ArtifactType, Annotations: m.Annotations, Required: m.Blobs,
+		Children: m.Manifests, Tags: tags}
+	if m.Subject != nil {
+		put.Subject = m.Subject.Digest
+	}
+	return c.store.PutManifest(ctx, repo, put)
+}
+
+// unpublish removes an image's manifests from the registry at once (tags go with them).
+func (c *Catalog) unpublish(ctx context.Context, img Image) error {
+	if img.Repository == "" || img.Reference == "" {
+		return nil
+	}
+	d, err := digest.Parse(img.Reference)
+	if err != nil {
+		return err
+	}
+	_, content, err := c.store.GetManifest(ctx, img.Repository, d)
+	if err != nil && !errors.Is(err, storage.ErrManifestUnknown) {
+		return err
+	}
+	var children []digest.Digest
+	if content != nil {
+		if m, err := manifest.Parse("", content); err == nil {
+			children = m.Manifests
+		}
+	}
+	for _, x := range append([]digest.Digest{d}, children...) {
+		if err := c.store.DeleteManifest(ctx, img.Repository, x); err != nil && !errors.Is(err, storage.ErrManifestUnknown) {
+			return err
+		}
+		c.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(keyImageRef(img.Repository, x.String())) })
+	}
+	return nil
+}
