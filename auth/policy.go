@@ -47,9 +47,10 @@ type Directory interface {
 type Policy struct {
 	Directory     Directory
 	AnonymousPull bool
-	// Public reports whether a repository is readable by everyone (public images). Until
-	// the catalog provides it, nothing is.
-	Public func(ctx context.Context, repo string) bool
+	// ContentReadable reports whether pr may read some image whose content is in repo
+	// (public, community, shared with the caller's project): the catalog's answer, so
+	// readers of an image can pull it from a repository of another project.
+	ContentReadable func(ctx context.Context, pr Principal, repo string) (bool, error)
 }
 
 // RepositoryProject returns the project owning repo: its first path component, which names
@@ -95,12 +96,13 @@ func (p *Policy) AllowRepository(ctx context.Context, pr Principal, repo string,
 	if pr.Admin {
 		return true, nil
 	}
-	public := act == ActionPull && p.Public != nil && p.Public(ctx, repo)
-	if pr.Anonymous {
-		return public && p.AnonymousPull, nil
+	if act == ActionPull && p.ContentReadable != nil {
+		if ok, err := p.ContentReadable(ctx, pr, repo); ok || err != nil {
+			return ok, err
+		}
 	}
-	if public {
-		return true, nil
+	if pr.Anonymous {
+		return false, nil
 	}
 	proj, err := p.RepositoryProject(ctx, repo)
 	if errors.Is(err, ErrNotFound) {

@@ -41,10 +41,13 @@ type Catalog struct {
 
 // New returns the catalog over store, deciding access with policy.
 func New(store *storage.Store, policy *auth.Policy) *Catalog {
-	return &Catalog{
+	c := &Catalog{
 		store: store, meta: store.Meta(), policy: policy,
 		Now: time.Now, NewID: uuid.NewString, HashAlgo: "sha256",
 	}
+	// Readers of an image may pull it from its repository, whoever owns that.
+	policy.ContentReadable = c.ContentReadable
+	return c
 }
 
 // Metadata keys of the catalog (beside storage/layout.go's):

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/catalog"
 	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
 )
@@ -25,8 +26,9 @@ import (
 // member-a, member-b and the admin.
 type secured struct {
 	*testRegistry
-	id     *auth.Identity
-	signer *auth.Signer
+	id      *auth.Identity
+	signer  *auth.Signer
+	catalog *catalog.Catalog
 	users  map[string]string // name -> password
 }
 
@@ -70,11 +72,13 @@ func newSecured(t *testing.T) *secured {
 		}
 		s.users[u.name] = u.name + "-pw"
 	}
+	policy := &auth.Policy{Directory: id}
+	s.catalog = catalog.New(store, policy)
 	reg := New(store, Options{Access: &Access{
 		Authenticator: &auth.Authenticator{Passwords: id, Tokens: id, Signer: signer},
-		Policy:        &auth.Policy{Directory: id},
+		Policy:        policy,
 		Service:       "xloud-image",
-	}})
+	}, Catalog: s.catalog})
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", reg)
 	mux.Handle("/token", reg.TokenHandler())

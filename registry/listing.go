@@ -66,6 +66,9 @@ func (reg *Registry) getTags(w http.ResponseWriter, r *http.Request, rt route) e
 		if more {
 			setNextLink(w, "/v2/"+rt.name+"/tags/list", n, tags[len(tags)-1])
 		}
+		if tags, err = reg.readableTags(r, rt.name, tags); err != nil {
+			return err
+		}
 	}
 	if tags == nil {
 		tags = []string{}
@@ -147,4 +150,22 @@ func (reg *Registry) getReferrers(w http.ResponseWriter, r *http.Request, rt rou
 	index := v1.Index{MediaType: v1.MediaTypeImageIndex, Manifests: descs}
 	index.SchemaVersion = 2
 	return writeJSON(w, r, v1.MediaTypeImageIndex, index)
+}
+
+// readableTags drops the tags of images the caller may not read.
+func (reg *Registry) readableTags(r *http.Request, repo string, tags []string) ([]string, error) {
+	if reg.opt.Catalog == nil || reg.opt.Access == nil {
+		return tags, nil
+	}
+	out := []string{}
+	for _, t := range tags {
+		d, err := reg.store.ResolveTag(r.Context(), repo, t)
+		if err != nil {
+			continue
+		}
+		if reg.canReadManifest(r, repo, d) == nil {
+			out = append(out, t)
+		}
+	}
+	return out, nil
 }

@@ -57,6 +57,9 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request, rt rout
 	if err != nil {
 		return err
 	}
+	if err := reg.canReadManifest(r, rt.name, d); err != nil {
+		return err
+	}
 	h := w.Header()
 	h.Set("Content-Type", rec.MediaType)
 	h.Set("Content-Length", strconv.Itoa(len(content)))
@@ -148,7 +151,7 @@ func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request, rt r
 		return err
 	}
 	if ref.digest != "" {
-		err = reg.store.DeleteManifest(r.Context(), rt.name, ref.digest)
+		err = reg.deleteManifestByDigest(r, rt.name, ref.digest)
 	} else {
 		err = reg.store.DeleteTag(r.Context(), rt.name, ref.tag)
 	}
@@ -158,4 +161,16 @@ func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request, rt r
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil
+}
+
+// deleteManifestByDigest deletes an image's manifest through the catalog (the image goes
+// with it), any other manifest directly.
+func (reg *Registry) deleteManifestByDigest(r *http.Request, repo string, d digest.Digest) error {
+	if reg.opt.Catalog != nil {
+		handled, err := reg.opt.Catalog.DeleteManifest(r.Context(), principal(r.Context()), repo, d)
+		if handled || err != nil {
+			return err
+		}
+	}
+	return reg.store.DeleteManifest(r.Context(), repo, d)
 }

@@ -19,6 +19,8 @@ type Options struct {
 	SparseManifests bool
 	// Access authenticates and authorizes requests; nil serves everyone (--auth none).
 	Access *Access
+	// Catalog refines reads and deletes of image content; nil: plain registry.
+	Catalog Catalog
 }
 
 // DefaultMaxManifestSize is well above the spec's 4 MiB floor and the conformance suite's

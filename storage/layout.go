@@ -25,6 +25,7 @@ package storage
 //	set repo:<repo>:tags           tag names of the repository
 //	set mtags:<repo>:<digest>      tags pointing at one manifest (so a delete removes them)
 //	set referrers:<repo>:<digest>  manifests whose subject is <digest>
+//	set holders:<repo>:<digest>    manifests of the repository that hold <digest>
 //	upload:<id>                    uploadRecord: repository, offset, hash state, times
 //	set uploads                    every open upload session id
 
@@ -44,6 +45,9 @@ func keyManifestTags(repo string, d digest.Digest) string {
 }
 func keyManifest(repo string, d digest.Digest) string {
 	return "manifest:" + repo + ":" + d.String()
+}
+func keyHolders(repo string, d digest.Digest) string {
+	return "holders:" + repo + ":" + d.String()
 }
 func keyReferrers(repo string, subject digest.Digest) string {
 	return "referrers:" + repo + ":" + subject.String()

@@ -132,6 +132,11 @@ func (s *Store) addManifest(tx meta.Tx, repo string, m ManifestPut, blobs []dige
 		if err := addRef(tx, d, 1); err != nil {
 			return err
 		}
+		if d != m.Digest {
+			if err := tx.SetAdd(keyHolders(repo, d), m.Digest.String()); err != nil {
+				return err
+			}
+		}
 		rec.Holds = append(rec.Holds, d)
 	}
 	if err := putJSON(tx, keyManifest(repo, m.Digest), rec); err != nil {
@@ -247,6 +252,9 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		}
 		for _, h := range rec.Holds {
 			if err := addRef(tx, h, -1); err != nil {
+				return err
+			}
+			if err := tx.SetRemove(keyHolders(repo, h), d.String()); err != nil {
 				return err
 			}
 		}
@@ -372,4 +380,17 @@ func (s *Store) TagManifest(ctx context.Context, repo, tag string, d digest.Dige
 		}
 		return setTag(tx, repo, tag, d)
 	})
+}
+
+// Holders lists the manifests of repo that hold d (as config, layer or child).
+func (s *Store) Holders(ctx context.Context, repo string, d digest.Digest) ([]digest.Digest, error) {
+	var out []digest.Digest
+	err := s.meta.View(ctx, func(tx meta.Tx) error {
+		hs, err := tx.SetRange(keyHolders(repo, d), "", 0)
+		for _, h := range hs {
+			out = append(out, digest.Digest(h))
+		}
+		return err
+	})
+	return out, err
 }

@@ -88,3 +88,25 @@ func (s *security) mountIdentity(mux *http.ServeMux) {
 		return
 	}
 }
+
+// imagePolicy is the policy the catalog applies. With --auth none nobody is refused (every
+// caller is an admin), so only the directory matters.
+func (s *security) imagePolicy() *auth.Policy {
+	if s == nil {
+		return &auth.Policy{Directory: openDirectory{}}
+	}
+	return s.policy
+}
+
+// openDirectory is the directory of --auth none: no projects, no roles.
+type openDirectory struct{}
+
+func (openDirectory) GetProject(context.Context, string) (auth.Project, error) {
+	return auth.Project{}, auth.ErrNotFound
+}
+
+func (openDirectory) ProjectByName(context.Context, string) (auth.Project, error) {
+	return auth.Project{}, auth.ErrNotFound
+}
+
+func (openDirectory) RolesOn(context.Context, string, string) ([]auth.Role, error) { return nil, nil }

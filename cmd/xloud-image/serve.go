@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xloud/xloud-image/catalog"
 	"github.com/xloud/xloud-image/registry"
 	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
@@ -54,7 +55,9 @@ func cmdServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: *sparse, Access: sec.registryAccess()})
+	cat := catalog.New(store, sec.imagePolicy())
+	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: *sparse,
+		Access: sec.registryAccess(), Catalog: cat})
 
 	health := healthHandler(store)
 	regMux := http.NewServeMux()

@@ -1,0 +1,115 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/catalog"
+)
+
+// scoped returns a principal scoped to the project the user has a role on.
+func (s *secured) scoped(t *testing.T, user, project string) auth.Principal {
+	t.Helper()
+	ctx := context.Background()
+	u, err := s.id.UserByName(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := s.id.ProjectByName(ctx, project)
+	roles, _ := s.id.RolesOn(ctx, u.ID, p.ID)
+	admin := false
+	for _, r := range roles {
+		admin = admin || r == auth.RoleAdmin
+	}
+	return auth.Principal{UserID: u.ID, UserName: user, Scoped: true, ProjectID: p.ID, ScopedRoles: roles, Admin: admin}
+}
+
+// TestImageRulesOnRegistryReads: an image made through the catalog is pulled through the
+// Registry API under the image's visibility, membership and deactivation, and deleting its
+// manifest deletes the image.
+func TestImageRulesOnRegistryReads(t *testing.T) {
+	s := newSecured(t)
+	ctx := context.Background()
+	memberA := s.scoped(t, "member-a", "a")
+	name, format, bare := "Golden", "raw", "bare"
+	img, err := s.catalog.Create(ctx, memberA, catalog.NewImage{Name: &name, DiskFormat: &format, ContainerFormat: &bare})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := bytes.Repeat([]byte("disk"), 5000)
+	img, err = s.catalog.Upload(ctx, memberA, img.ID, bytes.NewReader(disk), int64(len(disk)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Repository != "a/golden" {
+		t.Fatalf("repository %q", img.Repository)
+	}
+	pull := func(user string) (*http.Response, []byte) {
+		return s.do("GET", "/v2/a/golden/manifests/"+img.ID, nil, append(s.as(user), "Accept", v1.MediaTypeImageIndex)...)
+	}
+	diskBlob := func(user string) *http.Response {
+		r, _ := s.do("GET", "/v2/a/golden/blobs/sha256:"+*img.HashValue, nil, s.as(user)...)
+		return r
+	}
+	for user, want := range map[string]int{"member-a": 200, "reader-a": 200, "member-b": 403, "admin": 200} {
+		if r, _ := pull(user); r.StatusCode != want {
+			t.Errorf("pull as %s: %d, want %d", user, r.StatusCode, want)
+		}
+	}
+	r, body := pull("member-a")
+	var idx v1.Index
+	json.Unmarshal(body, &idx)
+	if r.Header.Get("Content-Type") != v1.MediaTypeImageIndex || len(idx.Manifests) != 2 {
+		t.Fatalf("index: %s", body)
+	}
+	if r := diskBlob("member-a"); r.StatusCode != 200 {
+		t.Fatalf("disk blob: %d", r.StatusCode)
+	}
+	// Shared with b and accepted: b pulls from a's repository.
+	if _, err := s.catalog.AddMember(ctx, memberA, img.ID, s.scoped(t, "member-b", "b").ProjectID); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := pull("member-b"); r.StatusCode != 200 {
+		t.Fatalf("member project pull: %d", r.StatusCode)
+	}
+	if r := diskBlob("member-b"); r.StatusCode != 200 {
+		t.Fatalf("member project blob: %d", r.StatusCode)
+	}
+	// Deactivated: only admins read it.
+	if err := s.catalog.Deactivate(ctx, memberA, img.ID); err != nil {
+		t.Fatal(err)
+	}
+	for user, want := range map[string]int{"member-a": 403, "member-b": 403, "admin": 200} {
+		r, body := pull(user)
+		if r.StatusCode != want {
+			t.Errorf("pull of deactivated image as %s: %d, want %d", user, r.StatusCode, want)
+		}
+		if want == 403 && !bytes.Contains(body, []byte("DENIED")) {
+			t.Errorf("deactivated refusal body: %s", body)
+		}
+		if r := diskBlob(user); r.StatusCode != want {
+			t.Errorf("blob of deactivated image as %s: %d, want %d", user, r.StatusCode, want)
+		}
+	}
+	if err := s.catalog.Reactivate(ctx, memberA, img.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Deleting the manifest through the registry deletes the image.
+	r, body = s.do("DELETE", "/v2/a/golden/manifests/"+img.Reference, nil, s.as("member-a")...)
+	if r.StatusCode != 202 {
+		t.Fatalf("delete: %d %s", r.StatusCode, body)
+	}
+	got, err := s.catalog.Get(ctx, s.scoped(t, "admin", "admin"), img.ID)
+	if err != nil || got.Status != catalog.StatusDeleted {
+		t.Fatalf("image after registry delete: %+v %v", got.Status, err)
+	}
+	if r, _ := pull("admin"); r.StatusCode != 404 {
+		t.Fatalf("pull after delete: %d", r.StatusCode)
+	}
+}
