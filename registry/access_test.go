@@ -29,7 +29,7 @@ type secured struct {
 	id      *auth.Identity
 	signer  *auth.Signer
 	catalog *catalog.Catalog
-	users  map[string]string // name -> password
+	users   map[string]string // name -> password
 }
 
 func newSecured(t *testing.T) *secured {
