@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/catalog"
+	"github.com/xloud/xloud-image/internal/testenv"
 	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
 )
@@ -81,15 +84,31 @@ func (w *world) create(t *testing.T, who, name, format string) catalog.Image {
 	return img
 }
 
+// qemuImage makes a disk image with qemu-img and returns its bytes.
+func qemuImage(t *testing.T, args ...string) []byte {
+	t.Helper()
+	bin := testenv.RequireTool(t, "qemu-img")
+	path := filepath.Join(t.TempDir(), "disk")
+	cmd := exec.Command(bin, append(append([]string{"create"}, args[:len(args)-1]...), path, args[len(args)-1])...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func TestUploadPublishesVMImageIndex(t *testing.T) {
+	qcow := qemuImage(t, "-f", "qcow2", "64M")
 	for _, known := range []bool{true, false} {
 		w := newWorld(t)
 		img := w.create(t, "member-a", "Ubuntu 24.04 LTS", "qcow2")
 		if img.Status != catalog.StatusQueued || img.Visibility != catalog.VisibilityShared || img.Owner != w.project["a"] {
 			t.Fatalf("new image: %+v", img)
 		}
-		data := make([]byte, 3<<20+5)
-		rand.Read(data)
+		data := qcow
 		size := int64(-1)
 		if known {
 			size = int64(len(data))
@@ -101,7 +120,8 @@ func TestUploadPublishesVMImageIndex(t *testing.T) {
 		sum := md5.Sum(data)
 		sha := sha256.Sum256(data)
 		if got.Status != catalog.StatusActive || *got.Size != int64(len(data)) || *got.Checksum != hex.EncodeToString(sum[:]) ||
-			*got.HashAlgo != "sha256" || *got.HashValue != hex.EncodeToString(sha[:]) || got.Repository != "a/ubuntu-24-04-lts" {
+			*got.HashAlgo != "sha256" || *got.HashValue != hex.EncodeToString(sha[:]) || got.Repository != "a/ubuntu-24-04-lts" ||
+			got.VirtualSize == nil || *got.VirtualSize != 64<<20 {
 			t.Fatalf("uploaded image: %+v", got)
 		}
 		// The registry side: tag id and latest point at the index.
@@ -290,5 +310,41 @@ func TestPatchRules(t *testing.T) {
 	got, _ := w.cat.Get(ctx, w.as["member-a"], img.ID)
 	if got.Properties["k"] != "v2" || got.Name != nil {
 		t.Fatalf("after patches: %+v", got)
+	}
+}
+
+// TestUnsafeOrMismatchedDataIsRefused: data that is not what disk_format says, or that fails
+// the safety checks, is ErrBadData and leaves the image queued with nothing stored.
+func TestUnsafeOrMismatchedDataIsRefused(t *testing.T) {
+	w := newWorld(t)
+	base := filepath.Join(t.TempDir(), "base.qcow2")
+	if out, err := exec.Command(testenv.RequireTool(t, "qemu-img"), "create", "-f", "qcow2", base, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	withBacking := qemuImage(t, "-f", "qcow2", "-F", "qcow2", "-b", base, "16M")
+	raw := make([]byte, 1<<20)
+	rand.Read(raw)
+	cases := []struct {
+		name, format string
+		data         []byte
+	}{
+		{"qcow2 with a backing file", "qcow2", withBacking},
+		{"raw declared as qcow2", "qcow2", raw},
+		{"qcow2 declared as raw", "raw", qemuImage(t, "-f", "qcow2", "1M")},
+	}
+	for _, c := range cases {
+		img := w.create(t, "member-a", c.name, c.format)
+		_, err := w.cat.Upload(ctx, w.as["member-a"], img.ID, bytes.NewReader(c.data), int64(len(c.data)))
+		if !errors.Is(err, catalog.ErrBadData) {
+			t.Errorf("%s: %v, want ErrBadData", c.name, err)
+		}
+		got, _ := w.cat.Get(ctx, w.as["member-a"], img.ID)
+		if got.Status != catalog.StatusQueued || got.Repository != "" {
+			t.Errorf("%s: image left %s in %q", c.name, got.Status, got.Repository)
+		}
+	}
+	repos, _, _ := w.store.Repositories(ctx, "", 0)
+	if len(repos) != 0 {
+		t.Fatalf("refused data left repositories %v", repos)
 	}
 }

@@ -12,12 +12,17 @@ import (
 	"io"
 
 	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/diskformat"
 	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
 )
 
 // ErrNoData means an image has no data to download (Glance answers 204).
 var ErrNoData = errors.New("image has no data")
+
+// ErrBadData means the data is not what the image declares or fails the safety checks
+// (Glance 2025.1 answers 415); nothing is stored.
+var ErrBadData = errors.New("image data refused")
 
 // MaxImageSize is Glance's image_size_cap (1 TiB).
 const MaxImageSize = 1 << 40
@@ -90,21 +95,32 @@ func (c *Catalog) receive(ctx context.Context, img Image, body io.Reader, size i
 		hs.tar.Write(prefix)
 		sinks = append(sinks, hs.tar)
 	}
+	inspector := diskformat.NewInspector()
+	sinks = append(sinks, inspector)
 	max := int64(MaxImageSize)
 	if size >= 0 {
 		max = size
 	}
-	d, n, err := c.store.PutBlob(ctx, repo, body, max, sinks...)
+	// The data must be what the image says it is, and safe, before anything is committed.
+	var report diskformat.Report
+	check := func(n int64) error {
+		if size >= 0 && n != size {
+			return fmt.Errorf("%w: size mismatch: %d bytes received, %d declared", ErrInvalid, n, size)
+		}
+		report = inspector.Report()
+		if err := diskformat.Verify(deref(img.DiskFormat), report); err != nil {
+			return fmt.Errorf("%w: %v", ErrBadData, err)
+		}
+		return nil
+	}
+	d, n, err := c.store.PutBlob(ctx, repo, body, max, check, sinks...)
 	if err != nil {
 		if errors.Is(err, storage.ErrTooLarge) && size >= 0 {
 			return img, fmt.Errorf("%w: size mismatch: more data than the %d bytes declared", ErrInvalid, size)
 		}
 		return img, err
 	}
-	if size >= 0 && n != size {
-		return img, fmt.Errorf("%w: size mismatch: %d bytes received, %d declared", ErrInvalid, n, size)
-	}
-	data := uploaded{repo: repo, disk: d, size: n, md5: hex.EncodeToString(hs.md5.Sum(nil))}
+	data := uploaded{repo: repo, disk: d, size: n, md5: hex.EncodeToString(hs.md5.Sum(nil)), virtualSize: report.VirtualSize}
 	if hs.multi != nil {
 		data.hashAlgo, data.hashValue = "sha512", hex.EncodeToString(hs.multi.Sum(nil))
 	} else {

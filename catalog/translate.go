@@ -72,6 +72,7 @@ type uploaded struct {
 	disk                digest.Digest
 	size                int64
 	md5                 string
+	virtualSize         int64
 	hashAlgo, hashValue string
 	tarHash             hash.Hash // nil: compute from the stored blob
 }
@@ -129,6 +130,9 @@ func (c *Catalog) publish(ctx context.Context, img Image, data uploaded) (Image,
 		next := cur
 		next.Status = StatusActive
 		next.Size = &data.size
+		if data.virtualSize > 0 {
+			next.VirtualSize = &data.virtualSize
+		}
 		next.Checksum = &data.md5
 		next.HashAlgo, next.HashValue = &data.hashAlgo, &data.hashValue
 		next.Repository, next.Reference, next.DiskDigest = data.repo, indexDigest.String(), data.disk.String()
@@ -202,7 +206,7 @@ func (c *Catalog) containerDisk(ctx context.Context, img Image, data uploaded) (
 
 // putContent stores small content as a blob of repo.
 func (c *Catalog) putContent(ctx context.Context, repo, mediaType string, content []byte) (v1.Descriptor, error) {
-	d, n, err := c.store.PutBlob(ctx, repo, bytes.NewReader(content), -1)
+	d, n, err := c.store.PutBlob(ctx, repo, bytes.NewReader(content), -1, nil)
 	if err != nil {
 		return v1.Descriptor{}, err
 	}

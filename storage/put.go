@@ -16,9 +16,10 @@ import (
 
 // PutBlob streams r into a new blob linked into repo, in one pass: the sha256 digest and
 // every sink (other hashes, a format inspector) see the bytes as they are written. At most
-// max bytes are taken (max < 0: no limit). Nothing is visible until the blob is committed;
-// on error nothing is left behind. It returns the digest and size.
-func (s *Store) PutBlob(ctx context.Context, repo string, r io.Reader, max int64, sinks ...io.Writer) (digest.Digest, int64, error) {
+// max bytes are taken (max < 0: no limit). check, if not nil, runs once the bytes are in
+// and before anything is committed: its error refuses the blob. Nothing is visible until
+// the blob is committed; on error nothing is left behind. It returns the digest and size.
+func (s *Store) PutBlob(ctx context.Context, repo string, r io.Reader, max int64, check func(size int64) error, sinks ...io.Writer) (digest.Digest, int64, error) {
 	tmp, err := os.CreateTemp(filepath.Join(s.files.root, "uploads"), "put-*")
 	if err != nil {
 		return "", 0, fmt.Errorf("put blob: %w", err)
@@ -29,6 +30,11 @@ func (s *Store) PutBlob(ctx context.Context, repo string, r io.Reader, max int64
 	n, err := ingest(tmp, 0, r, max, append([]io.Writer{h}, sinks...)...)
 	if err != nil {
 		return "", n, fmt.Errorf("put blob: %w", err)
+	}
+	if check != nil {
+		if err := check(n); err != nil {
+			return "", n, err
+		}
 	}
 	if err := tmp.Sync(); err != nil {
 		return "", n, fmt.Errorf("put blob: %w", err)
