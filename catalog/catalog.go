@@ -199,3 +199,5 @@ func getJSONTx(tx meta.Tx, key string, v any) error {
 	}
 	return json.Unmarshal(b, v)
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

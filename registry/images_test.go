@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/catalog"
+	"github.com/xloud/xloud-image/internal/testenv"
 )
 
 // scoped returns a principal scoped to the project the user has a role on.
@@ -111,5 +117,66 @@ func TestImageRulesOnRegistryReads(t *testing.T) {
 	}
 	if r, _ := pull("admin"); r.StatusCode != 404 {
 		t.Fatalf("pull after delete: %d", r.StatusCode)
+	}
+}
+
+// TestPushedDiskBecomesImage: a qcow2 pushed as an artifact through the Registry API is an
+// image in the catalog; an unsafe one is refused with MANIFEST_INVALID naming the reason
+// and never enters the catalog.
+func TestPushedDiskBecomesImage(t *testing.T) {
+	s := newSecured(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	qemu := testenv.RequireTool(t, "qemu-img")
+	good, base, bad := filepath.Join(dir, "good.qcow2"), filepath.Join(dir, "base.qcow2"), filepath.Join(dir, "bad.qcow2")
+	for _, args := range [][]string{
+		{"create", "-f", "qcow2", good, "32M"},
+		{"create", "-f", "qcow2", base, "32M"},
+		{"create", "-f", "qcow2", "-F", "qcow2", "-b", base, bad, "32M"},
+	} {
+		if out, err := exec.Command(qemu, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	hdr := s.as("member-a")
+	push := func(file, tag string) (*http.Response, []byte) {
+		disk, _ := os.ReadFile(file)
+		ld := s.pushBlobAs("a/disks", disk, hdr)
+		cd := s.pushBlobAs("a/disks", []byte("{}"), hdr)
+		m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.example.disk","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":%q,"size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d,"annotations":{"org.opencontainers.image.title":%q}}]}`,
+			cd, ld, len(disk), filepath.Base(file))
+		return s.do("PUT", "/v2/a/disks/manifests/"+tag, []byte(m), append(hdr, "Content-Type", "application/vnd.oci.image.manifest.v1+json")...)
+	}
+	r, body := push(bad, "bad")
+	if r.StatusCode != 400 || !bytes.Contains(body, []byte("MANIFEST_INVALID")) || !bytes.Contains(body, []byte("backing")) {
+		t.Fatalf("unsafe disk push: %d %s", r.StatusCode, body)
+	}
+	if r, _ := s.do("GET", "/v2/a/disks/manifests/bad", nil, hdr...); r.StatusCode != 404 {
+		t.Fatalf("refused manifest stored: %d", r.StatusCode)
+	}
+	r, body = push(good, "good")
+	if r.StatusCode != 201 {
+		t.Fatalf("disk push: %d %s", r.StatusCode, body)
+	}
+	imgs, _, err := s.catalog.List(ctx, s.scoped(t, "member-a", "a"), catalog.ListOptions{})
+	if err != nil || len(imgs) != 1 {
+		t.Fatalf("images after pushes: %d %v", len(imgs), err)
+	}
+	img := imgs[0]
+	info, _ := os.Stat(good)
+	if img.Status != catalog.StatusActive || *img.DiskFormat != "qcow2" || *img.Size != info.Size() ||
+		*img.VirtualSize != 32<<20 || *img.Name != "good.qcow2" || img.Owner != s.scoped(t, "member-a", "a").ProjectID {
+		t.Fatalf("pushed image: %+v", img)
+	}
+	// The Image API side downloads the same bytes.
+	_, rd, _, err := s.catalog.Open(ctx, s.scoped(t, "member-a", "a"), img.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rd)
+	rd.Close()
+	want, _ := os.ReadFile(good)
+	if !bytes.Equal(got, want) {
+		t.Fatal("downloaded disk differs")
 	}
 }

@@ -2,7 +2,9 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -110,8 +112,20 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt rout
 	if m.Subject != nil {
 		put.Subject = m.Subject.Digest
 	}
+	var record func(context.Context) error
+	if reg.opt.Catalog != nil {
+		record, err = reg.opt.Catalog.PushManifest(r.Context(), principal(r.Context()), rt.name, d, m, body)
+		if err != nil {
+			return E(CodeManifestInvalid).WithMessage("%v", err)
+		}
+	}
 	if err := reg.store.PutManifest(r.Context(), rt.name, put); err != nil {
 		return err
+	}
+	if record != nil {
+		if err := record(r.Context()); err != nil {
+			return fmt.Errorf("record image of %s: %w", d, err)
+		}
 	}
 	h := w.Header()
 	h.Set("Location", reg.location("/v2/"+rt.name+"/manifests/"+d.String()))

@@ -1,0 +1,132 @@
+package catalog
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/diskformat"
+	"github.com/xloud/xloud-image/manifest"
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+// The other direction of the translation: a VM disk pushed through the Registry API (an
+// artifact whose one layer is a disk file) becomes an image record, active, owned by the
+// repository's project, its format detected from the bytes. An unsafe disk is refused.
+
+// diskLayer returns the layer of m that is a VM disk, if m is a disk artifact: one layer,
+// no subject (signatures and SBOMs are not disks), and either a disk media type or a
+// format the bytes will tell.
+func diskLayer(m *manifest.Manifest, content []byte) (*v1.Descriptor, bool) {
+	if m.MediaType != manifest.MediaTypeOCIManifest && m.MediaType != manifest.MediaTypeDockerManifest {
+		return nil, false
+	}
+	if m.Subject != nil {
+		return nil, false
+	}
+	var full v1.Manifest
+	if err := jsonUnmarshal(content, &full); err != nil || len(full.Layers) != 1 {
+		return nil, false
+	}
+	l := full.Layers[0]
+	isArtifact := full.ArtifactType != "" || (full.Config.MediaType != v1.MediaTypeImageConfig &&
+		full.Config.MediaType != "application/vnd.docker.container.image.v1+json")
+	if strings.HasPrefix(l.MediaType, "application/vnd.diskimage.") || isArtifact {
+		return &l, true
+	}
+	return nil, false
+}
+
+// declaredFormat is the format a layer's media type or title names, if any.
+func declaredFormat(l *v1.Descriptor) string {
+	if f, ok := strings.CutPrefix(l.MediaType, "application/vnd.diskimage."); ok {
+		return f
+	}
+	switch ext := strings.TrimPrefix(path.Ext(l.Annotations[v1.AnnotationTitle]), "."); ext {
+	case "qcow2", "vmdk", "vhd", "vhdx", "vdi", "iso", "raw":
+		return ext
+	case "img":
+		return "raw"
+	}
+	return ""
+}
+
+// PushManifest inspects a manifest about to be stored through the Registry API. For a VM
+// disk it checks the disk is safe (an error refuses the push) and returns a function that
+// records the image once the manifest is stored; for other content it returns nil, nil.
+func (c *Catalog) PushManifest(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, m *manifest.Manifest, content []byte) (func(context.Context) error, error) {
+	layer, ok := diskLayer(m, content)
+	if !ok {
+		return nil, nil
+	}
+	f, _, err := c.store.OpenBlob(ctx, repo, layer.Digest)
+	if err != nil {
+		return nil, nil // a sparse push: nothing to inspect, not an image
+	}
+	defer f.Close()
+	in := diskformat.NewInspector()
+	md5h, shah := md5.New(), sha256.New()
+	if _, err := io.Copy(io.MultiWriter(in, md5h, shah), f); err != nil {
+		return nil, fmt.Errorf("inspect disk %s: %w", layer.Digest, err)
+	}
+	report := in.Report()
+	declared := declaredFormat(layer)
+	if declared == "" {
+		switch report.Format {
+		case diskformat.Raw, diskformat.GPT, diskformat.LUKS:
+			return nil, nil // bytes that say nothing of being a disk: plain content
+		}
+		declared = report.Format
+	}
+	if err := diskformat.Verify(declared, report); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadData, err)
+	}
+	sum := hex.EncodeToString(md5h.Sum(nil))
+	sha := hex.EncodeToString(shah.Sum(nil))
+	return func(ctx context.Context) error {
+		return c.recordPushed(ctx, pr, repo, d, layer, declared, report, sum, sha)
+	}, nil
+}
+
+// recordPushed makes the image record of a pushed disk artifact (once per repository and
+// manifest).
+func (c *Catalog) recordPushed(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, layer *v1.Descriptor, format string, report diskformat.Report, md5sum, sha string) error {
+	proj, err := c.policy.RepositoryProject(ctx, repo)
+	owner := proj.ID
+	if err != nil {
+		owner = pr.ProjectID // --auth none, or a repository named after no project
+	}
+	name := layer.Annotations[v1.AnnotationTitle]
+	if name == "" {
+		name = path.Base(repo)
+	}
+	now := c.Now().UTC().Truncate(1e9)
+	size, algo := layer.Size, "sha256"
+	img := Image{
+		ID: c.NewID(), Name: &name, Owner: owner, Status: StatusActive, Visibility: VisibilityShared,
+		DiskFormat: &format, ContainerFormat: str("bare"), Size: &size, Checksum: &md5sum,
+		HashAlgo: &algo, HashValue: &sha, Tags: []string{}, Properties: map[string]string{"xloud_source": "registry"},
+		CreatedAt: now, UpdatedAt: now, Repository: repo, Reference: d.String(), DiskDigest: layer.Digest.String(),
+	}
+	if report.VirtualSize > 0 {
+		img.VirtualSize = &report.VirtualSize
+	}
+	return c.meta.Update(ctx, func(tx meta.Tx) error {
+		if _, err := tx.Get(keyImageRef(repo, d.String())); err == nil {
+			return nil // the same manifest pushed again
+		}
+		if err := tx.Put(keyImageRef(repo, d.String()), []byte(img.ID)); err != nil {
+			return err
+		}
+		return putImage(tx, nil, img)
+	})
+}
