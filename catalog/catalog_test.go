@@ -348,3 +348,52 @@ func TestUnsafeOrMismatchedDataIsRefused(t *testing.T) {
 		t.Fatalf("refused data left repositories %v", repos)
 	}
 }
+
+func TestDeleteAndPurge(t *testing.T) {
+	w := newWorld(t)
+	raw := make([]byte, 4096)
+	older := w.create(t, "member-a", "same name", "raw")
+	if _, err := w.cat.Upload(ctx, w.as["member-a"], older.ID, bytes.NewReader(raw), int64(len(raw))); err != nil {
+		t.Fatal(err)
+	}
+	newer := w.create(t, "member-a", "same name", "raw")
+	raw2 := append([]byte{1}, raw[1:]...)
+	newer, err := w.cat.Upload(ctx, w.as["member-a"], newer.ID, bytes.NewReader(raw2), int64(len(raw2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := w.store.ResolveTag(ctx, newer.Repository, "latest"); d.String() != newer.Reference {
+		t.Fatal("latest is not the newest image")
+	}
+	if err := w.cat.Delete(ctx, w.as["member-b"], newer.ID); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("stranger delete: %v", err)
+	}
+	if err := w.cat.Delete(ctx, w.as["member-a"], newer.ID); err != nil {
+		t.Fatal(err)
+	}
+	olderImg, _ := w.cat.Get(ctx, w.as["member-a"], older.ID)
+	if d, _ := w.store.ResolveTag(ctx, newer.Repository, "latest"); d.String() != olderImg.Reference {
+		t.Fatalf("latest did not move back to the older image: %s", d)
+	}
+	if _, err := w.store.ResolveTag(ctx, newer.Repository, newer.ID); err == nil {
+		t.Fatal("deleted image's tag still resolves")
+	}
+	if _, err := w.cat.Get(ctx, w.as["member-a"], newer.ID); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("deleted image visible: %v", err)
+	}
+	if got, err := w.cat.Get(ctx, w.as["admin"], newer.ID); err != nil || got.Status != catalog.StatusDeleted {
+		t.Fatalf("admin view of deleted image: %v %v", got.Status, err)
+	}
+	// The world's clock starts at 2026-01-01.
+	ids, err := w.cat.Purge(ctx, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err != nil || len(ids) != 0 {
+		t.Fatalf("purge within retention: %v %v", ids, err)
+	}
+	ids, err = w.cat.Purge(ctx, time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC))
+	if err != nil || len(ids) != 1 || ids[0] != newer.ID {
+		t.Fatalf("purge: %v %v", ids, err)
+	}
+	if _, err := w.cat.Get(ctx, w.as["admin"], newer.ID); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("purged record still there: %v", err)
+	}
+}

@@ -12,6 +12,7 @@ const usage = `usage: xloud-image <command> [flags]
 commands:
   serve      run the service (Registry API, Image and Identity API)
   gc         remove blobs no manifest references and stale uploads (--dry-run)
+  purge      remove records of images deleted longer ago than --older-than (default 720h)
   inspect    print a disk image file's format, virtual size and safety verdict as JSON
 
 Run "xloud-image <command> -h" for a command's flags. Every flag also reads XLOUD_<FLAG>
@@ -29,6 +30,8 @@ func main() {
 		err = cmdServe(args)
 	case "gc":
 		err = cmdGC(args)
+	case "purge":
+		err = cmdPurge(args)
 	case "inspect":
 		err = cmdInspect(args)
 	case "help", "-h", "--help":

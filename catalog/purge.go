@@ -1,0 +1,58 @@
+package catalog
+
+import (
+	"context"
+	"time"
+
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+// Purge removes the records of images deleted before cutoff (Glance keeps deleted rows until
+// purged). Their content left the registry at deletion; GC takes the bytes. It returns the
+// ids purged.
+func (c *Catalog) Purge(ctx context.Context, cutoff time.Time) ([]string, error) {
+	var keys []string
+	if err := c.meta.View(ctx, func(tx meta.Tx) (err error) {
+		keys, err = tx.SetRange(setDeleted, "", 0)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	purged := []string{}
+	for _, k := range keys {
+		id := idFromSortKey(k)
+		gone := false
+		err := c.meta.Update(ctx, func(tx meta.Tx) error {
+			gone = false
+			img, err := getImage(tx, id)
+			if err == ErrNotFound {
+				return tx.SetRemove(setDeleted, k)
+			}
+			if err != nil {
+				return err
+			}
+			if img.Status != StatusDeleted || img.DeletedAt == nil || !img.DeletedAt.Before(cutoff) {
+				return nil
+			}
+			ms, err := tx.SetRange(keyMembers(id), "", 0)
+			if err != nil {
+				return err
+			}
+			for _, p := range ms {
+				tx.Delete(keyMember(id, p))
+				tx.SetRemove(keyMembers(id), p)
+				tx.SetRemove(idxMember(p), k)
+			}
+			tx.SetRemove(setDeleted, k)
+			gone = true
+			return tx.Delete(keyImage(id))
+		})
+		if err != nil {
+			return purged, err
+		}
+		if gone {
+			purged = append(purged, id)
+		}
+	}
+	return purged, nil
+}
