@@ -66,18 +66,6 @@ func readAt(t testing.TB, path string, off int64, n int) []byte {
 	return b
 }
 
-func copyFile(t testing.TB, src, dst string) string {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
 func u16le(v uint16) []byte { return binary.LittleEndian.AppendUint16(nil, v) }
 func u32le(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
 func u64le(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }

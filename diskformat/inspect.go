@@ -13,7 +13,7 @@ const chunkSize = 256 << 10
 func Inspect(r io.Reader) (Report, error) {
 	in := NewInspector()
 	if _, err := io.CopyBuffer(in, r, make([]byte, chunkSize)); err != nil {
-		return Report{}, fmt.Errorf("inspect: read: %w", err)
+		return Report{}, fmt.Errorf("read image: %w", err)
 	}
 	return in.Report(), nil
 }
@@ -32,7 +32,7 @@ func InspectReaderAt(r io.ReaderAt, size int64) (Report, error) {
 		}
 		n := int(min(int64(len(buf)), size-in.n))
 		if _, err := r.ReadAt(buf[:n], in.n); err != nil {
-			return Report{}, fmt.Errorf("inspect: read at %d: %w", in.n, err)
+			return Report{}, fmt.Errorf("read image at %d: %w", in.n, err)
 		}
 		in.Write(buf[:n])
 	}
@@ -44,7 +44,7 @@ func InspectReaderAt(r io.ReaderAt, size int64) (Report, error) {
 func InspectFile(path string) (Report, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return Report{}, fmt.Errorf("inspect: %w", err)
+		return Report{}, err // names the operation and the path already
 	}
 	defer f.Close()
 	size, err := f.Seek(0, io.SeekEnd)

@@ -100,6 +100,7 @@ func seedVMDK(createType string, footer bool) (head, tail []byte) {
 	head = make([]byte, 21*512)
 	copy(head, seedVMDKHeader(gd))
 	copy(head[512:], bytes.Replace([]byte(seedVMDKDescriptor), []byte("%s"), []byte(createType), 1))
+	head = bytes.TrimRight(head, "\x00") // the fuzz targets pad it back
 	if footer {
 		tail = make([]byte, tailSize)
 		copy(tail, u64le(1))
@@ -218,7 +219,7 @@ func seedGPT() []byte {
 	for _, p := range gptPieces(2048, gptPart{34, 1000}, gptPart{1001, 2014}) {
 		copy(b[p.off:], p.data)
 	}
-	return b
+	return bytes.TrimRight(b, "\x00") // the fuzz target pads it back
 }
 
 // fixGPT makes the CRCs of a GPT header at 512 and its array right, when
