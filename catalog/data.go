@@ -153,5 +153,20 @@ func (c *Catalog) Open(ctx context.Context, pr auth.Principal, id string) (Image
 		return img, nil, 0, err
 	}
 	f, n, err := c.store.OpenBlob(ctx, img.Repository, d)
-	return img, f, n, err
+	if err != nil || img.DiskOffset == 0 {
+		return img, f, n, err
+	}
+	// The disk is a file inside an uncompressed tar layer (a pushed containerDisk).
+	ra, ok := f.(io.ReaderAt)
+	if !ok || img.Size == nil || img.DiskOffset+*img.Size > n {
+		f.Close()
+		return img, nil, 0, fmt.Errorf("disk of image %s: layer cannot be read in place", img.ID)
+	}
+	return img, sectionCloser{io.NewSectionReader(ra, img.DiskOffset, *img.Size), f}, *img.Size, nil
+}
+
+// sectionCloser is a section of a blob that closes the blob.
+type sectionCloser struct {
+	*io.SectionReader
+	io.Closer
 }

@@ -110,8 +110,10 @@ type Image struct {
 	Repository string `json:"repository,omitempty"`
 	// Reference is the digest of the manifest or index that stands for the image.
 	Reference string `json:"reference,omitempty"`
-	// DiskDigest is the digest of the disk blob.
+	// DiskDigest is the digest of the blob holding the disk: the disk itself, or the tar
+	// layer of a pushed containerDisk, where the disk starts at DiskOffset.
 	DiskDigest string `json:"disk_digest,omitempty"`
+	DiskOffset int64  `json:"disk_offset,omitempty"`
 	// Reason says why an image was killed.
 	Reason string `json:"reason,omitempty"`
 }

@@ -64,6 +64,9 @@ func declaredFormat(l *v1.Descriptor) string {
 // disk it checks the disk is safe (an error refuses the push) and returns a function that
 // records the image once the manifest is stored; for other content it returns nil, nil.
 func (c *Catalog) PushManifest(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, m *manifest.Manifest, content []byte) (func(context.Context) error, error) {
+	if layer, ok := containerDiskLayer(m, content); ok {
+		return c.pushContainerDisk(ctx, pr, repo, d, layer)
+	}
 	layer, ok := diskLayer(m, content)
 	if !ok {
 		return nil, nil
@@ -93,32 +96,45 @@ func (c *Catalog) PushManifest(ctx context.Context, pr auth.Principal, repo stri
 	sum := hex.EncodeToString(md5h.Sum(nil))
 	sha := hex.EncodeToString(shah.Sum(nil))
 	return func(ctx context.Context) error {
-		return c.recordPushed(ctx, pr, repo, d, layer, declared, report, sum, sha)
+		return c.recordPushed(ctx, pr, repo, d, pushedDisk{layer: layer, name: layer.Annotations[v1.AnnotationTitle],
+			format: declared, report: report, size: layer.Size, md5: sum, sha: sha})
 	}, nil
+}
+
+// pushedDisk is what an inspected push learnt of its disk.
+type pushedDisk struct {
+	layer    *v1.Descriptor
+	name     string
+	format   string
+	report   diskformat.Report
+	size     int64 // of the disk file
+	offset   int64 // of the disk file in the layer (a containerDisk's tar)
+	md5, sha string
 }
 
 // recordPushed makes the image record of a pushed disk artifact (once per repository and
 // manifest).
-func (c *Catalog) recordPushed(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, layer *v1.Descriptor, format string, report diskformat.Report, md5sum, sha string) error {
+func (c *Catalog) recordPushed(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, disk pushedDisk) error {
 	proj, err := c.policy.RepositoryProject(ctx, repo)
 	owner := proj.ID
 	if err != nil {
 		owner = pr.ProjectID // --auth none, or a repository named after no project
 	}
-	name := layer.Annotations[v1.AnnotationTitle]
+	name := disk.name
 	if name == "" {
 		name = path.Base(repo)
 	}
 	now := c.Now().UTC().Truncate(1e9)
-	size, algo := layer.Size, "sha256"
+	size, algo, format, sum, sha := disk.size, "sha256", disk.format, disk.md5, disk.sha
 	img := Image{
 		ID: c.NewID(), Name: &name, Owner: owner, Status: StatusActive, Visibility: VisibilityShared,
-		DiskFormat: &format, ContainerFormat: str("bare"), Size: &size, Checksum: &md5sum,
+		DiskFormat: &format, ContainerFormat: str("bare"), Size: &size, Checksum: &sum,
 		HashAlgo: &algo, HashValue: &sha, Tags: []string{}, Properties: map[string]string{"xloud_source": "registry"},
-		CreatedAt: now, UpdatedAt: now, Repository: repo, Reference: d.String(), DiskDigest: layer.Digest.String(),
+		CreatedAt: now, UpdatedAt: now, Repository: repo, Reference: d.String(),
+		DiskDigest: disk.layer.Digest.String(), DiskOffset: disk.offset,
 	}
-	if report.VirtualSize > 0 {
-		img.VirtualSize = &report.VirtualSize
+	if disk.report.VirtualSize > 0 {
+		img.VirtualSize = &disk.report.VirtualSize
 	}
 	return c.meta.Update(ctx, func(tx meta.Tx) error {
 		if _, err := tx.Get(keyImageRef(repo, d.String())); err == nil {

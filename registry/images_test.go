@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -178,5 +179,68 @@ func TestPushedDiskBecomesImage(t *testing.T) {
 	want, _ := os.ReadFile(good)
 	if !bytes.Equal(got, want) {
 		t.Fatal("downloaded disk differs")
+	}
+}
+
+// containerDiskLayer makes an uncompressed tar layer holding disk/ and disk/disk.img.
+func containerDiskLayer(t *testing.T, disk []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "disk/", Mode: 0o555, Uid: 107, Gid: 107})
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "disk/disk.img", Mode: 0o444, Uid: 107, Gid: 107, Size: int64(len(disk))})
+	tw.Write(disk)
+	tw.Close()
+	return buf.Bytes()
+}
+
+// TestPushedContainerDisk: a containerDisk pushed with a safe qcow2 is an image whose
+// download is the disk file; one with an unsafe disk is refused.
+func TestPushedContainerDisk(t *testing.T) {
+	s := newSecured(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	qemu := testenv.RequireTool(t, "qemu-img")
+	good, base, bad := filepath.Join(dir, "good.qcow2"), filepath.Join(dir, "base.qcow2"), filepath.Join(dir, "bad.qcow2")
+	for _, args := range [][]string{
+		{"create", "-f", "qcow2", good, "16M"},
+		{"create", "-f", "qcow2", base, "16M"},
+		{"create", "-f", "qcow2", "-F", "qcow2", "-b", base, bad, "16M"},
+	} {
+		if out, err := exec.Command(qemu, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	hdr := s.as("member-a")
+	push := func(file, tag string) (*http.Response, []byte) {
+		disk, _ := os.ReadFile(file)
+		layer := containerDiskLayer(t, disk)
+		ld := s.pushBlobAs("a/kubevirt", layer, hdr)
+		cfg := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[%q]}}`, ld))
+		cd := s.pushBlobAs("a/kubevirt", cfg, hdr)
+		m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
+			cd, len(cfg), ld, len(layer))
+		return s.do("PUT", "/v2/a/kubevirt/manifests/"+tag, []byte(m), append(hdr, "Content-Type", "application/vnd.oci.image.manifest.v1+json")...)
+	}
+	if r, body := push(bad, "bad"); r.StatusCode != 400 || !bytes.Contains(body, []byte("MANIFEST_INVALID")) {
+		t.Fatalf("unsafe containerDisk: %d %s", r.StatusCode, body)
+	}
+	if r, body := push(good, "good"); r.StatusCode != 201 {
+		t.Fatalf("containerDisk push: %d %s", r.StatusCode, body)
+	}
+	pr := s.scoped(t, "member-a", "a")
+	imgs, _, err := s.catalog.List(ctx, pr, catalog.ListOptions{})
+	if err != nil || len(imgs) != 1 || *imgs[0].DiskFormat != "qcow2" || *imgs[0].VirtualSize != 16<<20 {
+		t.Fatalf("images: %+v %v", imgs, err)
+	}
+	_, rd, n, err := s.catalog.Open(ctx, pr, imgs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rd)
+	rd.Close()
+	want, _ := os.ReadFile(good)
+	if n != int64(len(want)) || !bytes.Equal(got, want) {
+		t.Fatal("download of a pushed containerDisk is not its disk file")
 	}
 }
