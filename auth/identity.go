@@ -103,7 +103,8 @@ func NewIdentity(m meta.Store) *Identity {
 //	set roles:<user>:<project>   role names of a user on a project
 //	set userprojects:<user>      projects where the user has a role
 //	set projectusers:<project>   users with a role on the project
-//	token:<sha256 of token>      tokenRecord
+//	token:<sha256 of token>      Token
+//	set tokens                   <expiry>|<sha256 of token>, for purging expired ones
 //	authkey                      registry token signing key
 func keyProject(id string) string           { return "project:" + id }
 func keyProjectName(name string) string     { return "projectname:" + strings.ToLower(name) }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/xloud/xloud-image/storage/meta"
@@ -31,9 +32,60 @@ type Token struct {
 	Roles   []Role  `json:"-"`
 }
 
-func keyToken(secret string) string {
+func tokenHash(secret string) string {
 	h := sha256.Sum256([]byte(secret))
-	return "token:" + hex.EncodeToString(h[:])
+	return hex.EncodeToString(h[:])
+}
+
+func keyToken(secret string) string { return "token:" + tokenHash(secret) }
+
+// setTokens orders stored tokens by expiry ("<unix seconds, 12 digits>|<hash>"), so expired
+// ones are found without a scan of the live ones.
+const setTokens = "tokens"
+
+func tokenExpiryKey(exp time.Time, secret string) string {
+	return fmt.Sprintf("%012d|%s", exp.Unix(), tokenHash(secret))
+}
+
+// PurgeExpiredTokens removes tokens that expired before now; it returns how many.
+func (id *Identity) PurgeExpiredTokens(ctx context.Context, now time.Time) (int, error) {
+	n := 0
+	for {
+		var batch []string
+		if err := id.meta.View(ctx, func(tx meta.Tx) (err error) {
+			batch, err = tx.SetRange(setTokens, "", 500)
+			return err
+		}); err != nil {
+			return n, err
+		}
+		var expired []string
+		for _, k := range batch {
+			var sec int64
+			if _, err := fmt.Sscanf(k, "%012d|", &sec); err != nil || sec >= now.Unix() {
+				break
+			}
+			expired = append(expired, k)
+		}
+		if len(expired) == 0 {
+			return n, nil
+		}
+		err := id.meta.Update(ctx, func(tx meta.Tx) error {
+			for _, k := range expired {
+				_, hash, _ := strings.Cut(k, "|")
+				if err := tx.Delete("token:" + hash); err != nil {
+					return err
+				}
+				if err := tx.SetRemove(setTokens, k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		n += len(expired)
+	}
 }
 
 // maxTokenLen bounds what is even looked up.
@@ -58,7 +110,12 @@ func (id *Identity) IssueToken(ctx context.Context, u User, projectID string, me
 		}
 	}
 	secret := randomString(32)
-	err := id.meta.Update(ctx, func(tx meta.Tx) error { return putJSON(tx, keyToken(secret), t) })
+	err := id.meta.Update(ctx, func(tx meta.Tx) error {
+		if err := tx.SetAdd(setTokens, tokenExpiryKey(t.Expires, secret)); err != nil {
+			return err
+		}
+		return putJSON(tx, keyToken(secret), t)
+	})
 	if err != nil {
 		return t, "", fmt.Errorf("store token: %w", err)
 	}
