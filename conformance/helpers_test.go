@@ -68,6 +68,8 @@ type tool struct {
 	Path string   // binary
 	Dir  string   // working directory; empty: a fresh temp dir (never the package directory)
 	Env  []string // added to the environment
+	// Stdin is what the tool reads on standard input (a password for --password-stdin).
+	Stdin string
 }
 
 // run runs the tool and returns stdout and stderr; err is non-nil when it exits non-zero or
@@ -82,6 +84,7 @@ func (c tool) run(t *testing.T, args ...string) (stdout, stderr string, err erro
 		cmd.Dir = t.TempDir()
 	}
 	cmd.Env = append(os.Environ(), c.Env...)
+	cmd.Stdin = strings.NewReader(c.Stdin)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	start := time.Now()

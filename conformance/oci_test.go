@@ -52,13 +52,15 @@ func TestOCIConformance(t *testing.T) {
 	}
 }
 
-func runConformance(t *testing.T, bin, registry string) {
+// runConformance runs the suite against registry, with env added to its configuration
+// (credentials, for instance), and fails the test unless every test passes.
+func runConformance(t *testing.T, bin, registry string, env ...string) {
 	results := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin)
 	cmd.Dir = results // the suite reads oci-conformance.yaml from its working directory
-	cmd.Env = append(withoutOCIEnv(os.Environ()), conformanceEnv(registry, results)...)
+	cmd.Env = append(append(withoutOCIEnv(os.Environ()), conformanceEnv(registry, results)...), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

@@ -55,6 +55,9 @@ func (reg *Registry) authorize(r *http.Request, rt route) (*http.Request, error)
 		}
 		return r, nil
 	case kindCatalog:
+		if a.Kind == auth.CredNone {
+			return r, reg.challenge(r, rt, "")
+		}
 		if a.Principal.Anonymous || (a.Claims != nil && !a.Claims.Allows("registry", "catalog", "*")) {
 			return r, reg.challenge(r, rt, "insufficient_scope")
 		}
@@ -69,6 +72,9 @@ func (reg *Registry) authorize(r *http.Request, rt route) (*http.Request, error)
 		return r, nil
 	}
 	logRefusal(r, fmt.Errorf("%s on %s not allowed for %s", act, rt.name, principalName(a.Principal)))
+	if a.Kind == auth.CredNone {
+		return r, reg.challenge(r, rt, "")
+	}
 	if a.Principal.Anonymous || a.Claims != nil {
 		return r, reg.challenge(r, rt, "insufficient_scope")
 	}
@@ -90,6 +96,20 @@ func (reg *Registry) allowed(ctx context.Context, repo string, act auth.Action) 
 		return a.Claims.Allows("repository", repo, string(act)), nil
 	}
 	return acc.Policy.AllowRepository(ctx, a.Principal, repo, act)
+}
+
+// mayRead decides whether the caller may read repo for a mount: what the token grants, or
+// else what the policy allows the token's subject.
+func (reg *Registry) mayRead(ctx context.Context, repo string) (bool, error) {
+	ok, err := reg.allowed(ctx, repo, auth.ActionPull)
+	if ok || err != nil || reg.opt.Access == nil {
+		return ok, err
+	}
+	a, _ := auth.FromContext(ctx)
+	if a.Claims == nil {
+		return false, nil
+	}
+	return reg.opt.Access.Policy.AllowRepository(ctx, a.Principal, repo, auth.ActionPull)
 }
 
 // canList decides whether the caller may see repo in the catalog.
@@ -118,6 +138,9 @@ func (reg *Registry) challenge(r *http.Request, rt route, errCode string) error 
 			acts = "delete"
 		}
 		scope = "repository:" + rt.name + ":" + acts
+		if from := r.URL.Query().Get("from"); rt.kind == kindUploads && r.URL.Query().Get("mount") != "" && from != "" && from != rt.name && validName(from) {
+			scope += " repository:" + from + ":pull"
+		}
 	}
 	v := fmt.Sprintf(`Bearer realm=%q,service=%q`, reg.baseURL(r)+"/token", reg.opt.Access.Service)
 	if scope != "" {

@@ -47,7 +47,10 @@ func (reg *Registry) issueToken(w http.ResponseWriter, r *http.Request) error {
 	if a.Kind == auth.CredRegistryToken {
 		return E(CodeUnauthorized).WithMessage("a registry token cannot be exchanged for another")
 	}
-	scopes := r.URL.Query()["scope"]
+	var scopes []string
+	for _, s := range r.URL.Query()["scope"] {
+		scopes = append(scopes, strings.Fields(s)...)
+	}
 	if r.Method == http.MethodPost {
 		scopes = append(scopes, strings.Fields(r.PostForm.Get("scope"))...)
 	}

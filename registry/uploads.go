@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/storage"
 )
 
@@ -70,7 +69,7 @@ func (reg *Registry) mount(r *http.Request, repo, from string, d digest.Digest) 
 		if !validName(src) {
 			continue
 		}
-		if ok, err := reg.allowed(r.Context(), src, auth.ActionPull); err != nil || !ok {
+		if ok, err := reg.mayRead(r.Context(), src); err != nil || !ok {
 			continue
 		}
 		if src == repo {
