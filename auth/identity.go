@@ -105,6 +105,7 @@ func NewIdentity(m meta.Store) *Identity {
 //	set projectusers:<project>   users with a role on the project
 //	token:<sha256 of token>      Token
 //	set tokens                   <expiry>|<sha256 of token>, for purging expired ones
+//	set usertokens:<user>        the same entries per user, revoked with a password change
 //	authkey                      registry token signing key
 func keyProject(id string) string           { return "project:" + id }
 func keyProjectName(name string) string     { return "projectname:" + strings.ToLower(name) }
@@ -386,6 +387,11 @@ func (id *Identity) UpdateUser(ctx context.Context, uid string, password string,
 		if hash != "" {
 			u.PasswordHash = hash
 		}
+		if hash != "" || !u.Enabled {
+			if err := revokeUserTokens(tx, uid); err != nil {
+				return err
+			}
+		}
 		if u.Name != old {
 			if err := validName(u.Name); err != nil {
 				return err
@@ -421,6 +427,9 @@ func (id *Identity) DeleteUser(ctx context.Context, uid string) error {
 			if err := dropAssignments(tx, uid, p); err != nil {
 				return err
 			}
+		}
+		if err := revokeUserTokens(tx, uid); err != nil {
+			return err
 		}
 		tx.Delete(keyUserName(u.Name))
 		tx.SetRemove(setUsers, uid)

@@ -72,6 +72,12 @@ func (id *Identity) PurgeExpiredTokens(ctx context.Context, now time.Time) (int,
 		err := id.meta.Update(ctx, func(tx meta.Tx) error {
 			for _, k := range expired {
 				_, hash, _ := strings.Cut(k, "|")
+				var t Token
+				if getJSON(tx, "token:"+hash, &t) == nil {
+					if err := tx.SetRemove(keyUserTokens(t.UserID), k); err != nil {
+						return err
+					}
+				}
 				if err := tx.Delete("token:" + hash); err != nil {
 					return err
 				}
@@ -101,6 +107,9 @@ func (id *Identity) IssueToken(ctx context.Context, u User, projectID string, me
 	}
 	t := Token{UserID: u.ID, ProjectID: projectID, Methods: methods, Issued: now, Expires: expires.UTC(), AuditID: randomString(16)}
 	if projectID != "" {
+		if p, err := id.GetProject(ctx, projectID); err != nil || !p.Enabled {
+			return t, "", fmt.Errorf("%w: project %s is not available", ErrUnauthorized, projectID)
+		}
 		roles, err := id.RolesOn(ctx, u.ID, projectID)
 		if err != nil {
 			return t, "", err
@@ -112,6 +121,9 @@ func (id *Identity) IssueToken(ctx context.Context, u User, projectID string, me
 	secret := randomString(32)
 	err := id.meta.Update(ctx, func(tx meta.Tx) error {
 		if err := tx.SetAdd(setTokens, tokenExpiryKey(t.Expires, secret)); err != nil {
+			return err
+		}
+		if err := tx.SetAdd(keyUserTokens(u.ID), tokenExpiryKey(t.Expires, secret)); err != nil {
 			return err
 		}
 		return putJSON(tx, keyToken(secret), t)
@@ -161,9 +173,33 @@ func (id *Identity) ValidateToken(ctx context.Context, secret string) (Token, er
 // RevokeToken makes secret invalid at once.
 func (id *Identity) RevokeToken(ctx context.Context, secret string) error {
 	if _, err := id.ValidateToken(ctx, secret); err != nil {
-		return ErrNotFound
+		if IsAuthError(err) {
+			return ErrNotFound
+		}
+		return err
 	}
 	return id.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(keyToken(secret)) })
+}
+
+func keyUserTokens(userID string) string { return "usertokens:" + userID }
+
+// revokeUserTokens drops every token of a user (password changed, user disabled or
+// deleted), as Keystone does.
+func revokeUserTokens(tx meta.Tx, userID string) error {
+	keys, err := tx.SetRange(keyUserTokens(userID), "", 0)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		_, hash, _ := strings.Cut(k, "|")
+		if err := tx.Delete("token:" + hash); err != nil {
+			return err
+		}
+		if err := tx.SetRemove(keyUserTokens(userID), k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func randomString(n int) string {

@@ -66,6 +66,12 @@ func TestTokensExpireRevokeAndPurge(t *testing.T) {
 	if _, err := id.ValidateToken(ctx, secret); !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("revoked token: %v", err)
 	}
+	// A password change revokes the user's tokens.
+	_, s1, _ := id.IssueToken(ctx, u, "", nil, time.Time{})
+	id.UpdateUser(ctx, u.ID, "new password", func(*User) error { return nil })
+	if _, err := id.ValidateToken(ctx, s1); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("token after a password change: %v", err)
+	}
 	// Disabled users' tokens stop working.
 	_, s2, _ := id.IssueToken(ctx, u, "", nil, time.Time{})
 	id.UpdateUser(ctx, u.ID, "", func(u *User) error { u.Enabled = false; return nil })
