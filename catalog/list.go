@@ -269,7 +269,7 @@ func (f Filter) match(img Image) bool {
 		return false
 	}
 	for _, t := range f.Tags {
-		if !anyOf(img.Tags, t) {
+		if len(img.Tags) == 0 || !anyOf(img.Tags, t) { // anyOf lets an empty list match anything
 			return false
 		}
 	}

@@ -77,7 +77,13 @@ func (c *Catalog) precheck(ctx context.Context, pr auth.Principal, id string, ch
 		if err := json.Unmarshal(ch.Value, &v); err != nil || !ValidVisibility(v) {
 			return fmt.Errorf("%w: invalid visibility", ErrInvalid)
 		}
-		return c.checkVisibilityChange(ctx, pr, Image{ID: id, Visibility: v}, nil)
+		old, _, err := c.load(ctx, id) // the policy needs the owner (communitize: a member of it)
+		if err != nil {
+			return err
+		}
+		img := old
+		img.Visibility = v
+		return c.checkVisibilityChange(ctx, pr, img, &old)
 	}
 	return nil
 }

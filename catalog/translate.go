@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -49,7 +50,7 @@ func (c *Catalog) repositoryFor(ctx context.Context, img Image) (string, error) 
 	if img.Repository != "" {
 		return img.Repository, nil
 	}
-	project := img.Owner
+	project := cmp.Or(img.Owner, "library") // ownerless images (--auth none)
 	if p, err := c.policy.Directory.GetProject(ctx, img.Owner); err == nil && componentRE.MatchString(strings.ToLower(p.Name)) {
 		project = strings.ToLower(p.Name)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -24,6 +25,13 @@ type config struct {
 	TLSCert       string
 	TLSKey        string
 	AnonymousPull bool
+
+	// With --auth keystone: the service credentials and how long Keystone's answers count.
+	KeystoneUser     string
+	KeystonePassword string
+	KeystoneProject  string
+	KeystoneDomain   string
+	KeystoneCacheTTL time.Duration
 }
 
 // commonFlags declares the flags every command shares (where the data is).

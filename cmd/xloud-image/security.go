@@ -4,13 +4,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/auth/identityapi"
 	"github.com/xloud/xloud-image/registry"
 	"github.com/xloud/xloud-image/storage"
 )
@@ -32,6 +36,8 @@ func setupAuth(ctx context.Context, c config, store *storage.Store) (*security, 
 		slog.Warn("authentication is off (--auth none): anyone can read and write everything")
 		return nil, nil
 	case "embedded":
+	case "keystone":
+		return setupKeystone(ctx, c, store)
 	default:
 		return nil, fmt.Errorf("--auth %q: want embedded, keystone or none", c.Auth)
 	}
@@ -47,6 +53,37 @@ func setupAuth(ctx context.Context, c config, store *storage.Store) (*security, 
 		identity:      id,
 		authenticator: &auth.Authenticator{Passwords: id, Tokens: id, Signer: signer},
 		policy:        &auth.Policy{Directory: id, AnonymousPull: c.AnonymousPull},
+	}, nil
+}
+
+// setupKeystone builds the security of --auth keystone: tokens, passwords and the policy's
+// questions go to the external Keystone (no identity is kept here, and /identity/v3 is not
+// served); the registry token signing key still lives in the metadata store. Refused
+// service credentials stop the start; an unreachable Keystone is retried on use.
+func setupKeystone(ctx context.Context, c config, store *storage.Store) (*security, error) {
+	ks, err := auth.NewKeystone(auth.KeystoneConfig{
+		URL: c.KeystoneURL, User: c.KeystoneUser, Password: c.KeystonePassword, Project: c.KeystoneProject,
+		UserDomain: c.KeystoneDomain, ProjectDomain: c.KeystoneDomain, CacheTTL: c.KeystoneCacheTTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--auth keystone: %w", err)
+	}
+	signInCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := ks.SignIn(signInCtx); errors.Is(err, auth.ErrServiceCredentials) {
+		return nil, fmt.Errorf("--auth keystone: %w", err)
+	} else if err != nil {
+		slog.Warn("keystone unreachable at start; retried on use", "url", c.KeystoneURL, "err", err)
+	}
+	signer, err := auth.NewSigner(ctx, store.Meta(), registryService)
+	if err != nil {
+		return nil, err
+	}
+	slog.Info("authenticating with keystone", "url", c.KeystoneURL, "service_user", c.KeystoneUser,
+		"cache_ttl", c.KeystoneCacheTTL.String())
+	return &security{
+		authenticator: &auth.Authenticator{Passwords: ks, Tokens: ks, Signer: signer},
+		policy:        &auth.Policy{Directory: ks, AnonymousPull: c.AnonymousPull},
 	}, nil
 }
 
@@ -82,11 +119,20 @@ func (s *security) registryAccess() *registry.Access {
 	return &registry.Access{Authenticator: s.authenticator, Policy: s.policy, Service: registryService}
 }
 
-// mountIdentity serves the Keystone v3 subset on the API port.
-func (s *security) mountIdentity(mux *http.ServeMux) {
-	if s == nil {
+// mountIdentity serves the Keystone v3 subset on the API port. Its catalog advertises the
+// Registry API at --public-url (the registry's advertised base, as in its token realm) or,
+// failing that, at the host a client reached the API at with the --registry-addr port.
+func (s *security) mountIdentity(mux *http.ServeMux, c config) {
+	if s == nil || s.identity == nil {
 		return
 	}
+	opt := identityapi.Options{Identity: s.identity, Policy: s.policy, RegistryURL: c.PublicURL}
+	if _, port, err := net.SplitHostPort(c.RegistryAddr); err == nil {
+		opt.RegistryPort = port
+	}
+	h := identityapi.New(opt)
+	mux.Handle("/identity", h)
+	mux.Handle("/identity/", h)
 }
 
 // imagePolicy is the policy the catalog applies. With --auth none nobody is refused (every
@@ -110,3 +156,27 @@ func (openDirectory) ProjectByName(context.Context, string) (auth.Project, error
 }
 
 func (openDirectory) RolesOn(context.Context, string, string) ([]auth.Role, error) { return nil, nil }
+
+// purgeTokensEvery is how often expired tokens are removed from the store.
+const purgeTokensEvery = 10 * time.Minute
+
+// maintain removes expired tokens until ctx ends.
+func (s *security) maintain(ctx context.Context) {
+	if s == nil || s.identity == nil {
+		return
+	}
+	t := time.NewTicker(purgeTokensEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := s.identity.PurgeExpiredTokens(ctx, time.Now()); err != nil {
+				slog.Warn("purge expired tokens", "err", err)
+			} else if n > 0 {
+				slog.Info("purged expired tokens", "count", n)
+			}
+		}
+	}
+}

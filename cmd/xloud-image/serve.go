@@ -16,7 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/catalog"
+	"github.com/xloud/xloud-image/imageapi"
 	"github.com/xloud/xloud-image/registry"
 	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
@@ -30,18 +32,27 @@ func cmdServe(args []string) error {
 	fs.StringVar(&c.APIAddr, "api-addr", ":9292", "Image and Identity API listen address")
 	fs.StringVar(&c.Auth, "auth", "embedded", "embedded (built-in identity), keystone (external), or none (open, for local trials only)")
 	fs.StringVar(&c.KeystoneURL, "keystone-url", "", "with --auth keystone: the Keystone to validate tokens at")
+	fs.StringVar(&c.KeystoneUser, "keystone-user", "", "with --auth keystone: the service user this server signs in to Keystone as")
+	fs.StringVar(&c.KeystonePassword, "keystone-password", "", "with --auth keystone: the service user's password (better: XLOUD_KEYSTONE_PASSWORD)")
+	fs.StringVar(&c.KeystoneProject, "keystone-project", "service", "with --auth keystone: the project of the service user's token")
+	fs.StringVar(&c.KeystoneDomain, "keystone-domain", "Default", "with --auth keystone: the domain (name) of the service user, its project and of users signing in with a password")
+	fs.DurationVar(&c.KeystoneCacheTTL, "keystone-cache-ttl", 30*time.Second, "with --auth keystone: how long a token validation or role lookup is trusted (a revoked token works at most this long)")
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "bootstrap admin password; generated and written to DATA-DIR/admin-password if unset")
 	fs.StringVar(&c.PublicURL, "public-url", "", "base URL the server advertises (Location headers, token realm)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS on both ports with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	fs.BoolVar(&c.AnonymousPull, "anonymous-pull", false, "let anonymous callers pull public content")
 	sparse := fs.Bool("sparse-manifests", false, "accept image manifests whose blobs were not pushed (partial mirrors)")
+	hashAlgo := fs.String("hashing-algorithm", "sha256", "os_hash_algo of new image data: sha256 (one computation with the OCI digest) or sha512 (Glance's default)")
 	if err := parseFlags(fs, cfgFile, args); err != nil {
 		return err
 	}
 	setupLogging(c.LogLevel)
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	if *hashAlgo != "sha256" && *hashAlgo != "sha512" {
+		return fmt.Errorf("--hashing-algorithm %q: want sha256 or sha512", *hashAlgo)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -55,7 +66,9 @@ func cmdServe(args []string) error {
 	if err != nil {
 		return err
 	}
+	go sec.maintain(ctx)
 	cat := catalog.New(store, sec.imagePolicy())
+	cat.HashAlgo = *hashAlgo
 	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: *sparse,
 		Access: sec.registryAccess(), Catalog: cat})
 
@@ -65,13 +78,20 @@ func cmdServe(args []string) error {
 	regMux.Handle("/v2", reg)
 	regMux.Handle("/healthz", health)
 	regMux.Handle("/readyz", health)
+	var authn *auth.Authenticator // nil with --auth none: every caller is an admin
+	if sec != nil {
+		authn = sec.authenticator
+	}
+	images := imageapi.New(cat, authn, imageapi.Options{})
+	regMux.Handle("/image/", http.StripPrefix("/image", images))
 	if sec != nil {
 		regMux.Handle("/token", reg.TokenHandler())
 	}
 	apiMux := http.NewServeMux()
 	apiMux.Handle("/healthz", health)
 	apiMux.Handle("/readyz", health)
-	sec.mountIdentity(apiMux)
+	apiMux.Handle("/", images) // versions at /, the Image API under /v2/
+	sec.mountIdentity(apiMux, c)
 
 	admin, err := listenAdmin(c.DataDir, store)
 	if err != nil {

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+)
+
+// getTarget is one server a GET run downloads the blob from.
+type getTarget struct {
+	name string
+	url  string
+	out  *[]float64 // MB/s per run
+}
+
+// phaseGet downloads the first run's blob from xloud-image, from the bare ServeContent server
+// (serving xloud-image's own blob file) and from Distribution. Each is read once first,
+// verified, so the page cache holds both files and the runs measure the servers.
+func (b *bench) phaseGet(ctx context.Context) error {
+	f := b.files[0]
+	path, err := findBlobFile(b.xloud.dataDir, f.digest)
+	if err != nil {
+		return err
+	}
+	bare, err := startFileServer(ctx, b.work, path)
+	if err != nil {
+		return err
+	}
+	defer bare.stop()
+	blob := "/v2/bench/put-0/blobs/" + f.digest
+	targets := []getTarget{
+		{"xloud-image", b.xloud.base + blob, &b.res.getXloud},
+		{"ServeContent", bare.base + "/blob", &b.res.getBare},
+		{"distribution", b.dist.base + blob, &b.res.getDist},
+	}
+	for _, t := range targets {
+		if _, _, err := b.c.getBlob(ctx, t.url, f.digest, true); err != nil {
+			return fmt.Errorf("warm-up GET from %s: %w", t.name, err)
+		}
+	}
+	for i := range b.o.runs {
+		for _, t := range rotate(targets, i) {
+			n, el, err := b.c.getBlob(ctx, t.url, f.digest, false)
+			if err != nil {
+				return fmt.Errorf("GET run %d, %s: %w", i+1, t.name, err)
+			}
+			if n != int64(b.o.size) {
+				return fmt.Errorf("GET run %d, %s: %d bytes, want %d", i+1, t.name, n, int64(b.o.size))
+			}
+			v := mbps(n, el.Seconds())
+			*t.out = append(*t.out, v)
+			b.logf("GET run %d %-13s %8.1f MB/s (%.2fs)", i+1, t.name, v, el.Seconds())
+		}
+	}
+	return nil
+}
+
+// findBlobFile finds the file holding blob d under a registry's data directory: the regular
+// file named by the digest's hex (xloud-image's layout, see storage/layout.go).
+func findBlobFile(root, d string) (string, error) {
+	_, hex, _ := strings.Cut(d, ":")
+	var found string
+	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || found != "" {
+			return err
+		}
+		if e.Type().IsRegular() && e.Name() == hex {
+			found = p
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if err == nil && found == "" {
+		err = fmt.Errorf("no file for blob %s under %s", d, root)
+	}
+	return found, err
+}

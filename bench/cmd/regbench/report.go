@@ -1,0 +1,250 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// results is everything measured in one run.
+type results struct {
+	putXloud, putDist, putDD   []float64 // MB/s per run
+	getXloud, getBare, getDist []float64
+	manXloud, manDist          wrkResult
+	rssXloud, rssDist          rssResult
+	machine                    string
+	loadStart, loadEnd         string
+	cpu                        []phaseCPU
+	notes                      []string
+	elapsed                    time.Duration // without waiting for idleness
+	waited                     time.Duration // waiting for the machine to be idle
+}
+
+// row is one line of the table: xloud-image against a baseline.
+type row struct {
+	what     string
+	xloud    float64
+	baseline string
+	base     float64
+	unit     string
+	target   string      // "" = for information
+	met      func() bool // nil = for information
+}
+
+func (b *bench) rows() []row {
+	r := &b.res
+	size := humanBytes(int64(b.o.size))
+	px, pd, pdd := median(r.putXloud), median(r.putDist), median(r.putDD)
+	gx, gb, gd := median(r.getXloud), median(r.getBare), median(r.getDist)
+	mx, md := r.manXloud.reqPerSec, r.manDist.reqPerSec
+	rx, rd := float64(r.rssXloud.peak)/1024, float64(r.rssDist.peak)/1024
+	return []row{
+		{size + " blob PUT, monolithic", px, "Distribution", pd, "MB/s", "≥ 1.10x", func() bool { return px >= 1.1*pd }},
+		{size + " blob PUT vs the disk", px, "dd conv=fdatasync", pdd, "MB/s", "≥ 0.85x", func() bool { return px >= 0.85*pdd }},
+		{size + " blob GET, warm cache", gx, "net/http ServeContent", gb, "MB/s", "≥ 0.85x", func() bool { return gx >= 0.85*gb }},
+		{size + " blob GET, warm cache", gx, "Distribution", gd, "MB/s", "", nil},
+		{fmt.Sprintf("manifest GET by tag (wrk -t%d -c%d)", b.o.wrkThreads, b.o.wrkConns), mx, "Distribution", md, "req/s", "≥ 3x", func() bool { return mx >= 3*md }},
+		{"peak RSS during a " + humanBytes(int64(b.o.rssSize)) + " upload", rx, "Distribution", rd, "MiB", "< 100 MiB", func() bool { return rx < 100 }},
+	}
+}
+
+// table renders the main table in Markdown.
+func (b *bench) table() string {
+	var sb strings.Builder
+	sb.WriteString("| measurement | xloud-image | baseline | baseline value | ratio (xloud/baseline) | target | met |\n")
+	sb.WriteString("|---|--:|---|--:|--:|---|---|\n")
+	for _, r := range b.rows() {
+		ratio := "–"
+		if r.base > 0 {
+			ratio = fmt.Sprintf("%.2fx", r.xloud/r.base)
+		}
+		target, met := "info", ""
+		if r.met != nil {
+			target, met = r.target, "no"
+			if r.met() {
+				met = "yes"
+			}
+		}
+		fmt.Fprintf(&sb, "| %s | %s %s | %s | %s %s | %s | %s | %s |\n",
+			r.what, num(r.xloud), r.unit, r.baseline, num(r.base), r.unit, ratio, target, met)
+	}
+	return sb.String()
+}
+
+// num formats a measurement with precision that suits its size.
+func num(v float64) string {
+	switch {
+	case v >= 1000:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func runs(xs []float64) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = num(x)
+	}
+	return strings.Join(s, ", ")
+}
+
+// details lists every run and the method, under the table.
+func (b *bench) details() string {
+	r := &b.res
+	var sb strings.Builder
+	sb.WriteString("\nEvery run (MB/s; median in the table):\n\n")
+	fmt.Fprintf(&sb, "- PUT xloud-image: %s; Distribution: %s; dd: %s\n", runs(r.putXloud), runs(r.putDist), runs(r.putDD))
+	fmt.Fprintf(&sb, "- GET xloud-image: %s; ServeContent: %s; Distribution: %s\n", runs(r.getXloud), runs(r.getBare), runs(r.getDist))
+	for _, m := range []struct {
+		name string
+		w    wrkResult
+	}{{"xloud-image", r.manXloud}, {"Distribution", r.manDist}} {
+		fmt.Fprintf(&sb, "- manifest GET %s: %.0f req/s, latency p50 %s, p99 %s\n", m.name, m.w.reqPerSec, m.w.p50, m.w.p99)
+	}
+	for _, m := range []struct {
+		name string
+		r    rssResult
+	}{{"xloud-image", r.rssXloud}, {"Distribution", r.rssDist}} {
+		fmt.Fprintf(&sb, "- RSS %s: VmHWM over the upload %.1f MiB (largest sampled VmRSS %.1f MiB); VmHWM of all earlier phases %.1f MiB; upload %.0f MB/s\n",
+			m.name, float64(m.r.peak)/1024, float64(m.r.sampled)/1024, float64(m.r.wholeRun)/1024, m.r.uploadMBs)
+	}
+	fmt.Fprintf(&sb, "\nMethod: %d runs of each PUT and GET, median reported; MB/s = 10^6 bytes/s. ", b.o.runs)
+	sb.WriteString("PUT: POST then one PUT ?digest= with the whole body (Content-Length, sent with sendfile from a file of fresh random data per run, " +
+		"so nothing dedupes); before each PUT and each dd: sync, drop the page cache, read the source file back in; " +
+		"dd if=<the same file> of=<the registries' filesystem> bs=4M conv=fdatasync, time as dd reports it; the three targets rotate order each run. ")
+	sb.WriteString("GET: the first run's blob, streamed to a discarding 1 MiB buffer, after one verified warm-up read per server; " +
+		"the bare server is a separate process doing http.ServeContent over *os.File of xloud-image's own blob file. ")
+	fmt.Fprintf(&sb, "Manifest GET: OCI image (config, one 4 KiB layer) tagged %s, wrk with the Accept header of a pulling client, %s after a 1 s warm-up. ", smallTag, b.o.wrkDuration)
+	sb.WriteString("RSS: one monolithic PUT streamed from a ChaCha8 generator (digest from a first pass), VmHWM reset (clear_refs 5) before and read after. ")
+	sb.WriteString("Both registries fsync at commit (Distribution: filesystem driver, in-memory blob descriptor cache, access log off; xloud-image: embedded store, --auth none, log level warn).\n")
+	fmt.Fprintf(&sb, "\nMachine load: load average %s at the start, %s at the end; CPU used by processes other than the benchmark's:", r.loadStart, r.loadEnd)
+	for i, c := range r.cpu {
+		sep := ","
+		if i == 0 {
+			sep = ""
+		}
+		fmt.Fprintf(&sb, "%s %s %.0f%%", sep, c.name, c.othersPercent)
+		if c.stealPercent >= 1 {
+			fmt.Fprintf(&sb, " (+%.0f%% stolen by the hypervisor)", c.stealPercent)
+		}
+	}
+	sb.WriteString(" (of all CPUs).\n")
+	if len(r.notes) > 0 {
+		sb.WriteString("\nNotes:\n\n")
+		for _, n := range r.notes {
+			fmt.Fprintf(&sb, "- %s\n", n)
+		}
+	}
+	return sb.String()
+}
+
+// report prints the table and writes the results file.
+func (b *bench) report() error {
+	body := b.table()
+	fmt.Print(body)
+	if b.o.out == "" {
+		return nil
+	}
+	var sb strings.Builder
+	sb.WriteString("# Benchmark: xloud-image and Distribution, side by side\n\n")
+	fmt.Fprintf(&sb, "Run %s (%s, plus %s waiting for an idle machine) by `scripts/bench.sh` (`make bench`).\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), b.res.elapsed.Round(time.Second), b.res.waited.Round(time.Second))
+	sb.WriteString(b.res.machine + "\n")
+	sb.WriteString(body)
+	sb.WriteString(b.details())
+	if err := os.MkdirAll(filepath.Dir(b.o.out), 0o750); err != nil {
+		return err
+	}
+	if err := os.WriteFile(b.o.out, []byte(sb.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "results written to", b.o.out)
+	return nil
+}
+
+// machineInfo describes where the run happened, for the results file.
+func machineInfo(work string, o options) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "- Machine: %d CPUs (nproc), %s, %s RAM, Linux %s\n",
+		runtime.NumCPU(), cpuModel(), memTotal(), strings.TrimSpace(readFile("/proc/sys/kernel/osrelease")))
+	fmt.Fprintf(&sb, "- Data: %s (%s)\n", work, filesystem(work))
+	fmt.Fprintf(&sb, "- xloud-image %s; %s; %s; bench built with %s\n",
+		firstLine(runQuiet("git", "describe", "--always", "--dirty")),
+		"Distribution "+lastField(firstLine(runQuiet(o.distBin, "--version"))),
+		firstFields(firstLine(runQuiet(o.wrkBin, "-v")), 2), runtime.Version())
+	fmt.Fprintf(&sb, "- Sizes: blob %s, RSS upload %s, %d runs, wrk %d threads %d connections %s\n",
+		humanBytes(int64(o.size)), humanBytes(int64(o.rssSize)), o.runs, o.wrkThreads, o.wrkConns, o.wrkDuration)
+	return sb.String()
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+func firstLine(s string, err error) string {
+	if err != nil && s == "" {
+		return "unknown"
+	}
+	l, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return l
+}
+
+func firstFields(s string, n int) string {
+	f := strings.Fields(s)
+	return strings.Join(f[:min(n, len(f))], " ")
+}
+
+func lastField(s string) string {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[len(f)-1]
+}
+
+func cpuModel() string {
+	for _, l := range strings.Split(readFile("/proc/cpuinfo"), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+func memTotal() string {
+	for _, l := range strings.Split(readFile("/proc/meminfo"), "\n") {
+		var kb int64
+		if _, err := fmt.Sscanf(l, "MemTotal: %d kB", &kb); err == nil {
+			return humanBytes(kb << 10)
+		}
+	}
+	return "unknown"
+}
+
+// filesystem names the type and device of the filesystem holding dir.
+func filesystem(dir string) string {
+	var st syscall.Statfs_t
+	fsType := "unknown fs"
+	if syscall.Statfs(dir, &st) == nil {
+		names := map[int64]string{0xEF53: "ext4", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x01021994: "tmpfs", 0x794c7630: "overlayfs", 0x2FC12FC1: "zfs"}
+		if n, ok := names[int64(st.Type)]; ok {
+			fsType = n
+		}
+	}
+	dev, best := "", ""
+	for _, l := range strings.Split(readFile("/proc/mounts"), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && strings.HasPrefix(dir, f[1]) && len(f[1]) > len(best) {
+			best, dev = f[1], f[0]
+		}
+	}
+	return fmt.Sprintf("%s on %s, mounted at %s", fsType, dev, best)
+}

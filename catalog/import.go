@@ -1,0 +1,373 @@
+package catalog
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/diskformat"
+	"github.com/xloud/xloud-image/storage"
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+// The interoperable import (Glance's POST /v2/images/{id}/import): glance-direct imports
+// data staged beforehand (PUT …/stage), web-download fetches it from an http(s) URL. Either
+// way the image is importing while the work runs and active after it; a failure puts it back
+// to queued with no data, as Glance does.
+
+// Import methods.
+const (
+	ImportGlanceDirect = "glance-direct"
+	ImportWebDownload  = "web-download"
+)
+
+// ImportMethods are the enabled import methods, in the order GET /v2/info/import lists them.
+var ImportMethods = []string{ImportGlanceDirect, ImportWebDownload}
+
+// Stage receives data for a later glance-direct import: queued → uploading, the bytes stored
+// as a blob of the image's repository with size, MD5 and multihash computed on the way in,
+// nothing published (no manifest, no tag). size is the declared length (-1 when unknown);
+// more or fewer bytes is ErrInvalid. Any failure puts the image back to queued.
+func (c *Catalog) Stage(ctx context.Context, pr auth.Principal, id string, body io.Reader, size int64) (Image, error) {
+	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
+		if img.Status != StatusQueued {
+			return fmt.Errorf("%w: image status is %s, not queued", ErrConflict, img.Status)
+		}
+		img.Status = StatusUploading
+		return nil
+	})
+	if err != nil {
+		return img, err
+	}
+	out, err := c.stage(ctx, img, body, size)
+	if err != nil {
+		c.requeue(context.WithoutCancel(ctx), id, StatusUploading)
+		return img, err
+	}
+	return out, nil
+}
+
+func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int64) (Image, error) {
+	repo, err := c.repositoryFor(ctx, img)
+	if err != nil {
+		return img, err
+	}
+	md5h := md5.New()
+	var multi hash.Hash
+	sinks := []io.Writer{md5h}
+	if c.HashAlgo == "sha512" {
+		multi = sha512.New()
+		sinks = append(sinks, multi)
+	}
+	max := int64(MaxImageSize)
+	if size >= 0 {
+		max = size
+	}
+	d, n, err := c.store.PutBlob(ctx, repo, body, max, sizeCheck(size), sinks...)
+	if err != nil {
+		if errors.Is(err, storage.ErrTooLarge) && size >= 0 {
+			return img, fmt.Errorf("%w: size mismatch: more data than the %d bytes declared", ErrInvalid, size)
+		}
+		return img, err
+	}
+	algo, value := "sha256", d.Encoded()
+	if multi != nil {
+		algo, value = "sha512", hex.EncodeToString(multi.Sum(nil))
+	}
+	sum := hex.EncodeToString(md5h.Sum(nil))
+	var out Image
+	err = c.meta.Update(ctx, func(tx meta.Tx) error {
+		cur, err := getImage(tx, img.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Status != StatusUploading {
+			return ErrGone
+		}
+		next := cur
+		next.Size, next.Checksum, next.HashAlgo, next.HashValue = &n, &sum, &algo, &value
+		next.Repository, next.DiskDigest = repo, d.String()
+		next.UpdatedAt = c.Now().UTC().Truncate(1e9)
+		out = next
+		return putImage(tx, &cur, next)
+	})
+	return out, err
+}
+
+// sizeCheck refuses data whose length is not the declared size (size < 0: any length).
+func sizeCheck(size int64) func(int64) error {
+	return func(n int64) error {
+		if size >= 0 && n != size {
+			return fmt.Errorf("%w: size mismatch: %d bytes received, %d declared", ErrInvalid, n, size)
+		}
+		return nil
+	}
+}
+
+// requeue puts an image whose upload, staging or import failed back to queued with no data
+// (unless it left status from meanwhile, e.g. was deleted).
+func (c *Catalog) requeue(ctx context.Context, id string, from Status) {
+	c.meta.Update(ctx, func(tx meta.Tx) error {
+		cur, err := getImage(tx, id)
+		if err != nil || cur.Status != from {
+			return err
+		}
+		next := cur
+		next.Status = StatusQueued
+		next.Size, next.VirtualSize, next.Checksum, next.HashAlgo, next.HashValue = nil, nil, nil, nil, nil
+		next.DiskDigest = ""
+		if next.Reference == "" {
+			next.Repository = ""
+		}
+		next.UpdatedAt = c.Now().UTC().Truncate(1e9)
+		return putImage(tx, &cur, next)
+	})
+}
+
+// ImportRequest is a parsed import call.
+type ImportRequest struct {
+	Method string // ImportGlanceDirect or ImportWebDownload
+	URI    string // web-download: where the data is
+	// Web fetches web-download URIs; nil: DefaultWebDownloader.
+	Web *WebDownloader
+}
+
+// Import starts an import: it checks the method and the image's state (glance-direct needs
+// staged data, web-download a queued image; both need disk and container formats) and moves
+// the image to importing. The returned function does the work — verifies and publishes the
+// staged data, or fetches the URI and publishes what came — and the caller runs it in the
+// background (Glance answers 202 at once). When the work fails the image goes back to queued
+// and the function returns why.
+func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req ImportRequest) (func(context.Context) error, error) {
+	web := req.Web
+	if web == nil {
+		web = DefaultWebDownloader
+	}
+	switch req.Method {
+	case ImportGlanceDirect:
+	case ImportWebDownload:
+		if err := web.Check(req.URI); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("%w: import method %q is not supported (available: %v)", ErrInvalid, req.Method, ImportMethods)
+	}
+	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
+		if err := importable(*img, req.Method); err != nil {
+			return err
+		}
+		img.Status = StatusImporting
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		var err error
+		if req.Method == ImportGlanceDirect {
+			err = c.importStaged(ctx, img)
+		} else {
+			err = c.importWeb(ctx, img, web, req.URI)
+		}
+		if err != nil {
+			c.requeue(context.WithoutCancel(ctx), id, StatusImporting)
+			return fmt.Errorf("import image %s (%s): %w", id, req.Method, err)
+		}
+		return nil
+	}, nil
+}
+
+// importable applies Glance's import preconditions (ImagesController.import_image).
+func importable(img Image, method string) error {
+	switch {
+	case method == ImportGlanceDirect && img.Status != StatusUploading:
+		return fmt.Errorf("%w: image needs to be staged before 'glance-direct' method can be used", ErrConflict)
+	case img.Status == StatusActive:
+		return fmt.Errorf("%w: image with status active cannot be target for import", ErrConflict)
+	case method == ImportWebDownload && img.Status != StatusQueued:
+		return fmt.Errorf("%w: image needs to be in 'queued' state to use '%s' method", ErrConflict, method)
+	case img.DiskFormat == nil || img.ContainerFormat == nil:
+		return fmt.Errorf("%w: 'disk_format' and 'container_format' must be set prior to importing data", ErrConflict)
+	}
+	return nil
+}
+
+// importStaged checks the staged blob against the image's disk format (one read, which also
+// hashes the containerDisk layer) and publishes it.
+func (c *Catalog) importStaged(ctx context.Context, img Image) error {
+	d, err := storage.ParseDigest(img.DiskDigest)
+	if err != nil || img.Size == nil || img.Checksum == nil || img.HashAlgo == nil || img.HashValue == nil {
+		return fmt.Errorf("%w: no staged data", ErrConflict)
+	}
+	f, n, err := c.store.OpenBlob(ctx, img.Repository, d)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	data := uploaded{repo: img.Repository, disk: d, size: n, md5: *img.Checksum,
+		hashAlgo: *img.HashAlgo, hashValue: *img.HashValue}
+	inspector := diskformat.NewInspector()
+	sinks := []io.Writer{inspector}
+	if containerDiskFormat(img) {
+		prefix, _ := containerDiskFraming(img, n)
+		data.tarHash = sha256.New()
+		data.tarHash.Write(prefix)
+		sinks = append(sinks, data.tarHash)
+	}
+	if _, err := io.Copy(io.MultiWriter(sinks...), f); err != nil {
+		return fmt.Errorf("read staged data: %w", err)
+	}
+	report := inspector.Report()
+	if err := diskformat.Verify(deref(img.DiskFormat), report); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadData, err)
+	}
+	data.virtualSize = report.VirtualSize
+	_, err = c.publish(ctx, img, data)
+	return err
+}
+
+// importWeb fetches uri and receives it as an upload would be.
+func (c *Catalog) importWeb(ctx context.Context, img Image, web *WebDownloader, uri string) error {
+	body, size, err := web.Fetch(ctx, uri)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	_, err = c.receive(ctx, img, body, size)
+	return err
+}
+
+// WebDownloader fetches web-download URIs: http and https only, on the allowed ports,
+// following at most a few redirects (each checked the same way), with connect, header and
+// idle timeouts, and no more than MaxImageSize bytes.
+type WebDownloader struct {
+	// Client does the requests; nil: a client with the timeouts below.
+	Client *http.Client
+	// Ports allowed in URIs; empty: any port. Glance allows 80 and 443 only.
+	Ports []int
+	// IdleTimeout ends a download that makes no progress for this long (0: one minute).
+	IdleTimeout time.Duration
+}
+
+// DefaultWebDownloader is Glance's default import filter: http and https on ports 80 and 443.
+var DefaultWebDownloader = &WebDownloader{Ports: []int{80, 443}}
+
+// maxRedirects bounds the redirects a web-download follows.
+const maxRedirects = 5
+
+// Check refuses URIs the filter does not pass (ErrInvalid).
+func (w *WebDownloader) Check(uri string) error {
+	u, err := url.Parse(uri)
+	if err != nil || uri == "" {
+		return fmt.Errorf("%w: web-download needs a valid 'uri'", ErrInvalid)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%w: URI for web-download does not pass filtering: scheme %q is not allowed", ErrInvalid, u.Scheme)
+	}
+	if u.Hostname() == "" || u.User != nil {
+		return fmt.Errorf("%w: URI for web-download does not pass filtering: it needs a host and no credentials", ErrInvalid)
+	}
+	port := 80
+	if u.Scheme == "https" {
+		port = 443
+	}
+	if p := u.Port(); p != "" {
+		if port, err = strconv.Atoi(p); err != nil {
+			return fmt.Errorf("%w: URI for web-download does not pass filtering: bad port", ErrInvalid)
+		}
+	}
+	if len(w.Ports) > 0 && !slices.Contains(w.Ports, port) {
+		return fmt.Errorf("%w: URI for web-download does not pass filtering: port %d is not allowed", ErrInvalid, port)
+	}
+	return nil
+}
+
+// Fetch GETs uri and returns its body and length (-1 when the server does not say). The
+// body is read under the idle timeout; the caller closes it.
+func (w *WebDownloader) Fetch(ctx context.Context, uri string) (io.ReadCloser, int64, error) {
+	if err := w.Check(uri); err != nil {
+		return nil, 0, err
+	}
+	idle := w.IdleTimeout
+	if idle <= 0 {
+		idle = time.Minute
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	if err != nil {
+		cancel()
+		return nil, 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	resp, err := w.client().Do(req)
+	if err != nil {
+		cancel()
+		return nil, 0, fmt.Errorf("web-download %s: %w", uri, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		cancel()
+		return nil, 0, fmt.Errorf("web-download %s: %s", uri, resp.Status)
+	}
+	if resp.ContentLength > MaxImageSize {
+		resp.Body.Close()
+		cancel()
+		return nil, 0, fmt.Errorf("%w: web-download %s: %d bytes is over the %d byte limit", ErrTooMany, uri, resp.ContentLength, int64(MaxImageSize))
+	}
+	r := &idleReader{rc: resp.Body, idle: idle, cancel: cancel, timer: time.AfterFunc(idle, cancel)}
+	return r, resp.ContentLength, nil
+}
+
+func (w *WebDownloader) client() *http.Client {
+	base := w.Client
+	if base == nil {
+		base = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 30 * time.Second,
+		}}
+	}
+	cl := *base
+	cl.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("web-download: more than %d redirects", maxRedirects)
+		}
+		return w.Check(req.URL.String())
+	}
+	return &cl
+}
+
+// idleReader cancels a download when no byte arrives for idle.
+type idleReader struct {
+	rc     io.ReadCloser
+	idle   time.Duration
+	cancel context.CancelFunc
+	timer  *time.Timer
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	if n > 0 {
+		r.timer.Reset(r.idle)
+	}
+	return n, err
+}
+
+func (r *idleReader) Close() error {
+	r.timer.Stop()
+	r.cancel()
+	return r.rc.Close()
+}

@@ -1,0 +1,65 @@
+package imageapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/catalog"
+)
+
+// stageImageData is PUT /v2/images/{id}/stage (§1.7): data for a later glance-direct
+// import, taken as an upload is; 204.
+func (a *API) stageImageData(w http.ResponseWriter, r *http.Request, pr auth.Principal) error {
+	size, err := uploadSize(r)
+	if err != nil {
+		return err
+	}
+	if _, err := a.cat.Stage(r.Context(), pr, r.PathValue("id"), r.Body, size); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// importRequest is the body of POST /v2/images/{id}/import (§1.8).
+type importRequest struct {
+	Method *struct {
+		Name string `json:"name"`
+		URI  string `json:"uri"`
+	} `json:"method"`
+	Stores               []string `json:"stores"`
+	AllStores            *bool    `json:"all_stores"`
+	AllStoresMustSucceed *bool    `json:"all_stores_must_succeed"`
+}
+
+// importImage is POST /v2/images/{id}/import (§1.8): glance-direct or web-download. The
+// image is importing when the answer (202, no body) goes out; the work runs in the
+// background and leaves it active, or queued if it fails.
+func (a *API) importImage(w http.ResponseWriter, r *http.Request, pr auth.Principal) error {
+	b, err := readJSON(w, r)
+	if err != nil {
+		return err
+	}
+	var req importRequest
+	if err := json.Unmarshal(b, &req); err != nil || req.Method == nil || req.Method.Name == "" {
+		return errorf(http.StatusBadRequest, "The import request needs a method: {\"method\": {\"name\": \"glance-direct\"}}.")
+	}
+	if len(req.Stores) > 0 || (req.AllStores != nil && *req.AllStores) ||
+		(req.AllStoresMustSucceed != nil && !*req.AllStoresMustSucceed) {
+		return errorf(http.StatusBadRequest, "Multiple stores are not enabled at this site: 'stores', 'all_stores' and 'all_stores_must_succeed' cannot be used.")
+	}
+	id := r.PathValue("id")
+	run, err := a.cat.Import(r.Context(), pr, id, catalog.ImportRequest{Method: req.Method.Name, URI: req.Method.URI, Web: a.opt.Web})
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := run(context.WithoutCancel(r.Context())); err != nil {
+			a.opt.Log.Warn("image import failed; the image is queued again", "image", id, "method", req.Method.Name, "err", err)
+		}
+	}()
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

@@ -1,0 +1,46 @@
+package imageapi
+
+import (
+	"net/http"
+	"slices"
+
+	"github.com/xloud/xloud-image/auth"
+)
+
+// versions are the v2 minor versions listed, newest (CURRENT) first: Glance's list without
+// the image cache and multi-store (§1.1), up to 2.15 — the 2.16+ cache and 2.17 location
+// APIs are not served.
+var versions = []string{"v2.15", "v2.9", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0"}
+
+// supportedVersion reports whether a path's version segment is served (as /v2).
+func supportedVersion(seg string) bool { return seg == "v2" || slices.Contains(versions, seg) }
+
+func (a *API) versionDocs(r *http.Request) []map[string]any {
+	href := a.baseURL(r) + "/v2/"
+	out := make([]map[string]any, 0, len(versions))
+	for i, v := range versions {
+		status := "SUPPORTED"
+		if i == 0 {
+			status = "CURRENT"
+		}
+		out = append(out, map[string]any{"id": v, "status": status,
+			"links": []map[string]string{{"rel": "self", "href": href}}})
+	}
+	return out
+}
+
+// getVersionsRoot is GET / (and any unknown version prefix): 300 with the versions.
+func (a *API) getVersionsRoot(w http.ResponseWriter, r *http.Request, _ auth.Principal) error {
+	return writeJSON(w, http.StatusMultipleChoices, map[string]any{"versions": a.versionDocs(r)})
+}
+
+// getVersions is GET /versions: 200 with the versions (glanceclient calls it first).
+func (a *API) getVersions(w http.ResponseWriter, r *http.Request, _ auth.Principal) error {
+	return writeJSON(w, http.StatusOK, map[string]any{"versions": a.versionDocs(r)})
+}
+
+// getVersion is GET /v2: the current version alone, so that clients given a …/v2 endpoint
+// also discover it (real Glance does not answer here).
+func (a *API) getVersion(w http.ResponseWriter, r *http.Request, _ auth.Principal) error {
+	return writeJSON(w, http.StatusOK, map[string]any{"version": a.versionDocs(r)[0]})
+}
