@@ -38,6 +38,8 @@ conformance: deps
 
 bench: deps
 	bash scripts/bench.sh
+	$(GO) test -run '^$$' -bench 'InspectOverhead' -benchtime=1x ./diskformat/
+	$(GO) test -run '^$$' -bench 'ListPage' -benchtime=200x ./catalog/
 
 clean:
 	rm -rf bin
