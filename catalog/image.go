@@ -114,6 +114,9 @@ type Image struct {
 	// layer of a pushed containerDisk, where the disk starts at DiskOffset.
 	DiskDigest string `json:"disk_digest,omitempty"`
 	DiskOffset int64  `json:"disk_offset,omitempty"`
+	// Referrer is "<repo>@<digest>" of the copy of a snapshot's artifact manifest listed as a
+	// referrer of its base image, in the base's repository.
+	Referrer string `json:"referrer,omitempty"`
 	// Reason says why an image was killed.
 	Reason string `json:"reason,omitempty"`
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/manifest"
 	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
@@ -95,7 +96,8 @@ func (c *Catalog) publish(ctx context.Context, img Image, data uploaded) (Image,
 	diskDesc := v1.Descriptor{MediaType: manifest.DiskMediaType(format), Digest: data.disk, Size: data.size,
 		Annotations: map[string]string{v1.AnnotationTitle: title}}
 	annotations := map[string]string{"io.xloud.image.id": img.ID}
-	artifact := manifest.DiskArtifact(cfgDesc, diskDesc, nil, annotations)
+	base, subject := c.snapshotBase(ctx, img)
+	artifact := manifest.DiskArtifact(cfgDesc, diskDesc, subject, annotations)
 	artDesc := manifest.Descriptor(v1.MediaTypeImageManifest, artifact)
 	artDesc.ArtifactType = manifest.ArtifactTypeVMImage
 	children := []manifestDoc{{artDesc, artifact}}
@@ -119,6 +121,14 @@ func (c *Catalog) publish(ctx context.Context, img Image, data uploaded) (Image,
 	if err := c.putManifest(ctx, data.repo, idxDesc, index, []string{img.ID, TagLatest}); err != nil {
 		return img, err
 	}
+	referrer := ""
+	if subject != nil && base.Repository != data.repo {
+		// The referrers API is per repository: the snapshot is listed beside its base.
+		if err := c.linkReferrer(ctx, data.repo, base.Repository, artDesc, artifact, []digest.Digest{cfgDesc.Digest, data.disk}); err != nil {
+			return img, err
+		}
+		referrer = base.Repository + "@" + artDesc.Digest.String()
+	}
 	var out Image
 	err = c.meta.Update(ctx, func(tx meta.Tx) error {
 		cur, err := getImage(tx, img.ID)
@@ -137,6 +147,12 @@ func (c *Catalog) publish(ctx context.Context, img Image, data uploaded) (Image,
 		next.Checksum = &data.md5
 		next.HashAlgo, next.HashValue = &data.hashAlgo, &data.hashValue
 		next.Repository, next.Reference, next.DiskDigest = data.repo, indexDigest.String(), data.disk.String()
+		next.Referrer = referrer
+		if referrer != "" {
+			if err := tx.Put(keyImageRef(base.Repository, artDesc.Digest.String()), []byte(img.ID)); err != nil {
+				return err
+			}
+		}
 		next.UpdatedAt = c.Now().UTC().Truncate(1e9)
 		out = next
 		for _, d := range append([]digest.Digest{indexDigest}, childDigests(children)...) {
@@ -229,8 +245,54 @@ func (c *Catalog) putManifest(ctx context.Context, repo string, desc v1.Descript
 	return c.store.PutManifest(ctx, repo, put)
 }
 
+// snapshotBase returns, for a snapshot (image_type=snapshot) whose base_image_ref names an
+// active image its owner project can see, that image and the descriptor of its index: the
+// subject of the snapshot's artifact.
+func (c *Catalog) snapshotBase(ctx context.Context, img Image) (Image, *v1.Descriptor) {
+	ref := img.Properties["base_image_ref"]
+	if img.Properties["image_type"] != "snapshot" || !ValidID(ref) || ref == img.ID {
+		return Image{}, nil
+	}
+	base, ms, err := c.load(ctx, ref)
+	if err != nil || base.Status != StatusActive || base.Reference == "" {
+		return Image{}, nil
+	}
+	owner := auth.Principal{UserID: img.Owner, Scoped: true, ProjectID: img.Owner, ScopedRoles: []auth.Role{auth.RoleReader}}
+	if ok, err := c.policy.AllowImage(ctx, owner, facts(base, ms), auth.ImageGet, ""); err != nil || !ok {
+		return Image{}, nil
+	}
+	d, err := digest.Parse(base.Reference)
+	if err != nil {
+		return Image{}, nil
+	}
+	rec, _, err := c.store.GetManifest(ctx, base.Repository, d)
+	if err != nil {
+		return Image{}, nil
+	}
+	return base, &v1.Descriptor{MediaType: rec.MediaType, Digest: d, Size: rec.Size}
+}
+
+// linkReferrer puts a copy of the artifact manifest into repo to, its blobs linked there
+// from repo from (a link, not a copy).
+func (c *Catalog) linkReferrer(ctx context.Context, from, to string, desc v1.Descriptor, content []byte, blobs []digest.Digest) error {
+	for _, b := range blobs {
+		if err := c.store.MountBlob(ctx, from, to, b); err != nil {
+			return fmt.Errorf("link %s into %s: %w", b, to, err)
+		}
+	}
+	return c.putManifest(ctx, to, desc, content, nil)
+}
+
 // unpublish removes an image's manifests from the registry at once (tags go with them).
 func (c *Catalog) unpublish(ctx context.Context, img Image) error {
+	if repo, ref, ok := strings.Cut(img.Referrer, "@"); ok {
+		if d, err := digest.Parse(ref); err == nil {
+			if err := c.store.DeleteManifest(ctx, repo, d); err != nil && !errors.Is(err, storage.ErrManifestUnknown) {
+				return err
+			}
+			c.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(keyImageRef(repo, d.String())) })
+		}
+	}
 	if img.Repository == "" || img.Reference == "" {
 		return nil
 	}

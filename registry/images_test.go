@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/xloud/xloud-image/auth"
@@ -242,5 +243,74 @@ func TestPushedContainerDisk(t *testing.T) {
 	want, _ := os.ReadFile(good)
 	if n != int64(len(want)) || !bytes.Equal(got, want) {
 		t.Fatal("download of a pushed containerDisk is not its disk file")
+	}
+}
+
+// TestSnapshotsAreReferrersOfTheirBase: a snapshot's artifact names its base image as
+// subject, so the referrers API of the golden image lists it (to those who may see it).
+func TestSnapshotsAreReferrersOfTheirBase(t *testing.T) {
+	s := newSecured(t)
+	ctx := context.Background()
+	admin, memberB := s.scoped(t, "admin", "admin"), s.scoped(t, "member-b", "b")
+	raw, bare := "raw", "bare"
+	create := func(pr auth.Principal, name string, props map[string]string, data []byte) catalog.Image {
+		t.Helper()
+		img, err := s.catalog.Create(ctx, pr, catalog.NewImage{Name: &name, DiskFormat: &raw, ContainerFormat: &bare, Properties: props})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err = s.catalog.Upload(ctx, pr, img.ID, bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	golden := create(admin, "golden", nil, bytes.Repeat([]byte("g"), 8192))
+	if _, err := s.catalog.Update(ctx, admin, golden.ID, []catalog.Change{{Op: "replace", Path: "visibility", Value: json.RawMessage(`"public"`)}}); err != nil {
+		t.Fatal(err)
+	}
+	snap := create(memberB, "snap of golden", map[string]string{"image_type": "snapshot", "base_image_ref": golden.ID, "instance_uuid": "4f0cf4f0-0000-4000-8000-000000000001"},
+		bytes.Repeat([]byte("s"), 8192))
+	if snap.Referrer == "" {
+		t.Fatal("snapshot not linked to its base")
+	}
+	referrers := func(user string) []v1.Descriptor {
+		r, body := s.do("GET", "/v2/"+golden.Repository+"/referrers/"+golden.Reference, nil, s.as(user)...)
+		if r.StatusCode != 200 {
+			t.Fatalf("referrers as %s: %d %s", user, r.StatusCode, body)
+		}
+		var idx v1.Index
+		json.Unmarshal(body, &idx)
+		return idx.Manifests
+	}
+	if got := referrers("member-b"); len(got) != 1 || got[0].ArtifactType != "application/vnd.xloud.vm-image.v1" || got[0].Annotations["io.xloud.image.id"] != snap.ID {
+		t.Fatalf("referrers of the golden image as the snapshot's project: %+v", got)
+	}
+	if got := referrers("member-a"); len(got) != 0 {
+		t.Fatalf("another project sees the snapshot: %+v", got)
+	}
+	if got := referrers("admin"); len(got) != 1 {
+		t.Fatalf("admin: %+v", got)
+	}
+	// The snapshot's own artifact carries the subject too.
+	_, idxBytes, _ := s.store.GetManifest(ctx, snap.Repository, digest.Digest(snap.Reference))
+	var idx v1.Index
+	json.Unmarshal(idxBytes, &idx)
+	var art v1.Manifest
+	for _, m := range idx.Manifests {
+		if m.ArtifactType != "" {
+			_, b, _ := s.store.GetManifest(ctx, snap.Repository, m.Digest)
+			json.Unmarshal(b, &art)
+		}
+	}
+	if art.Subject == nil || art.Subject.Digest.String() != golden.Reference {
+		t.Fatalf("snapshot artifact subject: %+v", art.Subject)
+	}
+	// Deleting the snapshot removes it from the base's referrers.
+	if err := s.catalog.Delete(ctx, memberB, snap.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := referrers("admin"); len(got) != 0 {
+		t.Fatalf("referrers after the snapshot was deleted: %+v", got)
 	}
 }

@@ -142,6 +142,9 @@ func (reg *Registry) getReferrers(w http.ResponseWriter, r *http.Request, rt rou
 		if filter != "" && rec.ArtifactType != filter {
 			continue
 		}
+		if reg.canReadManifest(r, rt.name, rec.Digest) != nil {
+			continue // an image the caller may not see is not listed
+		}
 		descs = append(descs, v1.Descriptor{
 			MediaType: rec.MediaType, Digest: rec.Digest, Size: rec.Size,
 			ArtifactType: rec.ArtifactType, Annotations: rec.Annotations,
