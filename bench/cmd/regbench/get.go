@@ -13,6 +13,7 @@ type getTarget struct {
 	name string
 	url  string
 	out  *[]float64 // MB/s per run
+	cpu  *[]float64 // if set: xloud-image's CPU seconds per run
 }
 
 // phaseGet downloads the first run's blob from xloud-image, from the bare ServeContent server
@@ -31,27 +32,39 @@ func (b *bench) phaseGet(ctx context.Context) error {
 	defer bare.stop()
 	blob := "/v2/bench/put-0/blobs/" + f.digest
 	targets := []getTarget{
-		{"xloud-image", b.xloud.base + blob, &b.res.getXloud},
-		{"ServeContent", bare.base + "/blob", &b.res.getBare},
-		{"distribution", b.dist.base + blob, &b.res.getDist},
+		{"xloud-image", b.xloud.base + blob, &b.res.getXloud, nil},
+		{"ServeContent", bare.base + "/blob", &b.res.getBare, nil},
+		{"distribution", b.dist.base + blob, &b.res.getDist, nil},
 	}
+	return b.measureGets(ctx, "GET", targets, f.digest, b.o.runs)
+}
+
+// measureGets reads blob d from every target once, verified, so the page cache holds it and
+// the runs measure the servers; then it downloads it from each target per run, in an order
+// that rotates each run.
+func (b *bench) measureGets(ctx context.Context, phase string, targets []getTarget, d string, runs int) error {
 	for _, t := range targets {
-		if _, _, err := b.c.getBlob(ctx, t.url, f.digest, true); err != nil {
-			return fmt.Errorf("warm-up GET from %s: %w", t.name, err)
+		if _, _, err := b.c.getBlob(ctx, t.url, d, true); err != nil {
+			return fmt.Errorf("warm-up %s from %s: %w", phase, t.name, err)
 		}
 	}
-	for i := range b.o.runs {
+	for i := range runs {
 		for _, t := range rotate(targets, i) {
-			n, el, err := b.c.getBlob(ctx, t.url, f.digest, false)
+			cpu := procCPUSeconds(b.xloud.pid())
+			n, el, err := b.c.getBlob(ctx, t.url, d, false)
 			if err != nil {
-				return fmt.Errorf("GET run %d, %s: %w", i+1, t.name, err)
+				return fmt.Errorf("%s run %d, %s: %w", phase, i+1, t.name, err)
 			}
+			cpu = procCPUSeconds(b.xloud.pid()) - cpu
 			if n != int64(b.o.size) {
-				return fmt.Errorf("GET run %d, %s: %d bytes, want %d", i+1, t.name, n, int64(b.o.size))
+				return fmt.Errorf("%s run %d, %s: %d bytes, want %d", phase, i+1, t.name, n, int64(b.o.size))
 			}
 			v := mbps(n, el.Seconds())
 			*t.out = append(*t.out, v)
-			b.logf("GET run %d %-13s %8.1f MB/s (%.2fs)", i+1, t.name, v, el.Seconds())
+			if t.cpu != nil {
+				*t.cpu = append(*t.cpu, cpu)
+			}
+			b.logf("%s run %d %-13s %8.1f MB/s (%.2fs)", phase, i+1, t.name, v, el.Seconds())
 		}
 	}
 	return nil

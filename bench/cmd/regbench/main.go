@@ -1,8 +1,11 @@
 // Command regbench measures xloud-image against CNCF Distribution on the same machine, in one
 // run, on the same data: a monolithic blob PUT (against the disk's durable write speed too), a
 // blob GET (against a bare net/http ServeContent of the same file), manifest GETs by tag under
-// wrk, and the peak RSS of each server while a large blob is uploaded. It starts and stops
-// every server itself, prints a Markdown table and writes it to -out.
+// wrk, and the peak RSS of each server while a large blob is uploaded. It also measures
+// xloud-image's Image API against its own Registry API: an image upload (PUT
+// /v2/images/{id}/file, every hash and the VM-image index included) against a blob PUT of as
+// many fresh bytes, and the image's download against a blob GET of the same disk blob. It
+// starts and stops every server itself, prints a Markdown table and writes it to -out.
 //
 //	regbench [-size 1GiB] [-rss-size 4GiB] [-wrk-duration 10s] [-runs 3] [-quick] [-dir DIR]
 //
@@ -77,7 +80,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.wrkBin, "wrk", "wrk", "wrk binary")
 	fs.StringVar(&o.out, "out", "bench/results.md", "write the results here (overwritten); -quick does not write unless -out is given")
 	fs.BoolVar(&o.dropCaches, "drop-caches", true, "sync and drop the page cache before each PUT (needs root)")
-	fs.StringVar(&o.profileDir, "profile", "", "after measuring, profile one xloud-image PUT, GET and 3 s of manifest GETs with perf into this directory")
+	fs.StringVar(&o.profileDir, "profile", "", "after measuring, profile one xloud-image blob PUT and GET, Image API upload and download, and 3 s of manifest GETs with perf into this directory")
 	fs.DurationVar(&o.waitIdle, "wait-idle", 0, "before each phase, wait (up to this long in all) for a 2 s moment when other processes use under 10% of the CPUs")
 	fs.BoolVar(&o.quick, "quick", false, "small sizes for checking the harness: -size 64MiB -rss-size 256MiB -wrk-duration 2s (explicit flags win)")
 	if err := fs.Parse(args); err != nil {

@@ -12,8 +12,8 @@ import (
 )
 
 // phaseProfile (with -profile DIR) records perf CPU profiles of xloud-image during one more
-// blob PUT and GET and 3 s of manifest GETs, after the measurements so they are not disturbed, and writes perf
-// report summaries beside them.
+// blob PUT and GET, one more Image API upload and download, and 3 s of manifest GETs, after
+// the measurements so they are not disturbed, and writes perf report summaries beside them.
 func (b *bench) phaseProfile(ctx context.Context) error {
 	if b.o.profileDir == "" {
 		return nil
@@ -47,6 +47,33 @@ func (b *bench) phaseProfile(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	// The Image API: one more image upload (of the first image's bytes, into a new image) and
+	// a download of the first image.
+	if len(b.images) > 0 {
+		img := b.images[0]
+		if err := b.prepareWrite(img.file.path); err != nil {
+			return err
+		}
+		err = b.perf("image-put", func() error {
+			file, err := os.Open(img.file.path)
+			if err != nil {
+				return err
+			}
+			defer file.Close()
+			_, _, err = b.c.uploadImage(ctx, b.xloud.apiBase, "regbench-profile", file, int64(b.o.size))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		err = b.perf("image-get", func() error {
+			_, _, err := b.c.getBlob(ctx, b.xloud.apiBase+"/v2/images/"+img.id+"/file", img.file.digest, false)
+			return err
+		})
+		if err != nil {
+			return err
+		}
 	}
 	return b.perf("manifest", func() error {
 		_, err := b.wrk(filepath.Join(b.work, "manifest.lua"), b.xloud.base+"/v2/"+smallRepo+"/manifests/"+smallTag, 3*time.Second, "profile")

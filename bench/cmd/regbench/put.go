@@ -25,8 +25,8 @@ type putTarget struct {
 func (b *bench) phasePut(ctx context.Context) error {
 	targets := []putTarget{
 		{"dd", b.putDD, &b.res.putDD},
-		{"xloud-image", b.putRegistry(b.xloud), &b.res.putXloud},
-		{"distribution", b.putRegistry(b.dist), &b.res.putDist},
+		{"xloud-image", b.putRegistry(b.xloud, "bench/put"), &b.res.putXloud},
+		{"distribution", b.putRegistry(b.dist, "bench/put"), &b.res.putDist},
 	}
 	for i := range b.o.runs {
 		for _, t := range rotate(targets, i) {
@@ -56,14 +56,15 @@ func (b *bench) prepareWrite(src string) error {
 	return warmFile(src)
 }
 
-func (b *bench) putRegistry(s *server) func(context.Context, int, blobFile) (float64, error) {
+// putRegistry pushes run i's file into repository <repo>-<i> of s.
+func (b *bench) putRegistry(s *server, repo string) func(context.Context, int, blobFile) (float64, error) {
 	return func(ctx context.Context, i int, f blobFile) (float64, error) {
 		file, err := os.Open(f.path)
 		if err != nil {
 			return 0, err
 		}
 		defer file.Close()
-		el, err := b.c.pushBlob(ctx, s.base, fmt.Sprintf("bench/put-%d", i), file, int64(b.o.size), f.digest)
+		el, err := b.c.pushBlob(ctx, s.base, fmt.Sprintf("%s-%d", repo, i), file, int64(b.o.size), f.digest)
 		return el.Seconds(), err
 	}
 }

@@ -22,6 +22,11 @@ type results struct {
 	notes                      []string
 	elapsed                    time.Duration // without waiting for idleness
 	waited                     time.Duration // waiting for the machine to be idle
+
+	// The Image API phases, all against xloud-image: MB/s per run, and xloud-image's CPU
+	// seconds per transfer.
+	imgPut, regPut, imgGet, regGet             []float64
+	imgPutCPU, regPutCPU, imgGetCPU, regGetCPU []float64
 }
 
 // row is one line of the table: xloud-image against a baseline.
@@ -40,6 +45,7 @@ func (b *bench) rows() []row {
 	size := humanBytes(int64(b.o.size))
 	px, pd, pdd := median(r.putXloud), median(r.putDist), median(r.putDD)
 	gx, gb, gd := median(r.getXloud), median(r.getBare), median(r.getDist)
+	ip, rp, ig, rg := median(r.imgPut), median(r.regPut), median(r.imgGet), median(r.regGet)
 	mx, md := r.manXloud.reqPerSec, r.manDist.reqPerSec
 	rx, rd := float64(r.rssXloud.peak)/1024, float64(r.rssDist.peak)/1024
 	return []row{
@@ -47,6 +53,8 @@ func (b *bench) rows() []row {
 		{size + " blob PUT vs the disk", px, "dd conv=fdatasync", pdd, "MB/s", "≥ 0.85x", func() bool { return px >= 0.85*pdd }},
 		{size + " blob GET, warm cache", gx, "net/http ServeContent", gb, "MB/s", "≥ 0.85x", func() bool { return gx >= 0.85*gb }},
 		{size + " blob GET, warm cache", gx, "Distribution", gd, "MB/s", "", nil},
+		{size + " image upload, Image API (all hashes, index)", ip, "Registry API blob PUT", rp, "MB/s", "≥ 0.85x", func() bool { return ip >= 0.85*rp }},
+		{size + " image download, Image API, warm cache", ig, "Registry API blob GET", rg, "MB/s", "≥ 0.90x", func() bool { return ig >= 0.9*rg }},
 		{fmt.Sprintf("manifest GET by tag (wrk -t%d -c%d)", b.o.wrkThreads, b.o.wrkConns), mx, "Distribution", md, "req/s", "≥ 3x", func() bool { return mx >= 3*md }},
 		{"peak RSS during a " + humanBytes(int64(b.o.rssSize)) + " upload", rx, "Distribution", rd, "MiB", "< 100 MiB", func() bool { return rx < 100 }},
 	}
@@ -102,6 +110,10 @@ func (b *bench) details() string {
 	sb.WriteString("\nEvery run (MB/s; median in the table):\n\n")
 	fmt.Fprintf(&sb, "- PUT xloud-image: %s; Distribution: %s; dd: %s\n", runs(r.putXloud), runs(r.putDist), runs(r.putDD))
 	fmt.Fprintf(&sb, "- GET xloud-image: %s; ServeContent: %s; Distribution: %s\n", runs(r.getXloud), runs(r.getBare), runs(r.getDist))
+	fmt.Fprintf(&sb, "- Image API upload: %s; Registry API PUT: %s; xloud-image CPU per upload (median): %.2f s and %.2f s\n",
+		runs(r.imgPut), runs(r.regPut), median(r.imgPutCPU), median(r.regPutCPU))
+	fmt.Fprintf(&sb, "- Image API download: %s; Registry API GET: %s; xloud-image CPU per download (median): %.2f s and %.2f s\n",
+		runs(r.imgGet), runs(r.regGet), median(r.imgGetCPU), median(r.regGetCPU))
 	for _, m := range []struct {
 		name string
 		w    wrkResult
@@ -121,6 +133,13 @@ func (b *bench) details() string {
 		"dd if=<the same file> of=<the registries' filesystem> bs=4M conv=fdatasync, time as dd reports it; the three targets rotate order each run. ")
 	sb.WriteString("GET: the first run's blob, streamed to a discarding 1 MiB buffer, after one verified warm-up read per server; " +
 		"the bare server is a separate process doing http.ServeContent over *os.File of xloud-image's own blob file. ")
+	sb.WriteString("Image API (both sides xloud-image, the same server): upload = POST /v2/images (raw, bare) then PUT /v2/images/{id}/file " +
+		"(application/octet-stream, Content-Length, sendfile from a file of fresh random data), timed from the POST to the PUT's 204, when the image is active: " +
+		"MD5, sha256 and the containerDisk layer hash computed and the VM-image index published (checked afterwards, untimed: status, size, checksum, os_hash_value, index tag); " +
+		"against a POST + monolithic PUT ?digest= of another fresh file of the same size through the Registry API; the same cache discipline as PUT before each, the two rotate order each run. " +
+		"Download = GET /v2/images/{id}/file of the first run's image on the API port against GET /v2/<its repository>/blobs/<os_hash_value> on the registry port: " +
+		"one file on disk, warm cache, verified warm-up read each, streamed to a discarding 1 MiB buffer, order rotating; ")
+	fmt.Fprintf(&sb, "%d downloads of each (%d per run: they are short and scatter on a shared machine), median reported. ", imageGetRounds*b.o.runs, imageGetRounds)
 	fmt.Fprintf(&sb, "Manifest GET: OCI image (config, one 4 KiB layer) tagged %s, wrk with the Accept header of a pulling client, %s after a 1 s warm-up. ", smallTag, b.o.wrkDuration)
 	sb.WriteString("RSS: one monolithic PUT streamed from a ChaCha8 generator (digest from a first pass), VmHWM reset (clear_refs 5) before and read after. ")
 	sb.WriteString("Both registries fsync at commit (Distribution: filesystem driver, in-memory blob descriptor cache, access log off; xloud-image: embedded store, --auth none, log level warn).\n")

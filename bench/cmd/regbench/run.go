@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,12 +23,17 @@ type bench struct {
 	res     results
 	started time.Time
 	files   []blobFile // the PUT data, one file per run
+	// The Image API phases' data, one file each per run: uploaded as images, and as plain
+	// blobs through the Registry API for comparison.
+	imageFiles, regFiles []blobFile
+	images               []uploadedImage // the images uploaded by the Image API PUT phase
 }
 
-// blobFile is a file of random data and its digest.
+// blobFile is a file of random data and its digest (and, for image data, its MD5).
 type blobFile struct {
 	path   string
 	digest string
+	md5    string // hex; "" when not computed
 }
 
 func run(ctx context.Context, o options) error {
@@ -68,7 +76,9 @@ func (b *bench) phases(ctx context.Context) error {
 		name string
 		run  func(context.Context) error
 	}{
-		{"PUT", b.phasePut}, {"GET", b.phaseGet}, {"manifest GET", b.phaseManifest},
+		{"PUT", b.phasePut}, {"GET", b.phaseGet},
+		{"Image API PUT", b.phaseImagePut}, {"Image API GET", b.phaseImageGet},
+		{"manifest GET", b.phaseManifest},
 		{"RSS", b.phaseRSS}, {"profile", b.phaseProfile},
 	} {
 		if p.name == "profile" && b.o.profileDir == "" {
@@ -108,21 +118,42 @@ func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(b.started).Seconds(), fmt.Sprintf(format, args...))
 }
 
-// generate writes one file of fresh random data per PUT run, so no registry can skip a write
-// by deduplication.
+// generate writes files of fresh random data, each different from all others, so no
+// registry can skip a write by deduplication: one per run for the PUT phase, and two per run
+// for the Image API PUT phase (one uploaded as an image, one as a plain blob).
 func (b *bench) generate() error {
 	dir := filepath.Join(b.work, "files")
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	b.logf("generating %d files of %s in %s", b.o.runs, humanBytes(int64(b.o.size)), dir)
-	for i := range b.o.runs {
-		p := filepath.Join(dir, fmt.Sprintf("put-%d.bin", i))
-		d, err := writeGenFile(p, uint64(1000+i), int64(b.o.size))
-		if err != nil {
-			return err
+	b.logf("generating %d files of %s in %s", 3*b.o.runs, humanBytes(int64(b.o.size)), dir)
+	for _, set := range []struct {
+		name string
+		seed uint64
+		md5  bool
+		out  *[]blobFile
+	}{
+		{"put", 1000, false, &b.files},
+		{"image", 2000, true, &b.imageFiles},
+		{"regput", 3000, false, &b.regFiles},
+	} {
+		for i := range b.o.runs {
+			p := filepath.Join(dir, fmt.Sprintf("%s-%d.bin", set.name, i))
+			var extra []io.Writer
+			m := md5.New()
+			if set.md5 {
+				extra = append(extra, m)
+			}
+			d, err := writeGenFile(p, set.seed+uint64(i), int64(b.o.size), extra...)
+			if err != nil {
+				return err
+			}
+			f := blobFile{path: p, digest: d}
+			if set.md5 {
+				f.md5 = hex.EncodeToString(m.Sum(nil))
+			}
+			*set.out = append(*set.out, f)
 		}
-		b.files = append(b.files, blobFile{path: p, digest: d})
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 type server struct {
 	name    string
 	base    string // http://127.0.0.1:PORT
+	apiBase string // xloud-image's API port (the Image API), http://127.0.0.1:PORT
 	dataDir string
 	cmd     *exec.Cmd
 	log     *os.File
@@ -95,7 +96,8 @@ func (s *server) stop() {
 	s.log.Close()
 }
 
-// startXloud runs xloud-image serve with open auth and its data under dir.
+// startXloud runs xloud-image serve with open auth and its data under dir: the Registry API
+// on one port, the Image API on another.
 func startXloud(ctx context.Context, bin, dir string) (*server, error) {
 	regPort, err := freePort()
 	if err != nil {
@@ -115,6 +117,11 @@ func startXloud(ctx context.Context, bin, dir string) (*server, error) {
 		return nil, err
 	}
 	s.base, s.dataDir = base, data
+	s.apiBase = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+	if err := waitReady(ctx, s, s.apiBase+"/healthz"); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("xloud-image's API port did not become ready: %w", err)
+	}
 	return s, nil
 }
 

@@ -115,8 +115,9 @@ func genDigest(seed uint64, n int64) string {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
-// writeGenFile writes the generator's stream to path, fsyncs it and returns its digest.
-func writeGenFile(path string, seed uint64, n int64) (string, error) {
+// writeGenFile writes the generator's stream to path, fsyncs it and returns its digest;
+// extra (other hashes) see the stream too.
+func writeGenFile(path string, seed uint64, n int64, extra ...io.Writer) (string, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return "", err
@@ -124,7 +125,7 @@ func writeGenFile(path string, seed uint64, n int64) (string, error) {
 	defer f.Close()
 	h := sha256.New()
 	buf := make([]byte, 4<<20)
-	if _, err := io.CopyBuffer(io.MultiWriter(f, h), newGenReader(seed, n), buf); err != nil {
+	if _, err := io.CopyBuffer(io.MultiWriter(append([]io.Writer{f, h}, extra...)...), newGenReader(seed, n), buf); err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
