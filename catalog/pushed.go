@@ -136,13 +136,58 @@ func (c *Catalog) recordPushed(ctx context.Context, pr auth.Principal, repo stri
 	if disk.report.VirtualSize > 0 {
 		img.VirtualSize = &disk.report.VirtualSize
 	}
+	known := false
+	c.meta.View(ctx, func(tx meta.Tx) error {
+		_, err := tx.Get(keyImageRef(repo, d.String()))
+		known = err == nil
+		return nil
+	})
+	if known {
+		return nil // the same manifest pushed again
+	}
+	refs := []digest.Digest{d}
+	if disk.offset == 0 && containerDiskFormat(img) {
+		index, cd, err := c.containerDiskView(ctx, img, d, disk)
+		if err != nil {
+			return err
+		}
+		img.Reference = index.String()
+		refs = append(refs, index, cd)
+	}
 	return c.meta.Update(ctx, func(tx meta.Tx) error {
 		if _, err := tx.Get(keyImageRef(repo, d.String())); err == nil {
-			return nil // the same manifest pushed again
+			return nil
 		}
-		if err := tx.Put(keyImageRef(repo, d.String()), []byte(img.ID)); err != nil {
-			return err
+		for _, r := range refs {
+			if err := tx.Put(keyImageRef(repo, r.String()), []byte(img.ID)); err != nil {
+				return err
+			}
 		}
 		return putImage(tx, nil, img)
 	})
+}
+
+// containerDiskView gives a pushed qcow2 or raw disk artifact its containerDisk: an index
+// tagged with the image id (the documented reference `<repo>:<image id>`) that lists a
+// containerDisk made from the pushed disk blob (a derived blob, no copy) and the pushed
+// artifact itself.
+func (c *Catalog) containerDiskView(ctx context.Context, img Image, artifact digest.Digest, disk pushedDisk) (index, cd digest.Digest, err error) {
+	rec, _, err := c.store.GetManifest(ctx, img.Repository, artifact)
+	if err != nil {
+		return "", "", err
+	}
+	doc, err := c.containerDisk(ctx, img, uploaded{repo: img.Repository, disk: disk.layer.Digest, size: disk.layer.Size})
+	if err != nil {
+		return "", "", err
+	}
+	if err := c.putManifest(ctx, img.Repository, doc.desc, doc.content, nil); err != nil {
+		return "", "", err
+	}
+	artDesc := v1.Descriptor{MediaType: rec.MediaType, Digest: artifact, Size: rec.Size, ArtifactType: rec.ArtifactType}
+	content := manifest.VMImageIndex(&doc.desc, artDesc, map[string]string{"io.xloud.image.id": img.ID})
+	desc := manifest.Descriptor(v1.MediaTypeImageIndex, content)
+	if err := c.putManifest(ctx, img.Repository, desc, content, []string{img.ID}); err != nil {
+		return "", "", err
+	}
+	return desc.Digest, doc.desc.Digest, nil
 }

@@ -181,6 +181,38 @@ func TestPushedDiskBecomesImage(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatal("downloaded disk differs")
 	}
+	// The containerDisk view: <repo>:<image id> is an index with a runnable linux/amd64
+	// image whose layer holds disk/disk.img, beside the pushed artifact.
+	r, body = s.do("GET", "/v2/a/disks/manifests/"+img.ID, nil, append(hdr, "Accept", v1.MediaTypeImageIndex)...)
+	var idx v1.Index
+	json.Unmarshal(body, &idx)
+	if r.StatusCode != 200 || len(idx.Manifests) != 2 || idx.Manifests[0].Platform == nil {
+		t.Fatalf("containerDisk view: %d %s", r.StatusCode, body)
+	}
+	_, body = s.do("GET", "/v2/a/disks/manifests/"+idx.Manifests[0].Digest.String(), nil, hdr...)
+	var cd v1.Manifest
+	json.Unmarshal(body, &cd)
+	_, layer := s.do("GET", "/v2/a/disks/blobs/"+cd.Layers[0].Digest.String(), nil, hdr...)
+	tr := tar.NewReader(bytes.NewReader(layer))
+	tr.Next()
+	if h, err := tr.Next(); err != nil || h.Name != "disk/disk.img" {
+		t.Fatalf("containerDisk layer: %v %v", h, err)
+	}
+	inTar, _ := io.ReadAll(tr)
+	if !bytes.Equal(inTar, want) {
+		t.Fatal("containerDisk disk differs from the pushed one")
+	}
+	// Deleting the pushed manifest deletes the image and its view.
+	r, _ = s.do("DELETE", "/v2/a/disks/manifests/"+idx.Manifests[1].Digest.String(), nil, hdr...)
+	if r.StatusCode != 202 {
+		t.Fatalf("delete: %d", r.StatusCode)
+	}
+	if _, err := s.catalog.Get(ctx, s.scoped(t, "member-a", "a"), img.ID); err == nil {
+		t.Fatal("image survives the delete of its manifest")
+	}
+	if r, _ := s.do("GET", "/v2/a/disks/manifests/"+img.ID, nil, hdr...); r.StatusCode != 404 {
+		t.Fatalf("containerDisk view after delete: %d", r.StatusCode)
+	}
 }
 
 // containerDiskLayer makes an uncompressed tar layer holding disk/ and disk/disk.img.
