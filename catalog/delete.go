@@ -29,6 +29,9 @@ func (c *Catalog) Delete(ctx context.Context, pr auth.Principal, id string) erro
 	if err := c.unpublish(ctx, img); err != nil {
 		return fmt.Errorf("remove image %s from the registry: %w", id, err)
 	}
+	if img.Pushed {
+		return nil // a pushed repository's tags are the pusher's
+	}
 	return c.retagLatest(ctx, img.Repository)
 }
 
@@ -40,7 +43,7 @@ func (c *Catalog) retagLatest(ctx context.Context, repo string) error {
 	var newest Image
 	err := c.meta.View(ctx, func(tx meta.Tx) error {
 		imgs, err := mergeScan(tx, []string{idxRepo(repo)}, "", 1, func(img Image) (bool, error) {
-			return img.Status == StatusActive && img.Reference != "", nil
+			return img.Status == StatusActive && img.Reference != "" && !img.Pushed, nil
 		})
 		if err == nil && len(imgs) == 1 {
 			newest = imgs[0]

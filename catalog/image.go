@@ -114,6 +114,9 @@ type Image struct {
 	// layer of a pushed containerDisk, where the disk starts at DiskOffset.
 	DiskDigest string `json:"disk_digest,omitempty"`
 	DiskOffset int64  `json:"disk_offset,omitempty"`
+	// Pushed marks an image made from content pushed through the Registry API: its
+	// repository is kept as pushed (no `latest` is moved there for it).
+	Pushed bool `json:"pushed,omitempty"`
 	// Referrer is "<repo>@<digest>" of the copy of a snapshot's artifact manifest listed as a
 	// referrer of its base image, in the base's repository.
 	Referrer string `json:"referrer,omitempty"`

@@ -131,7 +131,7 @@ func (c *Catalog) recordPushed(ctx context.Context, pr auth.Principal, repo stri
 		DiskFormat: &format, ContainerFormat: str("bare"), Size: &size, Checksum: &sum,
 		HashAlgo: &algo, HashValue: &sha, Tags: []string{}, Properties: map[string]string{"xloud_source": "registry"},
 		CreatedAt: now, UpdatedAt: now, Repository: repo, Reference: d.String(),
-		DiskDigest: disk.layer.Digest.String(), DiskOffset: disk.offset,
+		DiskDigest: disk.layer.Digest.String(), DiskOffset: disk.offset, Pushed: true,
 	}
 	if disk.report.VirtualSize > 0 {
 		img.VirtualSize = &disk.report.VirtualSize
