@@ -128,18 +128,7 @@ func TestImageRulesOnRegistryReads(t *testing.T) {
 func TestPushedDiskBecomesImage(t *testing.T) {
 	s := newSecured(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	qemu := testenv.RequireTool(t, "qemu-img")
-	good, base, bad := filepath.Join(dir, "good.qcow2"), filepath.Join(dir, "base.qcow2"), filepath.Join(dir, "bad.qcow2")
-	for _, args := range [][]string{
-		{"create", "-f", "qcow2", good, "32M"},
-		{"create", "-f", "qcow2", base, "32M"},
-		{"create", "-f", "qcow2", "-F", "qcow2", "-b", base, bad, "32M"},
-	} {
-		if out, err := exec.Command(qemu, args...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %s", err, out)
-		}
-	}
+	good, bad := qcow2Pair(t, "32M")
 	hdr := s.as("member-a")
 	push := func(file, tag string) (*http.Response, []byte) {
 		disk, _ := os.ReadFile(file)
@@ -232,18 +221,7 @@ func containerDiskLayer(t *testing.T, disk []byte) []byte {
 func TestPushedContainerDisk(t *testing.T) {
 	s := newSecured(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	qemu := testenv.RequireTool(t, "qemu-img")
-	good, base, bad := filepath.Join(dir, "good.qcow2"), filepath.Join(dir, "base.qcow2"), filepath.Join(dir, "bad.qcow2")
-	for _, args := range [][]string{
-		{"create", "-f", "qcow2", good, "16M"},
-		{"create", "-f", "qcow2", base, "16M"},
-		{"create", "-f", "qcow2", "-F", "qcow2", "-b", base, bad, "16M"},
-	} {
-		if out, err := exec.Command(qemu, args...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %s", err, out)
-		}
-	}
+	good, bad := qcow2Pair(t, "16M")
 	hdr := s.as("member-a")
 	push := func(file, tag string) (*http.Response, []byte) {
 		disk, _ := os.ReadFile(file)
@@ -345,4 +323,23 @@ func TestSnapshotsAreReferrersOfTheirBase(t *testing.T) {
 	if got := referrers("admin"); len(got) != 0 {
 		t.Fatalf("referrers after the snapshot was deleted: %+v", got)
 	}
+}
+
+// qcow2Pair makes, with qemu-img, a safe qcow2 and an unsafe one (with a backing file) of
+// the virtual size given.
+func qcow2Pair(t *testing.T, size string) (good, bad string) {
+	t.Helper()
+	dir := t.TempDir()
+	qemu := testenv.RequireTool(t, "qemu-img")
+	good, base, bad := filepath.Join(dir, "good.qcow2"), filepath.Join(dir, "base.qcow2"), filepath.Join(dir, "bad.qcow2")
+	for _, args := range [][]string{
+		{"create", "-f", "qcow2", good, size},
+		{"create", "-f", "qcow2", base, size},
+		{"create", "-f", "qcow2", "-F", "qcow2", "-b", base, bad, size},
+	} {
+		if out, err := exec.Command(qemu, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	return good, bad
 }

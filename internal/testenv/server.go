@@ -54,7 +54,10 @@ type Server struct {
 	APIAddr      string
 	cmd          *exec.Cmd
 	log          *syncBuffer
-	mu           sync.Mutex
+	// health and scheme are how readiness is checked: plain HTTP unless StartTLSServer.
+	health *http.Client
+	scheme string
+	mu     sync.Mutex
 }
 
 // ServerOptions choose how the server runs.
@@ -96,18 +99,24 @@ func (s *Server) Start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start server: %v", err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + s.RegistryAddr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(25 * time.Millisecond)
+	client, scheme := s.health, s.scheme
+	if client == nil {
+		client, scheme = http.DefaultClient, "http"
 	}
-	s.t.Fatalf("server did not become healthy; log:\n%s", s.log.String())
+	var last error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
+		resp, err := client.Get(scheme + "://" + s.RegistryAddr + "/healthz")
+		if err != nil {
+			last = err
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return
+		}
+		last = fmt.Errorf("/healthz: %s", resp.Status)
+	}
+	s.t.Fatalf("server did not become healthy (%v); log:\n%s", last, s.log.String())
 }
 
 // URL is the Registry API base URL.

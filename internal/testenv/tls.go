@@ -8,12 +8,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -138,40 +136,11 @@ func StartTLSServer(t testing.TB, ca *CA, opt ServerOptions) *Server {
 	if opt.RedisURL != "" {
 		s.Args = append(s.Args, "--redis-url", opt.RedisURL)
 	}
-	s.startTLS(ca.Client())
+	s.health = ca.Client()
+	s.scheme = "https"
+	s.Start()
 	t.Cleanup(func() { s.Stop() })
 	return s
-}
-
-// startTLS starts the process on new free ports and waits for /healthz over HTTPS.
-func (s *Server) startTLS(client *http.Client) {
-	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.RegistryAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(s.t))
-	s.APIAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(s.t))
-	args := append([]string{"serve", "--data-dir", s.DataDir,
-		"--registry-addr", s.RegistryAddr, "--api-addr", s.APIAddr}, s.Args...)
-	s.cmd = exec.Command(Binary(s.t), args...)
-	s.log = &syncBuffer{}
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start server: %v", err)
-	}
-	var last error
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
-		resp, err := client.Get("https://" + s.RegistryAddr + "/healthz")
-		if err != nil {
-			last = err
-			continue
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			return
-		}
-		last = fmt.Errorf("/healthz: %s", resp.Status)
-	}
-	s.t.Fatalf("server did not become healthy over HTTPS (%v); log:\n%s", last, s.log.String())
 }
 
 // HTTPSURL is the Registry API base URL of a server started with StartTLSServer.
