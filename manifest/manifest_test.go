@@ -18,7 +18,9 @@ func TestParse(t *testing.T) {
 		want              func(*Manifest) bool
 	}{
 		{"oci image", MediaTypeOCIManifest, `{"schemaVersion":2,"mediaType":"` + MediaTypeOCIManifest + `","config":` + cfg + `,"layers":[` + layer + `]}`, true,
-			func(m *Manifest) bool { return len(m.Blobs) == 2 && m.ArtifactType == "application/vnd.oci.image.config.v1+json" }},
+			func(m *Manifest) bool {
+				return len(m.Blobs) == 2 && m.ArtifactType == "application/vnd.oci.image.config.v1+json"
+			}},
 		{"type from header", MediaTypeOCIManifest, `{"schemaVersion":2,"config":` + cfg + `}`, true,
 			func(m *Manifest) bool { return m.MediaType == MediaTypeOCIManifest }},
 		{"index", "", `{"schemaVersion":2,"manifests":[` + strings.Replace(layer, "layer.v1.tar", "manifest.v1+json", 1) + `]}`, true,
