@@ -14,7 +14,6 @@ import (
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/diskformat"
 	"github.com/xloud/xloud-image/storage"
-	"github.com/xloud/xloud-image/storage/meta"
 )
 
 // ErrNoData means an image has no data to download (Glance answers 204).
@@ -48,25 +47,10 @@ func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body
 	}
 	out, err := c.receive(ctx, img, body, size)
 	if err != nil {
-		c.restoreQueued(context.WithoutCancel(ctx), id)
+		c.requeue(context.WithoutCancel(ctx), id, StatusSaving)
 		return img, err
 	}
 	return out, nil
-}
-
-// restoreQueued puts an image whose upload failed back to queued (unless it was deleted
-// meanwhile).
-func (c *Catalog) restoreQueued(ctx context.Context, id string) {
-	c.meta.Update(ctx, func(tx meta.Tx) error {
-		cur, err := getImage(tx, id)
-		if err != nil || cur.Status != StatusSaving {
-			return err
-		}
-		next := cur
-		next.Status = StatusQueued
-		next.Size, next.VirtualSize = nil, nil
-		return putImage(tx, &cur, next)
-	})
 }
 
 // hashes computed while the data streams in.
