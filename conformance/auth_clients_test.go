@@ -30,7 +30,7 @@ func TestOrasAuth(t *testing.T) {
 		reg := w.srv.RegistryAddr
 		ref := reg + "/team/oras:v1"
 		size := int64(2<<20 + 11)
-		d := writeRandomFile(t, filepath.Join(dir, "disk.img"), size)
+		d := writeRandomFile(t, filepath.Join(dir, "payload.bin"), size) // not a disk name: a raw .img would become an image (with an id tag)
 
 		// orasAs is oras with its own credential store (--registry-config); login fills it.
 		type orasAs struct {
@@ -51,20 +51,20 @@ func TestOrasAuth(t *testing.T) {
 		if cfg := readFile(t, member.cfg); !bytes.Contains(cfg, []byte(`"`+reg+`"`)) {
 			t.Errorf("oras login stored no credentials for %s in --registry-config:\n%s", reg, cfg)
 		}
-		member.must(t, args(member, "push", "--no-tty", ref, "disk.img")...)
+		member.must(t, args(member, "push", "--no-tty", ref, "payload.bin")...)
 		member.must(t, args(member, "pull", "--no-tty", "-o", "member-out", ref)...)
-		requireSameFile(t, filepath.Join(dir, "member-out", "disk.img"), d, size)
+		requireSameFile(t, filepath.Join(dir, "member-out", "payload.bin"), d, size)
 
 		reader := login(w.reader)
 		reader.must(t, args(reader, "pull", "--no-tty", "-o", "reader-out", ref)...)
-		requireSameFile(t, filepath.Join(dir, "reader-out", "disk.img"), d, size)
-		requireUnauthorized(t, reader.mustFail(t, args(reader, "push", "--no-tty", reg+"/team/oras:by-reader", "disk.img")...))
+		requireSameFile(t, filepath.Join(dir, "reader-out", "payload.bin"), d, size)
+		requireUnauthorized(t, reader.mustFail(t, args(reader, "push", "--no-tty", reg+"/team/oras:by-reader", "payload.bin")...))
 		requireUnauthorized(t, reader.mustFail(t, args(reader, "tag", ref, "by-reader")...))
 
 		outsider := login(w.outsider)
 		requireUnauthorized(t, outsider.mustFail(t, args(outsider, "pull", "--no-tty", "-o", "outsider-out", ref)...))
-		requireUnauthorized(t, outsider.mustFail(t, args(outsider, "push", "--no-tty", reg+"/team/oras:by-outsider", "disk.img")...))
-		outsider.must(t, args(outsider, "push", "--no-tty", reg+"/other/oras:v1", "disk.img")...)
+		requireUnauthorized(t, outsider.mustFail(t, args(outsider, "push", "--no-tty", reg+"/team/oras:by-outsider", "payload.bin")...))
+		outsider.must(t, args(outsider, "push", "--no-tty", reg+"/other/oras:v1", "payload.bin")...)
 		if tags := tagList(t, w.base(w.member), "team/oras"); !slices.Equal(tags, []string{"v1"}) {
 			t.Errorf("tags of team/oras after refused pushes: %q, want [v1]", tags)
 		}
