@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -37,5 +38,28 @@ func TestHugeHeadersRefused(t *testing.T) {
 	}
 	if strings.Contains(srv.Log(), strings.Repeat("A", 100)) {
 		t.Fatal("the oversized credential reached the log")
+	}
+}
+
+// TestMetrics: /metrics on both ports counts the requests answered, by listener and code.
+func TestMetrics(t *testing.T) {
+	srv := testenv.StartServer(t, testenv.ServerOptions{})
+	for i := 0; i < 3; i++ {
+		r, err := http.Get(srv.URL() + "/v2/nothing/here/manifests/latest")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+	}
+	for _, addr := range []string{srv.RegistryAddr, srv.APIAddr} {
+		r, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if r.StatusCode != 200 || !strings.Contains(string(body), `xloud_http_requests_total{code="404",listener="registry",method="GET"} 3`) {
+			t.Fatalf("metrics on %s: %d\n%s", addr, r.StatusCode, body)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/catalog"
 	"github.com/xloud/xloud-image/imageapi"
+	"github.com/xloud/xloud-image/internal/metrics"
 	"github.com/xloud/xloud-image/registry"
 	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
@@ -73,7 +74,9 @@ func cmdServe(args []string) error {
 		Access: sec.registryAccess(), Catalog: cat})
 
 	health := healthHandler(store)
+	m := metrics.New()
 	regMux := http.NewServeMux()
+	regMux.Handle("/metrics", m.Handler())
 	regMux.Handle("/v2/", reg)
 	regMux.Handle("/v2", reg)
 	regMux.Handle("/healthz", health)
@@ -88,6 +91,7 @@ func cmdServe(args []string) error {
 		regMux.Handle("/token", reg.TokenHandler())
 	}
 	apiMux := http.NewServeMux()
+	apiMux.Handle("/metrics", m.Handler())
 	apiMux.Handle("/healthz", health)
 	apiMux.Handle("/readyz", health)
 	apiMux.Handle("/", images) // versions at /, the Image API under /v2/
@@ -100,8 +104,8 @@ func cmdServe(args []string) error {
 	defer admin.Close()
 
 	servers := []*namedServer{
-		{name: "registry", addr: c.RegistryAddr, handler: regMux, certFile: c.TLSCert, keyFile: c.TLSKey},
-		{name: "api", addr: c.APIAddr, handler: apiMux, certFile: c.TLSCert, keyFile: c.TLSKey},
+		{name: "registry", addr: c.RegistryAddr, handler: m.Instrument("registry", regMux), certFile: c.TLSCert, keyFile: c.TLSKey},
+		{name: "api", addr: c.APIAddr, handler: m.Instrument("api", apiMux), certFile: c.TLSCert, keyFile: c.TLSKey},
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
