@@ -59,6 +59,7 @@ func New(store *storage.Store, policy *auth.Policy) *Catalog {
 //	set idx:community            community images
 //	set idx:member:<project>     shared images the project is a member of
 //	set idx:repo:<repo>          images whose content is in the repository
+//	set <any idx set>|name       the same images as <name>\x00sortKey, in name order
 //	member:<id>:<project>        Member
 //	set members:<id>             member projects of an image
 //	imageref:<repo>@<digest>     the image a manifest stands for
@@ -84,8 +85,28 @@ func sortKey(t time.Time, id string) string {
 }
 
 func idFromSortKey(k string) string {
-	_, id, _ := strings.Cut(k, "|")
-	return id
+	return k[strings.LastIndex(k, "|")+1:]
+}
+
+// Every index set has a twin ordered by name (members "<name>\x00<sortKey>"), so the order
+// the glance CLI asks for (sort_key=name, asc) walks an index too.
+func byName(set string) string { return set + "|name" }
+
+func nameKey(img Image) string { return deref(img.Name) + "\x00" + sortKey(img.CreatedAt, img.ID) }
+
+// indexAdd and indexRemove keep a set and its name-ordered twin together.
+func indexAdd(tx meta.Tx, set string, img Image) error {
+	if err := tx.SetAdd(set, sortKey(img.CreatedAt, img.ID)); err != nil {
+		return err
+	}
+	return tx.SetAdd(byName(set), nameKey(img))
+}
+
+func indexRemove(tx meta.Tx, set string, img Image) error {
+	if err := tx.SetRemove(set, sortKey(img.CreatedAt, img.ID)); err != nil {
+		return err
+	}
+	return tx.SetRemove(byName(set), nameKey(img))
 }
 
 func getImage(tx meta.Tx, id string) (Image, error) {
@@ -138,22 +159,45 @@ func putImage(tx meta.Tx, old *Image, img Image) error {
 	for _, s := range img.indexes() {
 		want[s] = true
 	}
+	renamed := old != nil && deref(old.Name) != deref(img.Name)
 	if old != nil {
 		for _, s := range old.indexes() {
-			if !want[s] {
-				if err := tx.SetRemove(s, key); err != nil {
+			if !want[s] || renamed {
+				if err := indexRemove(tx, s, *old); err != nil {
 					return err
 				}
 			}
 		}
+		if renamed {
+			if err := renameMemberships(tx, *old, img); err != nil {
+				return err
+			}
+		}
 	}
 	for s := range want {
-		if err := tx.SetAdd(s, key); err != nil {
+		if err := indexAdd(tx, s, img); err != nil {
 			return err
 		}
 	}
 	if img.Status == StatusDeleted {
 		if err := tx.SetAdd(setDeleted, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// renameMemberships moves a renamed image in its member projects' name-ordered indexes.
+func renameMemberships(tx meta.Tx, old, img Image) error {
+	projects, err := tx.SetRange(keyMembers(img.ID), "", 0)
+	if err != nil {
+		return err
+	}
+	for _, p := range projects {
+		if err := tx.SetRemove(byName(idxMember(p)), nameKey(old)); err != nil {
+			return err
+		}
+		if err := tx.SetAdd(byName(idxMember(p)), nameKey(img)); err != nil {
 			return err
 		}
 	}

@@ -174,3 +174,31 @@ func (img *Image) validate() error {
 	}
 	return nil
 }
+
+// clone returns a copy of img that shares nothing with it, so a change to the copy (a
+// JSON-patch decoding into a pointer field) leaves the original as it was.
+func (img Image) clone() Image {
+	c := img
+	for _, p := range []**string{&c.Name, &c.DiskFormat, &c.ContainerFormat, &c.Checksum, &c.HashAlgo, &c.HashValue} {
+		if *p != nil {
+			v := **p
+			*p = &v
+		}
+	}
+	for _, p := range []**int64{&c.Size, &c.VirtualSize} {
+		if *p != nil {
+			v := **p
+			*p = &v
+		}
+	}
+	if c.DeletedAt != nil {
+		t := *c.DeletedAt
+		c.DeletedAt = &t
+	}
+	c.Tags = append([]string(nil), img.Tags...)
+	c.Properties = make(map[string]string, len(img.Properties))
+	for k, v := range img.Properties {
+		c.Properties[k] = v
+	}
+	return c
+}

@@ -196,12 +196,7 @@ func (c *Catalog) mutate(ctx context.Context, pr auth.Principal, id string, act 
 		if cur.Status == StatusDeleted {
 			return ErrGone
 		}
-		next := cur
-		next.Tags = append([]string(nil), cur.Tags...)
-		next.Properties = map[string]string{}
-		for k, v := range cur.Properties {
-			next.Properties[k] = v
-		}
+		next := cur.clone()
 		if err := fn(&next); err != nil {
 			return err
 		}

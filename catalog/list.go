@@ -88,10 +88,10 @@ type ListOptions struct {
 }
 
 // List returns a page of the images the caller may see and whether the page was full (so
-// a next page may exist). With the default order (newest first) it walks the index sets of
-// what the caller can see, merged in order, and stops when the page is full: the cost of a
-// page depends on the page, not on the size of the catalog. Other orders sort the visible
-// set.
+// a next page may exist). With the default order (newest first) or by name (ascending, what
+// the glance CLI asks for) it walks the index sets of what the caller can see, merged in
+// order, and stops when the page is full: the cost of a page depends on the page, not on the
+// size of the catalog. Other orders sort the visible set.
 func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) ([]Image, bool, error) {
 	if opt.Limit <= 0 || opt.Limit > MaxLimit {
 		if opt.Limit <= 0 {
@@ -109,6 +109,7 @@ func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) 
 	}
 	sets := c.candidateSets(pr, projects, opt.Filter)
 	defaultOrder := len(opt.Sort) == 0 || (len(opt.Sort) == 1 && opt.Sort[0].Key == "created_at" && !opt.Sort[0].Asc)
+	nameOrder := len(opt.Sort) == 1 && opt.Sort[0].Key == "name" && opt.Sort[0].Asc
 	var after string
 	if opt.Marker != "" {
 		m, err := c.Get(ctx, pr, opt.Marker)
@@ -116,12 +117,23 @@ func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) 
 			return nil, false, fmt.Errorf("%w: marker %s not found", ErrInvalid, opt.Marker)
 		}
 		after = sortKey(m.CreatedAt, m.ID)
+		if nameOrder {
+			after = nameKey(m)
+		}
 	}
 	var out []Image
 	err = c.meta.View(ctx, func(tx meta.Tx) error {
 		keep := func(img Image) (bool, error) { return c.listable(ctx, tx, pr, projects, img, opt.Filter) }
-		if defaultOrder {
+		switch {
+		case defaultOrder:
 			out, err = mergeScan(tx, sets, after, opt.Limit, keep)
+			return err
+		case nameOrder:
+			named := make([]string, len(sets))
+			for i, s := range sets {
+				named[i] = byName(s)
+			}
+			out, err = mergeScan(tx, named, after, opt.Limit, keep)
 			return err
 		}
 		all, err := mergeScan(tx, sets, "", 0, keep)

@@ -77,7 +77,7 @@ func putMember(tx meta.Tx, img Image, m Member) error {
 	if err := tx.Put(keyMember(m.ImageID, m.MemberID), b); err != nil {
 		return err
 	}
-	return tx.SetAdd(idxMember(m.MemberID), sortKey(img.CreatedAt, img.ID))
+	return indexAdd(tx, idxMember(m.MemberID), img)
 }
 
 // Members lists an image's members: all of them for the owner, the caller's own row for a
@@ -178,7 +178,7 @@ func (c *Catalog) RemoveMember(ctx context.Context, pr auth.Principal, id, proje
 	return c.meta.Update(ctx, func(tx meta.Tx) error {
 		tx.Delete(keyMember(id, project))
 		tx.SetRemove(keyMembers(id), project)
-		return tx.SetRemove(idxMember(project), sortKey(img.CreatedAt, img.ID))
+		return indexRemove(tx, idxMember(project), img)
 	})
 }
 

@@ -41,7 +41,7 @@ func (c *Catalog) Purge(ctx context.Context, cutoff time.Time) ([]string, error)
 			for _, p := range ms {
 				tx.Delete(keyMember(id, p))
 				tx.SetRemove(keyMembers(id), p)
-				tx.SetRemove(idxMember(p), k)
+				indexRemove(tx, idxMember(p), img)
 			}
 			tx.SetRemove(setDeleted, k)
 			gone = true
