@@ -39,11 +39,20 @@ type world struct {
 	as      map[string]auth.Principal
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldOn(t, "") }
+
+// newWorldOn builds the world on the embedded store, or on Redis when redisURL is set.
+func newWorldOn(t *testing.T, redisURL string) *world {
 	t.Helper()
 	dir := t.TempDir()
 	files, _ := storage.OpenFiles(dir)
-	m, err := meta.OpenBolt(filepath.Join(dir, "meta.db"), time.Second)
+	var m meta.Store
+	var err error
+	if redisURL != "" {
+		m, err = meta.OpenRedis(ctx, redisURL, "w"+filepath.Base(dir)+":")
+	} else {
+		m, err = meta.OpenBolt(filepath.Join(dir, "meta.db"), time.Second)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +223,13 @@ func TestFailedUploadReturnsToQueued(t *testing.T) {
 }
 
 func TestVisibilityMembersAndList(t *testing.T) {
-	w := newWorld(t)
+	redisURL := testenv.StartRedis(t)
+	for _, backend := range []string{"", redisURL} {
+		testVisibilityMembersAndList(t, newWorldOn(t, backend))
+	}
+}
+
+func testVisibilityMembersAndList(t *testing.T, w *world) {
 	img := w.create(t, "member-a", "shared one", "raw")
 	priv := w.create(t, "member-a", "private one", "raw")
 	if _, err := w.cat.Update(ctx, w.as["member-a"], priv.ID, []catalog.Change{{Op: "replace", Path: "visibility", Value: json.RawMessage(`"private"`)}}); err != nil {
@@ -402,7 +417,13 @@ func TestDeleteAndPurge(t *testing.T) {
 // TestListByName: sort_key=name (ascending) walks the name-ordered indexes, pages with a
 // marker, follows renames, and agrees with the general sort.
 func TestListByName(t *testing.T) {
-	w := newWorld(t)
+	redisURL := testenv.StartRedis(t)
+	for _, backend := range []string{"", redisURL} {
+		testListByName(t, newWorldOn(t, backend))
+	}
+}
+
+func testListByName(t *testing.T, w *world) {
 	names := []string{"delta", "alpha", "charlie", "bravo", "alpha", "echo|pipe"}
 	var ids []string
 	for _, n := range names {
