@@ -53,66 +53,77 @@ func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body
 	return out, nil
 }
 
-// hashes computed while the data streams in.
-type dataHashes struct {
-	md5   hash.Hash
-	multi hash.Hash // nil when os_hash_algo is sha256: the OCI digest is the multihash
-	tar   hash.Hash // the containerDisk layer, when the size is known up front
+// storeData stores an image's bytes as a blob of repo in one streaming pass: the OCI digest,
+// the MD5 checksum, the multihash (when it is not the digest) and every extra sink see the
+// bytes on the way in. size is the declared length (-1 when unknown): more or fewer bytes is
+// ErrInvalid. check, if not nil, may refuse the data before anything is committed.
+func (c *Catalog) storeData(ctx context.Context, repo string, body io.Reader, size int64, check func() error, extra ...io.Writer) (uploaded, error) {
+	md5h := md5.New()
+	sinks := append([]io.Writer{md5h}, extra...)
+	var multi hash.Hash
+	if c.HashAlgo == "sha512" {
+		multi = sha512.New()
+		sinks = append(sinks, multi)
+	}
+	max := int64(MaxImageSize)
+	if size >= 0 {
+		max = size
+	}
+	verify := func(n int64) error {
+		if size >= 0 && n != size {
+			return fmt.Errorf("%w: size mismatch: %d bytes received, %d declared", ErrInvalid, n, size)
+		}
+		if check != nil {
+			return check()
+		}
+		return nil
+	}
+	d, n, err := c.store.PutBlob(ctx, repo, body, max, verify, sinks...)
+	if err != nil {
+		if errors.Is(err, storage.ErrTooLarge) && size >= 0 {
+			return uploaded{}, fmt.Errorf("%w: size mismatch: more data than the %d bytes declared", ErrInvalid, size)
+		}
+		return uploaded{}, err
+	}
+	data := uploaded{repo: repo, disk: d, size: n, md5: hex.EncodeToString(md5h.Sum(nil)),
+		hashAlgo: "sha256", hashValue: d.Encoded()}
+	if multi != nil {
+		data.hashAlgo, data.hashValue = "sha512", hex.EncodeToString(multi.Sum(nil))
+	}
+	return data, nil
 }
 
+// receive stores an upload's data, refusing data that is not the declared format or fails
+// the safety checks, and publishes it. When the size is known up front the containerDisk
+// layer is hashed in the same pass.
 func (c *Catalog) receive(ctx context.Context, img Image, body io.Reader, size int64) (Image, error) {
 	repo, err := c.repositoryFor(ctx, img)
 	if err != nil {
 		return img, err
 	}
-	hs := dataHashes{md5: md5.New()}
-	sinks := []io.Writer{hs.md5}
-	if c.HashAlgo == "sha512" {
-		hs.multi = sha512.New()
-		sinks = append(sinks, hs.multi)
-	}
-	cd := containerDiskFormat(img)
-	var prefix []byte
-	if cd && size >= 0 {
-		prefix, _ = containerDiskFraming(img, size)
-		hs.tar = sha256.New()
-		hs.tar.Write(prefix)
-		sinks = append(sinks, hs.tar)
-	}
 	inspector := diskformat.NewInspector()
-	sinks = append(sinks, inspector)
-	max := int64(MaxImageSize)
-	if size >= 0 {
-		max = size
+	sinks := []io.Writer{inspector}
+	var tarHash hash.Hash
+	if containerDiskFormat(img) && size >= 0 {
+		prefix, _ := containerDiskFraming(img, size)
+		tarHash = sha256.New()
+		tarHash.Write(prefix)
+		sinks = append(sinks, tarHash)
 	}
-	// The data must be what the image says it is, and safe, before anything is committed.
 	var report diskformat.Report
-	check := func(n int64) error {
-		if size >= 0 && n != size {
-			return fmt.Errorf("%w: size mismatch: %d bytes received, %d declared", ErrInvalid, n, size)
-		}
+	check := func() error {
 		report = inspector.Report()
 		if err := diskformat.Verify(deref(img.DiskFormat), report); err != nil {
 			return fmt.Errorf("%w: %v", ErrBadData, err)
 		}
 		return nil
 	}
-	d, n, err := c.store.PutBlob(ctx, repo, body, max, check, sinks...)
+	data, err := c.storeData(ctx, repo, body, size, check, sinks...)
 	if err != nil {
-		if errors.Is(err, storage.ErrTooLarge) && size >= 0 {
-			return img, fmt.Errorf("%w: size mismatch: more data than the %d bytes declared", ErrInvalid, size)
-		}
 		return img, err
 	}
-	data := uploaded{repo: repo, disk: d, size: n, md5: hex.EncodeToString(hs.md5.Sum(nil)), virtualSize: report.VirtualSize}
-	if hs.multi != nil {
-		data.hashAlgo, data.hashValue = "sha512", hex.EncodeToString(hs.multi.Sum(nil))
-	} else {
-		data.hashAlgo, data.hashValue = "sha256", d.Encoded()
-	}
-	if hs.tar != nil {
-		data.tarHash = hs.tar
-	}
+	data.virtualSize = report.VirtualSize
+	data.tarHash = tarHash
 	return c.publish(ctx, img, data)
 }
 

@@ -2,13 +2,8 @@ package catalog
 
 import (
 	"context"
-	"crypto/md5"
 	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net"
 	"net/http"
@@ -65,29 +60,10 @@ func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int
 	if err != nil {
 		return img, err
 	}
-	md5h := md5.New()
-	var multi hash.Hash
-	sinks := []io.Writer{md5h}
-	if c.HashAlgo == "sha512" {
-		multi = sha512.New()
-		sinks = append(sinks, multi)
-	}
-	max := int64(MaxImageSize)
-	if size >= 0 {
-		max = size
-	}
-	d, n, err := c.store.PutBlob(ctx, repo, body, max, sizeCheck(size), sinks...)
+	data, err := c.storeData(ctx, repo, body, size, nil)
 	if err != nil {
-		if errors.Is(err, storage.ErrTooLarge) && size >= 0 {
-			return img, fmt.Errorf("%w: size mismatch: more data than the %d bytes declared", ErrInvalid, size)
-		}
 		return img, err
 	}
-	algo, value := "sha256", d.Encoded()
-	if multi != nil {
-		algo, value = "sha512", hex.EncodeToString(multi.Sum(nil))
-	}
-	sum := hex.EncodeToString(md5h.Sum(nil))
 	var out Image
 	err = c.meta.Update(ctx, func(tx meta.Tx) error {
 		cur, err := getImage(tx, img.ID)
@@ -97,24 +73,14 @@ func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int
 		if cur.Status != StatusUploading {
 			return ErrGone
 		}
-		next := cur
-		next.Size, next.Checksum, next.HashAlgo, next.HashValue = &n, &sum, &algo, &value
-		next.Repository, next.DiskDigest = repo, d.String()
+		next := cur.clone()
+		next.Size, next.Checksum, next.HashAlgo, next.HashValue = &data.size, &data.md5, &data.hashAlgo, &data.hashValue
+		next.Repository, next.DiskDigest = repo, data.disk.String()
 		next.UpdatedAt = c.Now().UTC().Truncate(1e9)
 		out = next
 		return putImage(tx, &cur, next)
 	})
 	return out, err
-}
-
-// sizeCheck refuses data whose length is not the declared size (size < 0: any length).
-func sizeCheck(size int64) func(int64) error {
-	return func(n int64) error {
-		if size >= 0 && n != size {
-			return fmt.Errorf("%w: size mismatch: %d bytes received, %d declared", ErrInvalid, n, size)
-		}
-		return nil
-	}
 }
 
 // requeue puts an image whose upload, staging or import failed back to queued with no data

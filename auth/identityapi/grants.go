@@ -55,19 +55,27 @@ func (h *Handler) handleCreateGrant(w http.ResponseWriter, r *http.Request, call
 // handleCheckGrant answers HEAD and GET /v3/projects/{p}/users/{u}/roles/{r}: 204 when the
 // user holds the role directly, else 404.
 func (h *Handler) handleCheckGrant(w http.ResponseWriter, r *http.Request, caller auth.Token) error {
-	g, err := h.parseGrant(r, caller, auth.IdentityCheckGrant, true)
-	if err != nil {
+	if _, err := h.heldGrant(r, caller, auth.IdentityCheckGrant); err != nil {
 		return err
-	}
-	roles, err := h.id.RolesOn(r.Context(), g.user.ID, g.project.ID)
-	if err != nil {
-		return err
-	}
-	if !slices.Contains(roles, g.role) {
-		return h.assignmentNotFound(g)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// heldGrant parses a grant path and checks the user holds the role directly (else 404).
+func (h *Handler) heldGrant(r *http.Request, caller auth.Token, act auth.IdentityAction) (grant, error) {
+	g, err := h.parseGrant(r, caller, act, true)
+	if err != nil {
+		return g, err
+	}
+	roles, err := h.id.RolesOn(r.Context(), g.user.ID, g.project.ID)
+	if err != nil {
+		return g, err
+	}
+	if !slices.Contains(roles, g.role) {
+		return g, h.assignmentNotFound(g)
+	}
+	return g, nil
 }
 
 func (h *Handler) assignmentNotFound(g grant) error {
@@ -78,16 +86,9 @@ func (h *Handler) assignmentNotFound(g grant) error {
 // handleRevokeGrant answers DELETE /v3/projects/{p}/users/{u}/roles/{r} (admins only): 204,
 // or 404 when the user does not hold the role.
 func (h *Handler) handleRevokeGrant(w http.ResponseWriter, r *http.Request, caller auth.Token) error {
-	g, err := h.parseGrant(r, caller, auth.IdentityRevokeGrant, true)
+	g, err := h.heldGrant(r, caller, auth.IdentityRevokeGrant)
 	if err != nil {
 		return err
-	}
-	roles, err := h.id.RolesOn(r.Context(), g.user.ID, g.project.ID)
-	if err != nil {
-		return err
-	}
-	if !slices.Contains(roles, g.role) {
-		return h.assignmentNotFound(g)
 	}
 	if err := h.id.Revoke(r.Context(), g.user.ID, g.project.ID, g.role); err != nil {
 		return err
