@@ -13,6 +13,7 @@ import (
 
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/diskformat"
+	"github.com/xloud/xloud-image/internal/sha256twin"
 	"github.com/xloud/xloud-image/storage"
 )
 
@@ -57,19 +58,34 @@ func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body
 // the MD5 checksum, the multihash (when it is not the digest) and every extra sink see the
 // bytes on the way in. size is the declared length (-1 when unknown): more or fewer bytes is
 // ErrInvalid. check, if not nil, may refuse the data before anything is committed.
-func (c *Catalog) storeData(ctx context.Context, repo string, body io.Reader, size int64, check func() error, extra ...io.Writer) (uploaded, error) {
+// layerPrefix, if not nil, is the tar framing in front of the disk in its containerDisk
+// layer: the layer's digest is then computed in the same pass, sharing the disk digest's
+// message schedule (sha256twin), and data.tarHash holds prefix+disk.
+func (c *Catalog) storeData(ctx context.Context, repo string, body io.Reader, size int64, check func() error, layerPrefix []byte, extra ...io.Writer) (uploaded, error) {
 	md5h := md5.New()
-	sinks := append([]io.Writer{md5h}, extra...)
+	opt := storage.PutOptions{Max: MaxImageSize, Sinks: append([]io.Writer{md5h}, extra...)}
+	if size >= 0 {
+		opt.Max = size
+	}
 	var multi hash.Hash
 	if c.HashAlgo == "sha512" {
 		multi = sha512.New()
-		sinks = append(sinks, multi)
+		opt.Sinks = append(opt.Sinks, multi)
 	}
-	max := int64(MaxImageSize)
-	if size >= 0 {
-		max = size
+	var twin *sha256twin.Hash
+	var layer hash.Hash
+	if layerPrefix != nil {
+		var err error
+		if twin, err = sha256twin.New(layerPrefix); err == nil {
+			opt.Hash = twin
+		} else {
+			// Framing that is not whole blocks cannot share the pass's schedule.
+			layer = sha256.New()
+			layer.Write(layerPrefix)
+			opt.Sinks = append(opt.Sinks, layer)
+		}
 	}
-	verify := func(n int64) error {
+	opt.Check = func(n int64) error {
 		if size >= 0 && n != size {
 			return fmt.Errorf("%w: size mismatch: %d bytes received, %d declared", ErrInvalid, n, size)
 		}
@@ -78,7 +94,7 @@ func (c *Catalog) storeData(ctx context.Context, repo string, body io.Reader, si
 		}
 		return nil
 	}
-	d, n, err := c.store.PutBlob(ctx, repo, body, max, verify, sinks...)
+	d, n, err := c.store.PutBlob(ctx, repo, body, opt)
 	if err != nil {
 		if errors.Is(err, storage.ErrTooLarge) && size >= 0 {
 			return uploaded{}, fmt.Errorf("%w: size mismatch: more data than the %d bytes declared", ErrInvalid, size)
@@ -86,7 +102,10 @@ func (c *Catalog) storeData(ctx context.Context, repo string, body io.Reader, si
 		return uploaded{}, err
 	}
 	data := uploaded{repo: repo, disk: d, size: n, md5: hex.EncodeToString(md5h.Sum(nil)),
-		hashAlgo: "sha256", hashValue: d.Encoded()}
+		hashAlgo: "sha256", hashValue: d.Encoded(), tarHash: layer}
+	if twin != nil {
+		data.tarHash = twin.Prefixed()
+	}
 	if multi != nil {
 		data.hashAlgo, data.hashValue = "sha512", hex.EncodeToString(multi.Sum(nil))
 	}
@@ -102,13 +121,9 @@ func (c *Catalog) receive(ctx context.Context, img Image, body io.Reader, size i
 		return img, err
 	}
 	inspector := diskformat.NewInspector()
-	sinks := []io.Writer{inspector}
-	var tarHash hash.Hash
+	var layerPrefix []byte
 	if containerDiskFormat(img) && size >= 0 {
-		prefix, _ := containerDiskFraming(img, size)
-		tarHash = sha256.New()
-		tarHash.Write(prefix)
-		sinks = append(sinks, tarHash)
+		layerPrefix, _ = containerDiskFraming(img, size)
 	}
 	var report diskformat.Report
 	check := func() error {
@@ -118,12 +133,11 @@ func (c *Catalog) receive(ctx context.Context, img Image, body io.Reader, size i
 		}
 		return nil
 	}
-	data, err := c.storeData(ctx, repo, body, size, check, sinks...)
+	data, err := c.storeData(ctx, repo, body, size, check, layerPrefix, inspector)
 	if err != nil {
 		return img, err
 	}
 	data.virtualSize = report.VirtualSize
-	data.tarHash = tarHash
 	return c.publish(ctx, img, data)
 }
 

@@ -60,7 +60,7 @@ func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int
 	if err != nil {
 		return img, err
 	}
-	data, err := c.storeData(ctx, repo, body, size, nil)
+	data, err := c.storeData(ctx, repo, body, size, nil, nil)
 	if err != nil {
 		return img, err
 	}

@@ -223,7 +223,7 @@ func (c *Catalog) containerDisk(ctx context.Context, img Image, data uploaded) (
 
 // putContent stores small content as a blob of repo.
 func (c *Catalog) putContent(ctx context.Context, repo, mediaType string, content []byte) (v1.Descriptor, error) {
-	d, n, err := c.store.PutBlob(ctx, repo, bytes.NewReader(content), -1, nil)
+	d, n, err := c.store.PutBlob(ctx, repo, bytes.NewReader(content), storage.PutOptions{Max: -1})
 	if err != nil {
 		return v1.Descriptor{}, err
 	}

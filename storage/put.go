@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,25 +15,40 @@ import (
 	"github.com/xloud/xloud-image/storage/meta"
 )
 
+// PutOptions says how PutBlob takes a blob in.
+type PutOptions struct {
+	// Max is the most bytes taken (< 0: no limit); more is ErrTooLarge.
+	Max int64
+	// Check, if not nil, runs once the bytes are in and before anything is committed: its
+	// error refuses the blob.
+	Check func(size int64) error
+	// Hash, if not nil, is a fresh SHA-256 of the bytes that the digest is taken from: one
+	// that computes more in the same pass (sha256twin). PutBlob makes its own otherwise.
+	Hash hash.Hash
+	// Sinks see the bytes as they are written (other hashes, a format inspector).
+	Sinks []io.Writer
+}
+
 // PutBlob streams r into a new blob linked into repo, in one pass: the sha256 digest and
-// every sink (other hashes, a format inspector) see the bytes as they are written. At most
-// max bytes are taken (max < 0: no limit). check, if not nil, runs once the bytes are in
-// and before anything is committed: its error refuses the blob. Nothing is visible until
-// the blob is committed; on error nothing is left behind. It returns the digest and size.
-func (s *Store) PutBlob(ctx context.Context, repo string, r io.Reader, max int64, check func(size int64) error, sinks ...io.Writer) (digest.Digest, int64, error) {
+// every sink see the bytes as they are written. Nothing is visible until the blob is
+// committed; on error nothing is left behind. It returns the digest and size.
+func (s *Store) PutBlob(ctx context.Context, repo string, r io.Reader, opt PutOptions) (digest.Digest, int64, error) {
 	tmp, err := os.CreateTemp(filepath.Join(s.files.root, "uploads"), "put-*")
 	if err != nil {
 		return "", 0, fmt.Errorf("put blob: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op once committed
 	defer tmp.Close()
-	h := sha256.New()
-	n, err := ingest(tmp, 0, r, max, append([]io.Writer{h}, sinks...)...)
+	h := opt.Hash
+	if h == nil {
+		h = sha256.New()
+	}
+	n, err := ingest(tmp, 0, r, opt.Max, append([]io.Writer{h}, opt.Sinks...)...)
 	if err != nil {
 		return "", n, fmt.Errorf("put blob: %w", err)
 	}
-	if check != nil {
-		if err := check(n); err != nil {
+	if opt.Check != nil {
+		if err := opt.Check(n); err != nil {
 			return "", n, err
 		}
 	}
