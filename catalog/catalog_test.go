@@ -465,4 +465,61 @@ func testListByName(t *testing.T, w *world) {
 	if len(imgs) != len(want) || *imgs[0].Name != "echo|pipe" {
 		t.Fatalf("by name descending: %d images, first %q", len(imgs), *imgs[0].Name)
 	}
+
+	// One exact name walks only its range of the name index, in either order, across pages;
+	// names that extend it ("alphabet") or that it extends ("alph") stay out.
+	w.create(t, "member-a", "alphabet", "raw")
+	w.create(t, "member-a", "alph", "raw")
+	w.create(t, "member-a", "alpha", "raw")
+	sharedAlpha := w.create(t, "member-b", "alpha", "raw")
+	if _, err := w.cat.AddMember(ctx, w.as["member-b"], sharedAlpha.ID, w.project["a"]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cat.SetMemberStatus(ctx, w.as["member-a"], sharedAlpha.ID, w.project["a"], "accepted"); err != nil {
+		t.Fatal(err)
+	}
+	w.create(t, "member-b", "alpha", "raw") // not shared: never listed for a
+	alpha := catalog.Filter{Names: []string{"alpha"}}
+	general, _, err := w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Filter: alpha, Limit: 100,
+		Sort: []catalog.SortKey{{Key: "created_at"}, {Key: "id"}}})
+	if err != nil || len(general) != 4 {
+		t.Fatalf("alpha by the general path: %d images, %v", len(general), err)
+	}
+	for _, sort := range [][]catalog.SortKey{nil, byName} {
+		var paged []string
+		marker := ""
+		for page := 0; page < 10; page++ {
+			imgs, full, err := w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Filter: alpha, Sort: sort, Limit: 3, Marker: marker})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, img := range imgs {
+				paged = append(paged, img.ID)
+			}
+			if !full {
+				break
+			}
+			marker = imgs[len(imgs)-1].ID
+		}
+		var wantIDs []string
+		for _, img := range general {
+			wantIDs = append(wantIDs, img.ID)
+		}
+		if strings.Join(paged, ",") != strings.Join(wantIDs, ",") {
+			t.Fatalf("name=alpha, sort %v, pages of 3: %v, want %v", sort, paged, wantIDs)
+		}
+	}
+	// A marker of another name: newest-first lists the alphas older than it; by name, an
+	// earlier name lists them all and a later one none.
+	bravo := ids[3]
+	imgs, _, err = w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Filter: alpha, Marker: bravo})
+	if err != nil || len(imgs) != 1 || imgs[0].ID != ids[1] {
+		t.Fatalf("alpha after the marker bravo, newest first: %v %v", imgs, err)
+	}
+	if imgs, _, _ = w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Filter: alpha, Sort: byName, Marker: bravo}); len(imgs) != 0 {
+		t.Fatalf("alpha after bravo by name: %d images", len(imgs))
+	}
+	if imgs, _, _ = w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Filter: alpha, Sort: byName, Marker: ids[0]}); len(imgs) != 4 {
+		t.Fatalf("alpha after aardvark by name: %d images", len(imgs))
+	}
 }

@@ -110,33 +110,53 @@ func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) 
 	sets := c.candidateSets(pr, projects, opt.Filter)
 	defaultOrder := len(opt.Sort) == 0 || (len(opt.Sort) == 1 && opt.Sort[0].Key == "created_at" && !opt.Sort[0].Asc)
 	nameOrder := len(opt.Sort) == 1 && opt.Sort[0].Key == "name" && opt.Sort[0].Asc
-	var after string
+	var marker *Image
 	if opt.Marker != "" {
 		m, err := c.Get(ctx, pr, opt.Marker)
 		if err != nil {
 			return nil, false, fmt.Errorf("%w: marker %s not found", ErrInvalid, opt.Marker)
 		}
-		after = sortKey(m.CreatedAt, m.ID)
-		if nameOrder {
-			after = nameKey(m)
-		}
+		marker = &m
+	}
+	named := make([]string, len(sets))
+	for i, s := range sets {
+		named[i] = byName(s)
 	}
 	var out []Image
 	err = c.meta.View(ctx, func(tx meta.Tx) error {
 		keep := func(img Image) (bool, error) { return c.listable(ctx, tx, pr, projects, img, opt.Filter) }
-		switch {
-		case defaultOrder:
-			out, err = mergeScan(tx, sets, after, opt.Limit, keep)
-			return err
-		case nameOrder:
-			named := make([]string, len(sets))
-			for i, s := range sets {
-				named[i] = byName(s)
+		if f := opt.Filter; len(f.Names) == 1 && !strings.Contains(f.Names[0], "\x00") && (defaultOrder || nameOrder) {
+			// One exact name: its images are one range of the name-ordered sets, newest
+			// first within it, which is both orders at once.
+			lo := f.Names[0] + "\x00"
+			after := lo
+			if marker != nil {
+				if mName := deref(marker.Name); nameOrder && mName > f.Names[0] {
+					return nil // the marker is past every image of that name
+				} else if !nameOrder || mName == f.Names[0] {
+					after = lo + sortKey(marker.CreatedAt, marker.ID)
+				}
 			}
-			out, err = mergeScan(tx, named, after, opt.Limit, keep)
+			out, err = mergeScan(tx, named, after, f.Names[0]+"\x01", opt.Limit, keep)
 			return err
 		}
-		all, err := mergeScan(tx, sets, "", 0, keep)
+		switch {
+		case defaultOrder:
+			after := ""
+			if marker != nil {
+				after = sortKey(marker.CreatedAt, marker.ID)
+			}
+			out, err = mergeScan(tx, sets, after, "", opt.Limit, keep)
+			return err
+		case nameOrder:
+			after := ""
+			if marker != nil {
+				after = nameKey(*marker)
+			}
+			out, err = mergeScan(tx, named, after, "", opt.Limit, keep)
+			return err
+		}
+		all, err := mergeScan(tx, sets, "", "", 0, keep)
 		if err != nil {
 			return err
 		}
@@ -335,9 +355,10 @@ func deref(s *string) string {
 	return *s
 }
 
-// mergeScan walks the sorted sets together in sortKey order after `after`, loading each
-// image once and keeping those keep accepts, until limit are kept (0: all).
-func mergeScan(tx meta.Tx, sets []string, after string, limit int, keep func(Image) (bool, error)) ([]Image, error) {
+// mergeScan walks the sorted sets together in key order from after to until (exclusive
+// both; until "": to the end), loading each image once and keeping those keep accepts,
+// until limit are kept (0: all).
+func mergeScan(tx meta.Tx, sets []string, after, until string, limit int, keep func(Image) (bool, error)) ([]Image, error) {
 	const batch = 64
 	type cursor struct {
 		set  string
@@ -362,6 +383,11 @@ func mergeScan(tx meta.Tx, sets []string, after string, limit int, keep func(Ima
 		}
 		if len(b) > 0 {
 			c.last = b[len(b)-1]
+		}
+		if until != "" {
+			if i := sort.SearchStrings(b, until); i < len(b) {
+				b, c.done = b[:i], true
+			}
 		}
 		c.buf = b
 		return nil
