@@ -37,13 +37,15 @@ type Catalog struct {
 	// HashAlgo is os_hash_algo for new uploads: sha256 (the OCI digest, one computation) or
 	// sha512 (Glance's default).
 	HashAlgo string
+	// node is this process's lease id (lease.go).
+	node string
 }
 
 // New returns the catalog over store, deciding access with policy.
 func New(store *storage.Store, policy *auth.Policy) *Catalog {
 	c := &Catalog{
 		store: store, meta: store.Meta(), policy: policy,
-		Now: time.Now, NewID: uuid.NewString, HashAlgo: "sha256",
+		Now: time.Now, NewID: uuid.NewString, HashAlgo: "sha256", node: uuid.NewString(),
 	}
 	// Readers of an image may pull it from its repository, whoever owns that.
 	policy.ContentReadable = c.ContentReadable
@@ -64,6 +66,7 @@ func New(store *storage.Store, policy *auth.Policy) *Catalog {
 //	set members:<id>             member projects of an image
 //	imageref:<repo>@<digest>     the image a manifest stands for
 //	set deleted                  deleted images awaiting purge, as sortKey|id
+//	set idx:leased, node:<id>    images being written and their writers (lease.go)
 func keyImage(id string) string              { return "image:" + id }
 func keyMember(id, project string) string    { return "member:" + id + ":" + project }
 func keyMembers(id string) string            { return "members:" + id }
@@ -184,7 +187,7 @@ func putImage(tx meta.Tx, old *Image, img Image) error {
 			return err
 		}
 	}
-	return nil
+	return updateLeased(tx, old, img)
 }
 
 // renameMemberships moves a renamed image in its member projects' name-ordered indexes.

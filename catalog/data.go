@@ -41,6 +41,7 @@ func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body
 			return fmt.Errorf("%w: properties disk_format and container_format must be set prior to saving data", ErrInvalid)
 		}
 		img.Status = StatusSaving
+		img.Lease = c.node
 		return nil
 	})
 	if err != nil {
@@ -48,7 +49,7 @@ func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body
 	}
 	out, err := c.receive(ctx, img, body, size)
 	if err != nil {
-		c.requeue(context.WithoutCancel(ctx), id, StatusSaving)
+		c.requeue(context.WithoutCancel(ctx), img, StatusSaving)
 		return img, err
 	}
 	return out, nil

@@ -28,3 +28,6 @@ func (c *Catalog) BulkInsert(ctx context.Context, imgs []Image) error {
 	}
 	return nil
 }
+
+// Heartbeat beats this process's lease once (RunLeases does it on a ticker).
+func (c *Catalog) Heartbeat(ctx context.Context) error { return c.heartbeat(ctx) }

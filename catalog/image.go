@@ -122,6 +122,9 @@ type Image struct {
 	Referrer string `json:"referrer,omitempty"`
 	// Reason says why an image was killed.
 	Reason string `json:"reason,omitempty"`
+	// Lease is the id of the process writing the image's data (saving, staging, importing):
+	// see lease.go.
+	Lease string `json:"lease,omitempty"`
 }
 
 // Limits of Glance's schema and quotas.

@@ -42,6 +42,7 @@ func (c *Catalog) Stage(ctx context.Context, pr auth.Principal, id string, body 
 			return fmt.Errorf("%w: image status is %s, not queued", ErrConflict, img.Status)
 		}
 		img.Status = StatusUploading
+		img.Lease = c.node
 		return nil
 	})
 	if err != nil {
@@ -49,7 +50,7 @@ func (c *Catalog) Stage(ctx context.Context, pr auth.Principal, id string, body 
 	}
 	out, err := c.stage(ctx, img, body, size)
 	if err != nil {
-		c.requeue(context.WithoutCancel(ctx), id, StatusUploading)
+		c.requeue(context.WithoutCancel(ctx), img, StatusUploading)
 		return img, err
 	}
 	return out, nil
@@ -70,12 +71,13 @@ func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int
 		if err != nil {
 			return err
 		}
-		if cur.Status != StatusUploading {
+		if cur.Status != StatusUploading || cur.Lease != img.Lease {
 			return ErrGone
 		}
 		next := cur.clone()
 		next.Size, next.Checksum, next.HashAlgo, next.HashValue = &data.size, &data.md5, &data.hashAlgo, &data.hashValue
 		next.Repository, next.DiskDigest = repo, data.disk.String()
+		next.Lease = "" // staged: at rest until the import
 		next.UpdatedAt = c.Now().UTC().Truncate(1e9)
 		out = next
 		return putImage(tx, &cur, next)
@@ -83,22 +85,16 @@ func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int
 	return out, err
 }
 
-// requeue puts an image whose upload, staging or import failed back to queued with no data
-// (unless it left status from meanwhile, e.g. was deleted).
-func (c *Catalog) requeue(ctx context.Context, id string, from Status) {
+// requeue puts an image whose upload, staging or import failed back to queued with no data,
+// unless it left status from meanwhile (was deleted) or is no longer this write's (its
+// lease was recovered and another write began).
+func (c *Catalog) requeue(ctx context.Context, img Image, from Status) {
 	c.meta.Update(ctx, func(tx meta.Tx) error {
-		cur, err := getImage(tx, id)
-		if err != nil || cur.Status != from {
+		cur, err := getImage(tx, img.ID)
+		if err != nil || cur.Status != from || cur.Lease != img.Lease {
 			return err
 		}
-		next := cur
-		next.Status = StatusQueued
-		next.Size, next.VirtualSize, next.Checksum, next.HashAlgo, next.HashValue = nil, nil, nil, nil, nil
-		next.DiskDigest = ""
-		if next.Reference == "" {
-			next.Repository = ""
-		}
-		next.UpdatedAt = c.Now().UTC().Truncate(1e9)
+		next := cur.requeued(c.Now())
 		return putImage(tx, &cur, next)
 	})
 }
@@ -136,6 +132,7 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 			return err
 		}
 		img.Status = StatusImporting
+		img.Lease = c.node
 		return nil
 	})
 	if err != nil {
@@ -149,7 +146,7 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 			err = c.importWeb(ctx, img, web, req.URI)
 		}
 		if err != nil {
-			c.requeue(context.WithoutCancel(ctx), id, StatusImporting)
+			c.requeue(context.WithoutCancel(ctx), img, StatusImporting)
 			return fmt.Errorf("import image %s (%s): %w", id, req.Method, err)
 		}
 		return nil

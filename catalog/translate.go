@@ -135,11 +135,12 @@ func (c *Catalog) publish(ctx context.Context, img Image, data uploaded) (Image,
 		if err != nil {
 			return err
 		}
-		if cur.Status != StatusSaving && cur.Status != StatusImporting {
-			return ErrGone
+		if (cur.Status != StatusSaving && cur.Status != StatusImporting) || cur.Lease != img.Lease {
+			return ErrGone // deleted, or recovered from this write and written again
 		}
 		next := cur
 		next.Status = StatusActive
+		next.Lease = ""
 		next.Size = &data.size
 		if data.virtualSize > 0 {
 			next.VirtualSize = &data.virtualSize

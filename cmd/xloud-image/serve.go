@@ -70,6 +70,12 @@ func cmdServe(args []string) error {
 	go sec.maintain(ctx)
 	cat := catalog.New(store, sec.imagePolicy())
 	cat.HashAlgo = *hashAlgo
+	// Images a stopped server left mid-write go back to queued; on the embedded store no
+	// other server can be writing, so at start every lease found is stale.
+	leaseCtx, stopLeases := context.WithCancel(ctx)
+	leases := make(chan struct{})
+	go func() { defer close(leases); cat.RunLeases(leaseCtx, c.RedisURL == "", slog.Default()) }()
+	defer func() { stopLeases(); <-leases }()
 	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: *sparse,
 		Access: sec.registryAccess(), Catalog: cat})
 

@@ -1,0 +1,159 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+// Leases. An image being written — an upload saving, a stage streaming in, an import
+// running — carries the id of the server process doing it (Image.Lease), and every process
+// heartbeats its id in the metadata store. When a process dies mid-write its heartbeat
+// stops; the next janitor pass of any process puts such images back to queued with no data,
+// exactly as a failed upload would, instead of leaving them saving or importing for ever.
+// On the embedded store only one process can run, so at its start every lease it finds is
+// left over from a process that is gone.
+//
+//	node:<id>        the process's last heartbeat, Unix seconds
+//	set idx:leased   images that carry a lease
+const (
+	idxLeased      = "idx:leased"
+	heartbeatEvery = 20 * time.Second
+	// leaseStale is how old a heartbeat is when its process is taken for dead: several
+	// missed beats, so a slow store or a pause does not requeue live work.
+	leaseStale = 90 * time.Second
+)
+
+func keyNode(id string) string { return "node:" + id }
+
+// leased: an image in one of the writing states holds its lease in idx:leased.
+func (img Image) leased() bool {
+	if img.Lease == "" {
+		return false
+	}
+	switch img.Status {
+	case StatusSaving, StatusUploading, StatusImporting:
+		return true
+	}
+	return false
+}
+
+// updateLeased keeps idx:leased in step with a record being written.
+func updateLeased(tx meta.Tx, old *Image, img Image) error {
+	if img.leased() {
+		return tx.SetAdd(idxLeased, img.ID)
+	}
+	if old != nil && old.leased() {
+		return tx.SetRemove(idxLeased, img.ID)
+	}
+	return nil
+}
+
+// RunLeases heartbeats this process and, now and then, returns to queued the images whose
+// writer stopped beating. exclusive says no other process can share the metadata store
+// (the embedded store): every lease found at start is then stale at once. It returns when
+// ctx ends.
+func (c *Catalog) RunLeases(ctx context.Context, exclusive bool, log *slog.Logger) {
+	if err := c.heartbeat(ctx); err != nil {
+		log.Warn("lease heartbeat", "err", err)
+	}
+	if n, err := c.RecoverLeases(ctx, exclusive); err != nil {
+		log.Warn("recover leased images", "err", err)
+	} else if n > 0 {
+		log.Info("images left mid-write by a stopped server returned to queued", "images", n)
+	}
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = c.meta.Update(context.WithoutCancel(ctx), func(tx meta.Tx) error { return tx.Delete(keyNode(c.node)) })
+			return
+		case <-t.C:
+		}
+		if err := c.heartbeat(ctx); err != nil {
+			log.Warn("lease heartbeat", "err", err)
+		}
+		if n, err := c.RecoverLeases(ctx, false); err != nil {
+			log.Warn("recover leased images", "err", err)
+		} else if n > 0 {
+			log.Info("images left mid-write by a stopped server returned to queued", "images", n)
+		}
+	}
+}
+
+func (c *Catalog) heartbeat(ctx context.Context) error {
+	return c.meta.Update(ctx, func(tx meta.Tx) error {
+		return tx.Put(keyNode(c.node), []byte(strconv.FormatInt(c.Now().Unix(), 10)))
+	})
+}
+
+// RecoverLeases returns to queued, with no data, every leased image whose process has not
+// beaten for leaseStale (all of other processes' when all is set), and says how many.
+func (c *Catalog) RecoverLeases(ctx context.Context, all bool) (int, error) {
+	var ids []string
+	err := c.meta.View(ctx, func(tx meta.Tx) error {
+		var err error
+		ids, err = tx.SetRange(idxLeased, "", 0)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	recovered := 0
+	for _, id := range ids {
+		err := c.meta.Update(ctx, func(tx meta.Tx) error {
+			img, err := getImage(tx, id)
+			if errors.Is(err, meta.ErrNotFound) {
+				return tx.SetRemove(idxLeased, id)
+			}
+			if err != nil {
+				return err
+			}
+			if !img.leased() {
+				return tx.SetRemove(idxLeased, id)
+			}
+			if img.Lease == c.node || (!all && c.alive(tx, img.Lease)) {
+				return nil
+			}
+			next := img.requeued(c.Now())
+			if err := putImage(tx, &img, next); err != nil {
+				return err
+			}
+			recovered++
+			return nil
+		})
+		if err != nil {
+			return recovered, err
+		}
+	}
+	return recovered, nil
+}
+
+// alive: the process's heartbeat is recent.
+func (c *Catalog) alive(tx meta.Tx, node string) bool {
+	b, err := tx.Get(keyNode(node))
+	if err != nil {
+		return false
+	}
+	sec, err := strconv.ParseInt(string(b), 10, 64)
+	return err == nil && c.Now().Sub(time.Unix(sec, 0)) < leaseStale
+}
+
+// requeued is img back in queued with no data, as after a failed upload.
+func (img Image) requeued(now time.Time) Image {
+	next := img
+	next.Status = StatusQueued
+	next.Lease = ""
+	next.Size, next.VirtualSize, next.Checksum, next.HashAlgo, next.HashValue = nil, nil, nil, nil, nil
+	next.DiskDigest = ""
+	if next.Reference == "" {
+		next.Repository = ""
+	}
+	next.UpdatedAt = now.UTC().Truncate(time.Second)
+	return next
+}
