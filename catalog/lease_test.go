@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -66,6 +68,24 @@ func testLeases(t *testing.T, w *world) {
 		_, err := a.Stage(ctx, member, staging.ID, r, 1000)
 		return err
 	})
+	// An import fetching from a server that sends part of the image, then the rest on cue.
+	release := make(chan struct{})
+	web := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Length", "1000")
+		rw.Write(make([]byte, 100))
+		rw.(http.Flusher).Flush()
+		<-release
+		rw.Write(make([]byte, 900))
+	}))
+	defer web.Close()
+	importing := w.create(t, "member-a", "importing", "raw")
+	run, err := a.Import(ctx, member, importing.ID, catalog.ImportRequest{Method: catalog.ImportWebDownload,
+		URI: web.URL + "/disk", Web: &catalog.WebDownloader{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imported := make(chan error, 1)
+	go func() { imported <- run(ctx) }()
 	staged := w.create(t, "member-a", "staged", "raw")
 	if _, err := a.Stage(ctx, member, staged.ID, bytes.NewReader(make([]byte, 512)), 512); err != nil {
 		t.Fatal(err)
@@ -89,10 +109,10 @@ func testLeases(t *testing.T, w *world) {
 	}
 	// The heartbeat stops: both writes are recovered, the staged image is not.
 	b.Now = func() time.Time { return beat.Add(5 * time.Minute) }
-	if n, err := b.RecoverLeases(ctx, false); err != nil || n != 2 {
-		t.Fatalf("with a stopped writer: recovered %d (%v), want 2", n, err)
+	if n, err := b.RecoverLeases(ctx, false); err != nil || n != 3 {
+		t.Fatalf("with a stopped writer: recovered %d (%v), want 3", n, err)
 	}
-	for _, id := range []string{saving.ID, staging.ID} {
+	for _, id := range []string{saving.ID, staging.ID, importing.ID} {
 		img := status(id)
 		if img.Status != catalog.StatusQueued || img.Size != nil || img.Checksum != nil {
 			t.Fatalf("recovered image: %+v", img)
@@ -125,6 +145,14 @@ func testLeases(t *testing.T, w *world) {
 	}
 	if s := status(staging.ID).Status; s != catalog.StatusQueued {
 		t.Fatalf("the recovered stage, after the stale writer failed: %s", s)
+	}
+	// The stale import gets all its data after all: it must not publish over the recovery.
+	close(release)
+	if err := <-imported; err == nil {
+		t.Error("the recovered import published")
+	}
+	if img := status(importing.ID); img.Status != catalog.StatusQueued || img.Size != nil {
+		t.Fatalf("the recovered import, after its data came: %s", img.Status)
 	}
 	pw.Write(make([]byte, 1000))
 	pw.Close()
