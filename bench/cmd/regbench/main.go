@@ -19,6 +19,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -40,7 +42,8 @@ type options struct {
 	dropCaches  bool
 	profileDir  string // if set, perf profiles of xloud-image land here
 	quick       bool
-	waitIdle    time.Duration // wait up to this long in all for the machine to be idle before phases
+	waitIdle    time.Duration   // wait up to this long in all for the machine to be idle before phases
+	phases      map[string]bool // run only these phases (by id); nil: all
 }
 
 func main() {
@@ -83,8 +86,18 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.profileDir, "profile", "", "after measuring, profile one xloud-image blob PUT and GET, Image API upload and download, and 3 s of manifest GETs with perf into this directory")
 	fs.DurationVar(&o.waitIdle, "wait-idle", 0, "before each phase, wait (up to this long in all) for a 2 s moment when other processes use under 10% of the CPUs")
 	fs.BoolVar(&o.quick, "quick", false, "small sizes for checking the harness: -size 64MiB -rss-size 256MiB -wrk-duration 2s (explicit flags win)")
+	only := fs.String("phases", "", "run only these phases, comma-separated: "+strings.Join(phaseIDs, ",")+" (image-get needs image-put)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if *only != "" {
+		o.phases = map[string]bool{}
+		for _, id := range strings.Split(*only, ",") {
+			if !slices.Contains(phaseIDs, id) {
+				return o, fmt.Errorf("-phases: unknown phase %q (known: %s)", id, strings.Join(phaseIDs, ","))
+			}
+			o.phases[id] = true
+		}
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())

@@ -70,18 +70,21 @@ func run(ctx context.Context, o options) error {
 	return b.report()
 }
 
+// phaseIDs name the phases for -phases, in the order they run.
+var phaseIDs = []string{"put", "get", "image-put", "image-get", "manifest", "rss", "profile"}
+
 // phases runs the measurements in order, recording the CPU other processes took meanwhile.
 func (b *bench) phases(ctx context.Context) error {
 	for _, p := range []struct {
-		name string
-		run  func(context.Context) error
+		id, name string
+		run      func(context.Context) error
 	}{
-		{"PUT", b.phasePut}, {"GET", b.phaseGet},
-		{"Image API PUT", b.phaseImagePut}, {"Image API GET", b.phaseImageGet},
-		{"manifest GET", b.phaseManifest},
-		{"RSS", b.phaseRSS}, {"profile", b.phaseProfile},
+		{"put", "PUT", b.phasePut}, {"get", "GET", b.phaseGet},
+		{"image-put", "Image API PUT", b.phaseImagePut}, {"image-get", "Image API GET", b.phaseImageGet},
+		{"manifest", "manifest GET", b.phaseManifest},
+		{"rss", "RSS", b.phaseRSS}, {"profile", "profile", b.phaseProfile},
 	} {
-		if p.name == "profile" && b.o.profileDir == "" {
+		if (p.id == "profile" && b.o.profileDir == "") || (b.o.phases != nil && !b.o.phases[p.id]) {
 			continue
 		}
 		b.awaitIdle(ctx, p.name)
