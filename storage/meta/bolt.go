@@ -139,6 +139,31 @@ func (t boltTx) SetRange(set, after string, limit int) ([]string, error) {
 	return out, nil
 }
 
+func (t boltTx) SetRangeDesc(set, before string, limit int) ([]string, error) {
+	prefix := setKey(set, "")
+	c := t.tx.Bucket(bucketSets).Cursor()
+	// Seek to the first key at or past the bound (past the set: its separator byte + 1),
+	// then step back.
+	bound := setKey(set, before)
+	if before == "" {
+		bound = append([]byte(set), 1)
+	}
+	k, _ := c.Seek(bound)
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	var out []string
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+		out = append(out, string(k[len(prefix):]))
+		if limit > 0 && len(out) == limit {
+			break
+		}
+	}
+	return out, nil
+}
+
 func (t boltTx) SetLen(set string) (int64, error) {
 	v := t.tx.Bucket(bucketSetLen).Get([]byte(set))
 	if len(v) != 8 {

@@ -48,5 +48,8 @@ type Tx interface {
 	// SetRange returns up to limit members greater than after, in byte order; limit <= 0 means
 	// all of them.
 	SetRange(set, after string, limit int) ([]string, error)
+	// SetRangeDesc returns up to limit members less than before ("": from the greatest), in
+	// reverse byte order.
+	SetRangeDesc(set, before string, limit int) ([]string, error)
 	SetLen(set string) (int64, error)
 }

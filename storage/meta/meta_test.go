@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -111,6 +112,28 @@ func testSets(t *testing.T, s meta.Store) {
 		if len(got) != 0 {
 			t.Errorf("range past end = %v", got)
 		}
+		rev := slices.Clone(want)
+		slices.Reverse(rev)
+		got, err = tx.SetRangeDesc("set1", "", 0)
+		if err != nil || !reflect.DeepEqual(got, rev) {
+			t.Errorf("descending range all = %v, %v; want %v", got, err, rev)
+		}
+		got, _ = tx.SetRangeDesc("set1", "a.b", 2)
+		if !reflect.DeepEqual(got, []string{"a-b", "a"}) {
+			t.Errorf("descending range before a.b = %v", got)
+		}
+		got, _ = tx.SetRangeDesc("set1", "a.c", 1)
+		if !reflect.DeepEqual(got, []string{"a.b"}) {
+			t.Errorf("descending range before a.c (not a member) = %v", got)
+		}
+		got, _ = tx.SetRangeDesc("set1", "C", 2)
+		if len(got) != 0 {
+			t.Errorf("descending range before the first = %v", got)
+		}
+		got, _ = tx.SetRangeDesc("set1", "zzz", 1)
+		if !reflect.DeepEqual(got, []string{"c/d"}) {
+			t.Errorf("descending range before zzz = %v", got)
+		}
 		n, _ := tx.SetLen("set1")
 		if n != int64(len(want)) {
 			t.Errorf("len = %d", n)
@@ -125,6 +148,12 @@ func testSets(t *testing.T, s meta.Store) {
 		got, _ = tx.SetRange("set", "", 0)
 		if len(got) != 0 {
 			t.Errorf("prefix set = %v", got)
+		}
+		if got, _ = tx.SetRangeDesc("set", "", 0); len(got) != 0 {
+			t.Errorf("prefix set, descending = %v", got)
+		}
+		if got, _ = tx.SetRangeDesc("set1", "", 0); len(got) != len(want) {
+			t.Errorf("descending past a set named after it: %v", got)
 		}
 		return nil
 	})
@@ -171,6 +200,18 @@ func testReadYourWrites(t *testing.T, s meta.Store) {
 		got, _ = tx.SetRange("ryw", "", 1)
 		if !reflect.DeepEqual(got, []string{"m2"}) {
 			return fmt.Errorf("range limit 1 in tx = %v", got)
+		}
+		got, _ = tx.SetRangeDesc("ryw", "", 0)
+		if !reflect.DeepEqual(got, []string{"m3", "m2"}) {
+			return fmt.Errorf("descending range in tx = %v", got)
+		}
+		got, _ = tx.SetRangeDesc("ryw", "m3", 1)
+		if !reflect.DeepEqual(got, []string{"m2"}) {
+			return fmt.Errorf("descending range before m3, limit 1, in tx = %v", got)
+		}
+		got, _ = tx.SetRangeDesc("ryw", "", 1)
+		if !reflect.DeepEqual(got, []string{"m3"}) {
+			return fmt.Errorf("descending range limit 1 in tx = %v", got)
 		}
 		if n, _ := tx.SetLen("ryw"); n != 2 {
 			return fmt.Errorf("len in tx = %d", n)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -161,6 +162,15 @@ func (t *redisTx) SetHas(set, member string) (bool, error) {
 }
 
 func (t *redisTx) SetRange(set, after string, limit int) ([]string, error) {
+	return t.setRange(set, after, limit, false)
+}
+
+func (t *redisTx) SetRangeDesc(set, before string, limit int) ([]string, error) {
+	return t.setRange(set, before, limit, true)
+}
+
+// setRange lists members past from ("": from the start) in byte order, or in reverse.
+func (t *redisTx) setRange(set, from string, limit int, desc bool) ([]string, error) {
 	k := t.r.set(set)
 	if err := t.watch(k); err != nil {
 		return nil, err
@@ -169,16 +179,25 @@ func (t *redisTx) SetRange(set, after string, limit int) ([]string, error) {
 	if t.overlay != nil {
 		ops = t.overlay.sets[set]
 	}
+	// past: m lies beyond bound in the walk's direction.
+	past := func(m, bound string) bool {
+		if desc {
+			return m < bound
+		}
+		return m > bound
+	}
 	// Ask for enough extra members to cover the ones this transaction removed.
 	fetch := int64(limit)
 	if limit > 0 {
 		fetch += int64(len(ops))
 	}
-	min := "-"
-	if after != "" {
-		min = "(" + after
+	args := redis.ZRangeArgs{Key: k, Start: "-", Stop: "+", ByLex: true}
+	if desc {
+		args.Start, args.Stop, args.Rev = "+", "-", true
 	}
-	args := redis.ZRangeArgs{Key: k, Start: min, Stop: "+", ByLex: true}
+	if from != "" {
+		args.Start = "(" + from
+	}
 	if limit > 0 {
 		args.Count = fetch
 	}
@@ -190,26 +209,30 @@ func (t *redisTx) SetRange(set, after string, limit int) ([]string, error) {
 		return members, nil
 	}
 	merged := make([]string, 0, len(members)+len(ops))
+	seen := make(map[string]bool, len(members))
 	for _, m := range members {
+		seen[m] = true
 		if add, ok := ops[m]; ok && !add {
 			continue
 		}
 		merged = append(merged, m)
 	}
+	// Members this transaction added join where they fall, unless they fall beyond the
+	// last one fetched from an incomplete answer.
 	complete := limit <= 0 || int64(len(members)) < fetch
 	var last string
 	if !complete && len(members) > 0 {
 		last = members[len(members)-1]
 	}
 	for m, add := range ops {
-		if !add || m <= after || (!complete && m > last) {
-			continue
-		}
-		if i := sort.SearchStrings(merged, m); i < len(merged) && merged[i] == m {
+		if !add || seen[m] || (from != "" && !past(m, from)) || (!complete && past(m, last)) {
 			continue
 		}
 		merged = append(merged, m)
-		sort.Strings(merged)
+	}
+	sort.Strings(merged)
+	if desc {
+		slices.Reverse(merged)
 	}
 	if limit > 0 && len(merged) > limit {
 		merged = merged[:limit]
