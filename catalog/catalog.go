@@ -91,11 +91,21 @@ func idFromSortKey(k string) string {
 	return k[strings.LastIndex(k, "|")+1:]
 }
 
-// Every index set has a twin ordered by name (members "<name>\x00<sortKey>"), so the order
-// the glance CLI asks for (sort_key=name, asc) walks an index too.
+// Every index set has a twin ordered by name, then oldest first, then by id (members
+// "<name>\x00<timeKey>"): walked forwards it is Glance's order for sort=name:asc (whose
+// tie-breakers, created_at and id, take the one direction given), backwards sort=name:desc,
+// and the images of one name are one range of it, in creation order either way.
 func byName(set string) string { return set + "|name" }
 
-func nameKey(img Image) string { return deref(img.Name) + "\x00" + sortKey(img.CreatedAt, img.ID) }
+func nameKey(img Image) string { return deref(img.Name) + "\x00" + timeKey(img.CreatedAt, img.ID) }
+
+// timeKey orders images oldest first in byte order, ties broken by id.
+func timeKey(t time.Time, id string) string {
+	return fmt.Sprintf("%016x|%s", uint64(t.UnixNano())^(1<<63), id)
+}
+
+// oldNameKey is the twin member of index version 1 (name, then newest first).
+func oldNameKey(img Image) string { return deref(img.Name) + "\x00" + sortKey(img.CreatedAt, img.ID) }
 
 // indexAdd and indexRemove keep a set and its name-ordered twin together.
 func indexAdd(tx meta.Tx, set string, img Image) error {

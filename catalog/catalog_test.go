@@ -460,14 +460,8 @@ func testListByName(t *testing.T, w *world) {
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("by name: %v, want %v", got, want)
 	}
-	// The general path (name descending) lists the same images.
-	imgs, _, _ := w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Sort: []catalog.SortKey{{Key: "name"}}, Limit: 100})
-	if len(imgs) != len(want) || *imgs[0].Name != "echo|pipe" {
-		t.Fatalf("by name descending: %d images, first %q", len(imgs), *imgs[0].Name)
-	}
-
-	// One exact name walks only its range of the name index, in either order, across pages;
-	// names that extend it ("alphabet") or that it extends ("alph") stay out.
+	// Extra images: names that extend "alpha" or that it extends, more alphas, one shared
+	// with a and one not.
 	w.create(t, "member-a", "alphabet", "raw")
 	w.create(t, "member-a", "alph", "raw")
 	w.create(t, "member-a", "alpha", "raw")
@@ -479,47 +473,122 @@ func testListByName(t *testing.T, w *world) {
 		t.Fatal(err)
 	}
 	w.create(t, "member-b", "alpha", "raw") // not shared: never listed for a
-	alpha := catalog.Filter{Names: []string{"alpha"}}
-	general, _, err := w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Filter: alpha, Limit: 100,
-		Sort: []catalog.SortKey{{Key: "created_at"}, {Key: "id"}}})
-	if err != nil || len(general) != 4 {
-		t.Fatalf("alpha by the general path: %d images, %v", len(general), err)
+	bravo, err := w.cat.Get(ctx, w.as["member-a"], ids[3])
+	if err != nil || *bravo.Name != "bravo" {
+		t.Fatalf("bravo: %v %v", bravo.Name, err)
 	}
-	for _, sort := range [][]catalog.SortKey{nil, byName} {
-		var paged []string
-		marker := ""
-		for page := 0; page < 10; page++ {
-			imgs, full, err := w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Filter: alpha, Sort: sort, Limit: 3, Marker: marker})
+
+	// Each order an index walk serves, with and without a one-name filter, paged, equals
+	// the general path's sort with Glance's tie-breakers spelled out (their direction is
+	// that of the one key given).
+	asc, desc := true, false
+	orders := []struct {
+		name    string
+		sort    []catalog.SortKey
+		general []catalog.SortKey
+	}{
+		{"default", nil, []catalog.SortKey{{Key: "created_at", Asc: desc}, {Key: "id", Asc: desc}}},
+		{"created_at:asc", []catalog.SortKey{{Key: "created_at", Asc: asc}}, []catalog.SortKey{{Key: "created_at", Asc: asc}, {Key: "id", Asc: asc}}},
+		{"name:asc", byName, []catalog.SortKey{{Key: "name", Asc: asc}, {Key: "created_at", Asc: asc}, {Key: "id", Asc: asc}}},
+		{"name:desc", []catalog.SortKey{{Key: "name", Asc: desc}}, []catalog.SortKey{{Key: "name", Asc: desc}, {Key: "created_at", Asc: desc}, {Key: "id", Asc: desc}}},
+	}
+	for _, o := range orders {
+		for _, filter := range []catalog.Filter{{}, {Names: []string{"alpha"}}} {
+			if !catalog.IndexWalk(catalog.ListOptions{Filter: filter, Sort: o.sort}) {
+				t.Fatalf("%s, filter %v: not served by an index walk", o.name, filter.Names)
+			}
+			general, _, err := w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Filter: filter, Sort: o.general, Limit: 100})
 			if err != nil {
 				t.Fatal(err)
 			}
+			if len(filter.Names) == 1 && len(general) != 4 {
+				t.Fatalf("%s: %d alphas by the general path, want 4", o.name, len(general))
+			}
+			var want, paged []string
+			for _, img := range general {
+				want = append(want, *img.Name+"/"+img.ID)
+			}
+			marker := ""
+			for page := 0; page < 20; page++ {
+				imgs, full, err := w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Filter: filter, Sort: o.sort, Limit: 3, Marker: marker})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, img := range imgs {
+					paged = append(paged, *img.Name+"/"+img.ID)
+				}
+				if !full {
+					break
+				}
+				marker = imgs[len(imgs)-1].ID
+			}
+			if strings.Join(paged, ",") != strings.Join(want, ",") {
+				t.Fatalf("%s, filter %v, pages of 3:\n%v\nwant\n%v", o.name, filter.Names, paged, want)
+			}
+			if len(filter.Names) == 0 {
+				continue
+			}
+			// A marker of another name: by creation, the alphas beyond its time; by name,
+			// all of them or none as its name lies before or after "alpha" in the order.
+			var beyond []string
+			for _, img := range general {
+				byTime := o.general[0].Key == "created_at" && img.CreatedAt.After(bravo.CreatedAt) == o.general[0].Asc
+				if byTime || (o.general[0].Key == "name" && !o.general[0].Asc) {
+					beyond = append(beyond, img.ID)
+				}
+			}
+			imgs, _, err := w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Filter: filter, Sort: o.sort, Marker: bravo.ID})
+			var got []string
 			for _, img := range imgs {
-				paged = append(paged, img.ID)
+				got = append(got, img.ID)
 			}
-			if !full {
-				break
+			if err != nil || strings.Join(got, ",") != strings.Join(beyond, ",") {
+				t.Fatalf("%s, alpha after the marker bravo: %v %v, want %v", o.name, got, err, beyond)
 			}
-			marker = imgs[len(imgs)-1].ID
-		}
-		var wantIDs []string
-		for _, img := range general {
-			wantIDs = append(wantIDs, img.ID)
-		}
-		if strings.Join(paged, ",") != strings.Join(wantIDs, ",") {
-			t.Fatalf("name=alpha, sort %v, pages of 3: %v, want %v", sort, paged, wantIDs)
 		}
 	}
-	// A marker of another name: newest-first lists the alphas older than it; by name, an
-	// earlier name lists them all and a later one none.
-	bravo := ids[3]
-	imgs, _, err = w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Filter: alpha, Marker: bravo})
-	if err != nil || len(imgs) != 1 || imgs[0].ID != ids[1] {
-		t.Fatalf("alpha after the marker bravo, newest first: %v %v", imgs, err)
-	}
-	if imgs, _, _ = w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Filter: alpha, Sort: byName, Marker: bravo}); len(imgs) != 0 {
-		t.Fatalf("alpha after bravo by name: %d images", len(imgs))
-	}
-	if imgs, _, _ = w.cat.List(ctx, w.as["member-a"], catalog.ListOptions{Filter: alpha, Sort: byName, Marker: ids[0]}); len(imgs) != 4 {
-		t.Fatalf("alpha after aardvark by name: %d images", len(imgs))
+}
+
+// TestMigrateIndexes: a store whose name indexes an older release wrote (version 1) is
+// brought to the current layout once; lists by name are right afterwards.
+func TestMigrateIndexes(t *testing.T) {
+	redisURL := testenv.StartRedis(t)
+	for _, backend := range []string{"", redisURL} {
+		w := newWorldOn(t, backend)
+		for _, n := range []string{"b", "a", "b", "c"} {
+			w.create(t, "member-a", n, "raw")
+		}
+		shared := w.create(t, "member-b", "a", "raw")
+		if _, err := w.cat.AddMember(ctx, w.as["member-b"], shared.ID, w.project["a"]); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.cat.Downgrade(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := w.cat.Migrate(ctx); err != nil || n != 5 {
+			t.Fatalf("migrate: %d images moved (%v), want 5", n, err)
+		}
+		if n, err := w.cat.Migrate(ctx); err != nil || n != 0 {
+			t.Fatalf("second migrate: %d images moved (%v), want 0", n, err)
+		}
+		for _, who := range []string{"member-a", "member-b"} {
+			all := catalog.Filter{MemberStatus: "all"}
+			byName, _, err := w.cat.List(ctx, w.as[who], catalog.ListOptions{Filter: all, Sort: []catalog.SortKey{{Key: "name", Asc: true}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			general, _, _ := w.cat.List(ctx, w.as[who], catalog.ListOptions{Filter: all,
+				Sort: []catalog.SortKey{{Key: "name", Asc: true}, {Key: "created_at", Asc: true}, {Key: "id", Asc: true}}})
+			var got, want []string
+			for _, img := range byName {
+				got = append(got, img.ID)
+			}
+			for _, img := range general {
+				want = append(want, img.ID)
+			}
+			if len(want) == 0 || strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("%s by name after the migration: %v, want %v", who, got, want)
+			}
+		}
 	}
 }

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -88,10 +89,10 @@ type ListOptions struct {
 }
 
 // List returns a page of the images the caller may see and whether the page was full (so
-// a next page may exist). With the default order (newest first) or by name (ascending, what
-// the glance CLI asks for) it walks the index sets of what the caller can see, merged in
-// order, and stops when the page is full: the cost of a page depends on the page, not on the
-// size of the catalog. Other orders sort the visible set.
+// a next page may exist). Ordered by creation or by name, either way, it walks the index sets
+// of what the caller can see, merged in order, and stops when the page is full: the cost of
+// a page depends on the page, not on the size of the catalog. So does a filter on one exact
+// name, which walks that name's range. Other orders sort the visible set.
 func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) ([]Image, bool, error) {
 	if opt.Limit <= 0 || opt.Limit > MaxLimit {
 		if opt.Limit <= 0 {
@@ -108,8 +109,6 @@ func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) 
 		return nil, false, err
 	}
 	sets := c.candidateSets(pr, projects, opt.Filter)
-	defaultOrder := len(opt.Sort) == 0 || (len(opt.Sort) == 1 && opt.Sort[0].Key == "created_at" && !opt.Sort[0].Asc)
-	nameOrder := len(opt.Sort) == 1 && opt.Sort[0].Key == "name" && opt.Sort[0].Asc
 	var marker *Image
 	if opt.Marker != "" {
 		m, err := c.Get(ctx, pr, opt.Marker)
@@ -118,45 +117,15 @@ func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) 
 		}
 		marker = &m
 	}
-	named := make([]string, len(sets))
-	for i, s := range sets {
-		named[i] = byName(s)
-	}
 	var out []Image
 	err = c.meta.View(ctx, func(tx meta.Tx) error {
 		keep := func(img Image) (bool, error) { return c.listable(ctx, tx, pr, projects, img, opt.Filter) }
-		if f := opt.Filter; len(f.Names) == 1 && !strings.Contains(f.Names[0], "\x00") && (defaultOrder || nameOrder) {
-			// One exact name: its images are one range of the name-ordered sets, newest
-			// first within it, which is both orders at once.
-			lo := f.Names[0] + "\x00"
-			after := lo
-			if marker != nil {
-				if mName := deref(marker.Name); nameOrder && mName > f.Names[0] {
-					return nil // the marker is past every image of that name
-				} else if !nameOrder || mName == f.Names[0] {
-					after = lo + sortKey(marker.CreatedAt, marker.ID)
-				}
-			}
-			out, err = mergeScan(tx, named, after, f.Names[0]+"\x01", opt.Limit, keep)
+		if w, ok := planWalk(sets, opt, marker); ok {
+			w.limit = opt.Limit
+			out, err = mergeScan(tx, w, keep)
 			return err
 		}
-		switch {
-		case defaultOrder:
-			after := ""
-			if marker != nil {
-				after = sortKey(marker.CreatedAt, marker.ID)
-			}
-			out, err = mergeScan(tx, sets, after, "", opt.Limit, keep)
-			return err
-		case nameOrder:
-			after := ""
-			if marker != nil {
-				after = nameKey(*marker)
-			}
-			out, err = mergeScan(tx, named, after, "", opt.Limit, keep)
-			return err
-		}
-		all, err := mergeScan(tx, sets, "", "", 0, keep)
+		all, err := mergeScan(tx, walk{sets: sets}, keep)
 		if err != nil {
 			return err
 		}
@@ -355,10 +324,77 @@ func deref(s *string) string {
 	return *s
 }
 
-// mergeScan walks the sorted sets together in key order from after to until (exclusive
-// both; until "": to the end), loading each image once and keeping those keep accepts,
-// until limit are kept (0: all).
-func mergeScan(tx meta.Tx, sets []string, after, until string, limit int, keep func(Image) (bool, error)) ([]Image, error) {
+// walk is a merged walk over index sets: from and to are exclusive bounds in the walk's
+// direction ("": open), limit the most images kept (0: all).
+type walk struct {
+	sets     []string
+	from, to string
+	desc     bool
+	limit    int
+}
+
+// past: key a lies beyond b in the walk's direction.
+func (w walk) past(a, b string) bool {
+	if w.desc {
+		return a < b
+	}
+	return a > b
+}
+
+// planWalk finds the index walk that yields the images in the requested order, if one does:
+// newest or oldest first over the sets, by name either way over their name twins, and one
+// exact name over its range of the twins (oldest first within it). Ties between images
+// created in the same nanosecond may come out in another order than sortImages'.
+func planWalk(sets []string, opt ListOptions, marker *Image) (walk, bool) {
+	key, asc := "created_at", false
+	switch {
+	case len(opt.Sort) == 0:
+	case len(opt.Sort) == 1 && (opt.Sort[0].Key == "created_at" || opt.Sort[0].Key == "name"):
+		key, asc = opt.Sort[0].Key, opt.Sort[0].Asc
+	default:
+		return walk{}, false
+	}
+	named := make([]string, len(sets))
+	for i, s := range sets {
+		named[i] = byName(s)
+	}
+	if f := opt.Filter; len(f.Names) == 1 && !strings.Contains(f.Names[0], "\x00") {
+		name := f.Names[0]
+		lo, hi := name+"\x00", name+"\x01"
+		// Within one name the twin is in creation order, which by name is also Glance's
+		// order (its tie-breakers take the direction given).
+		w := walk{sets: named, from: lo, to: hi, desc: !asc}
+		if w.desc {
+			w.from, w.to = hi, lo
+		}
+		if marker != nil {
+			mName := deref(marker.Name)
+			switch {
+			case key == "created_at" || mName == name:
+				w.from = lo + timeKey(marker.CreatedAt, marker.ID)
+			case (asc && mName > name) || (!asc && mName < name):
+				w.from = w.to // the marker is past every image of that name
+			}
+		}
+		return w, true
+	}
+	if key == "name" {
+		w := walk{sets: named, desc: !asc}
+		if marker != nil {
+			w.from = nameKey(*marker)
+		}
+		return w, true
+	}
+	w := walk{sets: sets, desc: asc} // the sets are newest first
+	if marker != nil {
+		w.from = sortKey(marker.CreatedAt, marker.ID)
+	}
+	return w, true
+}
+
+// mergeScan walks w's sets together in key order, loading each image once and keeping
+// those keep accepts.
+func mergeScan(tx meta.Tx, w walk, keep func(Image) (bool, error)) ([]Image, error) {
 	const batch = 64
 	type cursor struct {
 		set  string
@@ -366,15 +402,22 @@ func mergeScan(tx meta.Tx, sets []string, after, until string, limit int, keep f
 		last string
 		done bool
 	}
-	cs := make([]*cursor, len(sets))
-	for i, s := range sets {
-		cs[i] = &cursor{set: s, last: after}
+	if w.from != "" && w.to != "" && !w.past(w.to, w.from) {
+		return nil, nil
+	}
+	cs := make([]*cursor, len(w.sets))
+	for i, s := range w.sets {
+		cs[i] = &cursor{set: s, last: w.from}
 	}
 	fill := func(c *cursor) error {
 		if len(c.buf) > 0 || c.done {
 			return nil
 		}
-		b, err := tx.SetRange(c.set, c.last, batch)
+		rangeOf := tx.SetRange
+		if w.desc {
+			rangeOf = tx.SetRangeDesc
+		}
+		b, err := rangeOf(c.set, c.last, batch)
 		if err != nil {
 			return err
 		}
@@ -384,8 +427,8 @@ func mergeScan(tx meta.Tx, sets []string, after, until string, limit int, keep f
 		if len(b) > 0 {
 			c.last = b[len(b)-1]
 		}
-		if until != "" {
-			if i := sort.SearchStrings(b, until); i < len(b) {
+		if w.to != "" {
+			if i := slices.IndexFunc(b, func(k string) bool { return !w.past(w.to, k) }); i >= 0 {
 				b, c.done = b[:i], true
 			}
 		}
@@ -400,7 +443,7 @@ func mergeScan(tx meta.Tx, sets []string, after, until string, limit int, keep f
 			if err := fill(c); err != nil {
 				return nil, err
 			}
-			if len(c.buf) > 0 && (best == nil || c.buf[0] < best.buf[0]) {
+			if len(c.buf) > 0 && (best == nil || w.past(best.buf[0], c.buf[0])) {
 				best = c
 			}
 		}
@@ -423,16 +466,18 @@ func mergeScan(tx meta.Tx, sets []string, after, until string, limit int, keep f
 		}
 		if ok {
 			out = append(out, img)
-			if limit > 0 && len(out) == limit {
+			if w.limit > 0 && len(out) == w.limit {
 				return out, nil
 			}
 		}
 	}
 }
 
-// sortImages orders by the keys, then created_at and id as Glance's tie-breakers.
+// sortImages orders by the keys, then created_at and id as Glance's tie-breakers: in the
+// direction of the one key given, else descending.
 func sortImages(imgs []Image, keys []SortKey) {
-	keys = append(keys, SortKey{Key: "created_at"}, SortKey{Key: "id"})
+	tieAsc := len(keys) == 1 && keys[0].Asc
+	keys = append(slices.Clone(keys), SortKey{Key: "created_at", Asc: tieAsc}, SortKey{Key: "id", Asc: tieAsc})
 	sort.SliceStable(imgs, func(i, j int) bool {
 		for _, k := range keys {
 			c := compareField(imgs[i], imgs[j], k.Key)

@@ -68,7 +68,7 @@ func (c *Catalog) ContentReadable(ctx context.Context, pr auth.Principal, repo s
 	var candidates []Image
 	err := c.meta.View(ctx, func(tx meta.Tx) error {
 		var err error
-		candidates, err = mergeScan(tx, []string{idxRepo(repo)}, "", "", 0, func(img Image) (bool, error) {
+		candidates, err = mergeScan(tx, walk{sets: []string{idxRepo(repo)}}, func(img Image) (bool, error) {
 			return img.Status == StatusActive || img.Status == StatusDeactivated, nil
 		})
 		return err

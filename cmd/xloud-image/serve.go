@@ -70,6 +70,11 @@ func cmdServe(args []string) error {
 	go sec.maintain(ctx)
 	cat := catalog.New(store, sec.imagePolicy())
 	cat.HashAlgo = *hashAlgo
+	if n, err := cat.Migrate(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		slog.Info("catalog indexes migrated", "images", n)
+	}
 	// Images a stopped server left mid-write go back to queued; on the embedded store no
 	// other server can be writing, so at start every lease found is stale.
 	leaseCtx, stopLeases := context.WithCancel(ctx)
