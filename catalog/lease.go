@@ -58,14 +58,17 @@ func updateLeased(tx meta.Tx, old *Image, img Image) error {
 // (the embedded store): every lease found at start is then stale at once. It returns when
 // ctx ends.
 func (c *Catalog) RunLeases(ctx context.Context, exclusive bool, log *slog.Logger) {
-	if err := c.heartbeat(ctx); err != nil {
-		log.Warn("lease heartbeat", "err", err)
+	pass := func(all bool) {
+		if err := c.heartbeat(ctx); err != nil {
+			log.Warn("lease heartbeat", "err", err)
+		}
+		if n, err := c.RecoverLeases(ctx, all); err != nil {
+			log.Warn("recover leased images", "err", err)
+		} else if n > 0 {
+			log.Info("images left mid-write by a stopped server returned to queued", "images", n)
+		}
 	}
-	if n, err := c.RecoverLeases(ctx, exclusive); err != nil {
-		log.Warn("recover leased images", "err", err)
-	} else if n > 0 {
-		log.Info("images left mid-write by a stopped server returned to queued", "images", n)
-	}
+	pass(exclusive)
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
 	for {
@@ -74,14 +77,7 @@ func (c *Catalog) RunLeases(ctx context.Context, exclusive bool, log *slog.Logge
 			_ = c.meta.Update(context.WithoutCancel(ctx), func(tx meta.Tx) error { return tx.Delete(keyNode(c.node)) })
 			return
 		case <-t.C:
-		}
-		if err := c.heartbeat(ctx); err != nil {
-			log.Warn("lease heartbeat", "err", err)
-		}
-		if n, err := c.RecoverLeases(ctx, false); err != nil {
-			log.Warn("recover leased images", "err", err)
-		} else if n > 0 {
-			log.Info("images left mid-write by a stopped server returned to queued", "images", n)
+			pass(false)
 		}
 	}
 }
