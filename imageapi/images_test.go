@@ -366,6 +366,35 @@ func TestNonUUIDIDs(t *testing.T) {
 	}
 }
 
+// TestUpperCaseIDs: an image id in upper case addresses the same image (Glance on MySQL
+// compares ids without case); the answers carry the canonical lower-case id.
+func TestUpperCaseIDs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.create("member-a", map[string]any{"name": "upper", "disk_format": "raw", "container_format": "bare"})
+	upper := strings.ToUpper(id)
+	r := e.do("member-a", "GET", "/v2/images/"+upper, nil)
+	if r.status != 200 || r.json(t)["id"] != id {
+		t.Fatalf("GET by upper-case id: %d %s", r.status, r.body)
+	}
+	if r := e.do("member-a", "PUT", "/v2/images/"+upper+"/tags/big", nil); r.status != 204 {
+		t.Fatalf("tag by upper-case id: %d %s", r.status, r.body)
+	}
+	if r := e.patch("member-a", upper, map[string]any{"op": "replace", "path": "/name", "value": "UPPER"}); r.status != 200 {
+		t.Fatalf("patch by upper-case id: %d %s", r.status, r.body)
+	}
+	got := e.do("member-a", "GET", "/v2/images/"+id, nil).json(t)
+	if got["name"] != "UPPER" || fmt.Sprint(got["tags"]) != "[big]" {
+		t.Fatalf("after changes by upper-case id: %v", got)
+	}
+	if r := e.do("member-a", "DELETE", "/v2/images/"+upper, nil); r.status != 204 {
+		t.Fatalf("delete by upper-case id: %d %s", r.status, r.body)
+	}
+	if r := e.do("member-a", "GET", "/v2/images/"+id, nil); r.status != 404 {
+		t.Fatalf("after delete: %d", r.status)
+	}
+}
+
 func TestTags(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -191,6 +191,10 @@ func (a *API) match(r *http.Request, segs []string) (*route, []string) {
 			continue
 		}
 		for k, v := range vals {
+			// Image ids are UUIDs in any case, as Glance on MySQL finds them.
+			if lower := strings.ToLower(v); k == "id" && catalog.ValidID(lower) {
+				v = lower
+			}
 			r.SetPathValue(k, v)
 		}
 		return rt, nil
