@@ -21,6 +21,7 @@ type config struct {
 	KeystoneURL   string
 	AdminPassword string
 	PublicURL     string
+	APIPublicURL  string
 	LogLevel      string
 	TLSCert       string
 	TLSKey        string

@@ -126,7 +126,7 @@ func (s *security) mountIdentity(mux *http.ServeMux, c config) {
 	if s == nil || s.identity == nil {
 		return
 	}
-	opt := identityapi.Options{Identity: s.identity, Policy: s.policy, RegistryURL: c.PublicURL}
+	opt := identityapi.Options{Identity: s.identity, Policy: s.policy, RegistryURL: c.PublicURL, PublicURL: c.APIPublicURL}
 	if _, port, err := net.SplitHostPort(c.RegistryAddr); err == nil {
 		opt.RegistryPort = port
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,7 +40,9 @@ func cmdServe(args []string) error {
 	fs.StringVar(&c.KeystoneDomain, "keystone-domain", "Default", "with --auth keystone: the domain (name) of the service user, its project and of users signing in with a password")
 	fs.DurationVar(&c.KeystoneCacheTTL, "keystone-cache-ttl", 30*time.Second, "with --auth keystone: how long a token validation or role lookup is trusted (a revoked token works at most this long)")
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "bootstrap admin password; generated and written to DATA-DIR/admin-password if unset")
-	fs.StringVar(&c.PublicURL, "public-url", "", "base URL the server advertises (Location headers, token realm)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "base URL the registry port advertises (Location headers, token realm)")
+	fs.StringVar(&c.APIPublicURL, "api-public-url", "", "base URL the API port advertises (Image API version documents and Location headers, the identity catalog); default: the host each request came to")
+	webPorts := fs.String("web-download-ports", "80,443", "ports web-download imports may fetch from, comma-separated; empty: any (Glance's allowed_ports)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS on both ports with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	fs.BoolVar(&c.AnonymousPull, "anonymous-pull", false, "let anonymous callers pull public content")
@@ -54,6 +57,10 @@ func cmdServe(args []string) error {
 	}
 	if *hashAlgo != "sha256" && *hashAlgo != "sha512" {
 		return fmt.Errorf("--hashing-algorithm %q: want sha256 or sha512", *hashAlgo)
+	}
+	web, err := webDownloader(*webPorts)
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -96,8 +103,11 @@ func cmdServe(args []string) error {
 	if sec != nil {
 		authn = sec.authenticator
 	}
-	images := imageapi.New(cat, authn, imageapi.Options{})
-	regMux.Handle("/image/", http.StripPrefix("/image", images))
+	// The Image API on the API port, and under /image on the registry port, each advertising
+	// its own base.
+	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web})
+	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web})
+	regMux.Handle("/image/", http.StripPrefix("/image", regImages))
 	if sec != nil {
 		regMux.Handle("/token", reg.TokenHandler())
 	}
@@ -269,4 +279,29 @@ func gcOptionsFromQuery(r *http.Request) (storage.GCOptions, error) {
 		return opt, fmt.Errorf("upload-max-age: %w", err)
 	}
 	return opt, nil
+}
+
+// webDownloader is the web-download filter of --web-download-ports: http and https on these
+// ports ("": any port).
+func webDownloader(ports string) (*catalog.WebDownloader, error) {
+	w := &catalog.WebDownloader{}
+	for _, p := range strings.Split(ports, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("--web-download-ports: %q is not a port", p)
+		}
+		w.Ports = append(w.Ports, n)
+	}
+	return w, nil
+}
+
+// urlUnder is base with path appended, or "" when base is.
+func urlUnder(base, path string) string {
+	if base == "" {
+		return ""
+	}
+	return strings.TrimRight(base, "/") + path
 }

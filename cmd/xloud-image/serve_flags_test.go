@@ -1,0 +1,105 @@
+package main
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xloud/xloud-image/internal/testenv"
+)
+
+// TestAdvertisedURLs: --api-public-url is what the API port advertises (the Image API's
+// version documents and the identity catalog), --public-url what the registry port does,
+// for the Image API under /image too.
+func TestAdvertisedURLs(t *testing.T) {
+	srv := testenv.StartServer(t, testenv.ServerOptions{Args: []string{"--auth", "embedded", "--admin-password", "admin-secret",
+		"--api-public-url", "https://images.example.test:9292/", "--public-url", "https://registry.example.test"}})
+	c := &client{t: t, base: "http://" + srv.APIAddr}
+	resp, body, err := c.do("GET", "/", nil)
+	if err != nil || resp.StatusCode != 300 || !strings.Contains(string(body), `"href":"https://images.example.test:9292/v2/"`) {
+		t.Fatalf("versions on the API port: %v %v %s", resp, err, body)
+	}
+	c.base = "http://" + srv.RegistryAddr
+	resp, body, err = c.do("GET", "/image/versions", nil)
+	if err != nil || resp.StatusCode != 200 || !strings.Contains(string(body), `"href":"https://registry.example.test/image/v2/"`) {
+		t.Fatalf("versions under /image on the registry port: %v %v %s", resp, err, body)
+	}
+	c.base = "http://" + srv.APIAddr
+	auth := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"id":"default"},"password":"admin-secret"}}},
+		"scope":{"project":{"name":"admin","domain":{"id":"default"}}}}}`
+	resp, body, err = c.do("POST", "/identity/v3/auth/tokens", strings.NewReader(auth), "Content-Type", "application/json")
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("token: %v %v %s", resp, err, body)
+	}
+	for _, want := range []string{`"url":"https://images.example.test:9292"`, `"url":"https://images.example.test:9292/identity"`, `"url":"https://registry.example.test"`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("identity catalog lacks %s: %s", want, body)
+		}
+	}
+}
+
+// TestWebDownloadPorts: web-download fetches from the ports --web-download-ports allows
+// (Glance's allowed_ports; by default 80 and 443 only) and refuses the others with 400.
+func TestWebDownloadPorts(t *testing.T) {
+	disk := []byte(strings.Repeat("raw disk bytes ", 10000))
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(disk) }))
+	defer origin.Close()
+	u, _ := url.Parse(origin.URL)
+	uri := origin.URL + "/disk.raw"
+	sum := md5.Sum(disk)
+
+	if _, err := webDownloader("80,x"); err == nil {
+		t.Error("--web-download-ports 80,x accepted")
+	}
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		status int
+	}{
+		{"default ports", nil, 400},
+		{"origin's port allowed", []string{"--web-download-ports", "443," + u.Port()}, 202},
+		{"any port", []string{"--web-download-ports", ""}, 202},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := testenv.StartServer(t, testenv.ServerOptions{Args: tc.args})
+			c := &client{t: t, base: "http://" + srv.APIAddr}
+			resp, body, err := c.do("POST", "/v2/images", strings.NewReader(`{"name":"web","disk_format":"raw","container_format":"bare"}`), "Content-Type", "application/json")
+			if err != nil || resp.StatusCode != 201 {
+				t.Fatalf("create: %v %v %s", resp, err, body)
+			}
+			var img map[string]any
+			json.Unmarshal(body, &img)
+			id := img["id"].(string)
+			req := fmt.Sprintf(`{"method":{"name":"web-download","uri":%q}}`, uri)
+			resp, body, err = c.do("POST", "/v2/images/"+id+"/import", strings.NewReader(req), "Content-Type", "application/json")
+			if err != nil || resp.StatusCode != tc.status {
+				t.Fatalf("import: %v %v %s, want %d", resp, err, body, tc.status)
+			}
+			want := "queued"
+			if tc.status == 202 {
+				want = "active"
+			}
+			for i := 0; ; i++ {
+				_, body, _ = c.do("GET", "/v2/images/"+id, nil)
+				json.Unmarshal(body, &img)
+				if img["status"] == want || i == 500 {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if img["status"] != want {
+				t.Fatalf("image is %v, want %s: %s", img["status"], want, body)
+			}
+			if want == "active" && img["checksum"] != hex.EncodeToString(sum[:]) {
+				t.Fatalf("checksum %v, want %x", img["checksum"], sum)
+			}
+		})
+	}
+}
