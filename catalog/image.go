@@ -125,6 +125,16 @@ type Image struct {
 	// Lease is the id of the process writing the image's data (saving, staging, importing):
 	// see lease.go.
 	Lease string `json:"lease,omitempty"`
+	// Staged holds the hashes computed while data was staged; like Glance, the image shows
+	// them only once the import has made it active.
+	Staged *StagedHashes `json:"staged,omitempty"`
+}
+
+// StagedHashes are the hashes of staged data.
+type StagedHashes struct {
+	MD5       string `json:"md5"`
+	HashAlgo  string `json:"os_hash_algo"`
+	HashValue string `json:"os_hash_value"`
 }
 
 // Limits of Glance's schema and quotas.
@@ -182,6 +192,10 @@ func (img *Image) validate() error {
 // JSON-patch decoding into a pointer field) leaves the original as it was.
 func (img Image) clone() Image {
 	c := img
+	if c.Staged != nil {
+		v := *c.Staged
+		c.Staged = &v
+	}
 	for _, p := range []**string{&c.Name, &c.DiskFormat, &c.ContainerFormat, &c.Checksum, &c.HashAlgo, &c.HashValue} {
 		if *p != nil {
 			v := **p

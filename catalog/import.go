@@ -75,7 +75,8 @@ func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int
 			return ErrGone
 		}
 		next := cur.clone()
-		next.Size, next.Checksum, next.HashAlgo, next.HashValue = &data.size, &data.md5, &data.hashAlgo, &data.hashValue
+		next.Size = &data.size
+		next.Staged = &StagedHashes{MD5: data.md5, HashAlgo: data.hashAlgo, HashValue: data.hashValue}
 		next.Repository, next.DiskDigest = repo, data.disk.String()
 		next.Lease = "" // staged: at rest until the import
 		next.UpdatedAt = c.Now().UTC().Truncate(1e9)
@@ -172,7 +173,11 @@ func importable(img Image, method string) error {
 // hashes the containerDisk layer) and publishes it.
 func (c *Catalog) importStaged(ctx context.Context, img Image) error {
 	d, err := storage.ParseDigest(img.DiskDigest)
-	if err != nil || img.Size == nil || img.Checksum == nil || img.HashAlgo == nil || img.HashValue == nil {
+	if img.Staged == nil && img.Checksum != nil && img.HashAlgo != nil && img.HashValue != nil {
+		// Staged by an older release, which showed the hashes at once.
+		img.Staged = &StagedHashes{MD5: *img.Checksum, HashAlgo: *img.HashAlgo, HashValue: *img.HashValue}
+	}
+	if err != nil || img.Size == nil || img.Staged == nil {
 		return fmt.Errorf("%w: no staged data", ErrConflict)
 	}
 	f, n, err := c.store.OpenBlob(ctx, img.Repository, d)
@@ -180,8 +185,8 @@ func (c *Catalog) importStaged(ctx context.Context, img Image) error {
 		return err
 	}
 	defer f.Close()
-	data := uploaded{repo: img.Repository, disk: d, size: n, md5: *img.Checksum,
-		hashAlgo: *img.HashAlgo, hashValue: *img.HashValue}
+	data := uploaded{repo: img.Repository, disk: d, size: n, md5: img.Staged.MD5,
+		hashAlgo: img.Staged.HashAlgo, hashValue: img.Staged.HashValue}
 	inspector := diskformat.NewInspector()
 	sinks := []io.Writer{inspector}
 	if containerDiskFormat(img) {

@@ -30,8 +30,9 @@ func TestStageAndGlanceDirectImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum, sha := md5.Sum(qcow), sha512.Sum512(qcow)
-	if staged.Status != catalog.StatusUploading || *staged.Size != int64(len(qcow)) || *staged.Checksum != hex.EncodeToString(sum[:]) ||
-		*staged.HashAlgo != "sha512" || *staged.HashValue != hex.EncodeToString(sha[:]) || staged.Reference != "" {
+	// As in Glance, staging records the size; the hashes show once the import is done.
+	if staged.Status != catalog.StatusUploading || *staged.Size != int64(len(qcow)) || staged.Checksum != nil ||
+		staged.HashAlgo != nil || staged.HashValue != nil || staged.Reference != "" {
 		t.Fatalf("staged: %+v", staged)
 	}
 	if _, err := w.store.ResolveTag(ctx, staged.Repository, img.ID); err == nil {
@@ -51,7 +52,8 @@ func TestStageAndGlanceDirectImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := w.cat.Get(ctx, w.as["member-a"], img.ID)
-	if got.Status != catalog.StatusActive || *got.HashValue != hex.EncodeToString(sha[:]) || got.VirtualSize == nil || *got.VirtualSize != 32<<20 {
+	if got.Status != catalog.StatusActive || *got.Checksum != hex.EncodeToString(sum[:]) || *got.HashAlgo != "sha512" ||
+		*got.HashValue != hex.EncodeToString(sha[:]) || got.VirtualSize == nil || *got.VirtualSize != 32<<20 {
 		t.Fatalf("imported: %+v", got)
 	}
 	if d, err := w.store.ResolveTag(ctx, got.Repository, img.ID); err != nil || d.String() != got.Reference {

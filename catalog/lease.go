@@ -146,6 +146,7 @@ func (img Image) requeued(now time.Time) Image {
 	next.Status = StatusQueued
 	next.Lease = ""
 	next.Size, next.VirtualSize, next.Checksum, next.HashAlgo, next.HashValue = nil, nil, nil, nil, nil
+	next.Staged = nil
 	next.DiskDigest = ""
 	if next.Reference == "" {
 		next.Repository = ""

@@ -140,7 +140,7 @@ func (c *Catalog) publish(ctx context.Context, img Image, data uploaded) (Image,
 		}
 		next := cur
 		next.Status = StatusActive
-		next.Lease = ""
+		next.Lease, next.Staged = "", nil
 		next.Size = &data.size
 		if data.virtualSize > 0 {
 			next.VirtualSize = &data.virtualSize

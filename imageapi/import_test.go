@@ -35,7 +35,7 @@ func TestGlanceDirectImport(t *testing.T) {
 	}
 	sum := md5.Sum(data)
 	img := e.show(id)
-	if img["status"] != "uploading" || img["size"] != 70000.0 || img["checksum"] != hex.EncodeToString(sum[:]) {
+	if img["status"] != "uploading" || img["size"] != 70000.0 || img["checksum"] != nil || img["os_hash_value"] != nil {
 		t.Fatalf("staged: %v", img)
 	}
 	if r := e.do("member-a", "PUT", "/v2/images/"+id+"/stage", data, "Content-Type", "application/octet-stream"); r.status != 409 {
