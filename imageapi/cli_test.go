@@ -107,6 +107,9 @@ func (c *cli) fails(want, tool string, args ...string) {
 	}
 }
 
+// glanceRowRE captures the name of each row of `glance image-list`.
+var glanceRowRE = regexp.MustCompile(`(?m)^\| [0-9a-f-]{36} \| (\S+)\s+\|`)
+
 var glanceIDRE = regexp.MustCompile(`\|\s*id\s*\|\s*([0-9a-f-]{36})\s*\|`)
 
 func md5hex(b []byte) string {
@@ -216,6 +219,23 @@ func TestOpenStackAndGlanceCLIs(t *testing.T) {
 	gid := m[1]
 	if out := alice.ok("glance", "image-list"); !strings.Contains(out, gid) || !strings.Contains(out, "cirros-0.6") {
 		t.Fatalf("glance image-list: %s", out)
+	}
+	// The glance CLI sorts on the server (OSC sorts what it got): created_at and name both
+	// ways, one image a page, so every page after the first starts from a marker.
+	for _, c := range []struct{ sort, want string }{
+		{"created_at:asc", "cirros-0.6 rawdisk g1"},
+		{"created_at:desc", "g1 rawdisk cirros-0.6"},
+		{"name:desc", "rawdisk g1 cirros-0.6"},
+		{"name:asc", "cirros-0.6 g1 rawdisk"},
+	} {
+		out := alice.ok("glance", "image-list", "--sort", c.sort, "--page-size", "1")
+		var names []string
+		for _, m := range glanceRowRE.FindAllStringSubmatch(out, -1) {
+			names = append(names, m[1])
+		}
+		if strings.Join(names, " ") != c.want {
+			t.Errorf("glance image-list --sort %s: %v, want %s\n%s", c.sort, names, c.want, out)
+		}
 	}
 	alice.ok("glance", "image-download", "--file", filepath.Join(dir, "g1.raw"), gid)
 	sameFile(t, filepath.Join(dir, "g1.raw"), raw)
