@@ -102,7 +102,9 @@ func (c *Catalog) RecoverLeases(ctx context.Context, all bool) (int, error) {
 	}
 	recovered := 0
 	for _, id := range ids {
+		requeued := false
 		err := c.meta.Update(ctx, func(tx meta.Tx) error {
+			requeued = false // the function may run again
 			img, err := getImage(tx, id)
 			if errors.Is(err, meta.ErrNotFound) {
 				return tx.SetRemove(idxLeased, id)
@@ -120,11 +122,14 @@ func (c *Catalog) RecoverLeases(ctx context.Context, all bool) (int, error) {
 			if err := putImage(tx, &img, next); err != nil {
 				return err
 			}
-			recovered++
+			requeued = true
 			return nil
 		})
 		if err != nil {
 			return recovered, err
+		}
+		if requeued {
+			recovered++
 		}
 	}
 	return recovered, nil
