@@ -37,8 +37,10 @@ type Catalog struct {
 	// HashAlgo is os_hash_algo for new uploads: sha256 (the OCI digest, one computation) or
 	// sha512 (Glance's default).
 	HashAlgo string
-	// node is this process's lease id (lease.go).
-	node string
+	// node is this process's lease id; beats what it has seen of other writers' heartbeats
+	// (lease.go).
+	node  string
+	beats beats
 }
 
 // New returns the catalog over store, deciding access with policy.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/xloud/xloud-image/storage/meta"
@@ -18,7 +19,10 @@ import (
 // On the embedded store only one process can run, so at its start every lease it finds is
 // left over from a process that is gone.
 //
-//	node:<id>        the process's last heartbeat, Unix seconds
+// A process is taken for dead when its heartbeat has not changed for leaseStale by the
+// observer's own clock, so clocks that disagree between servers do not matter.
+//
+//	node:<id>        the process's last heartbeat (its own Unix seconds: any changing value)
 //	set idx:leased   images that carry a lease
 const (
 	idxLeased      = "idx:leased"
@@ -135,14 +139,38 @@ func (c *Catalog) RecoverLeases(ctx context.Context, all bool) (int, error) {
 	return recovered, nil
 }
 
-// alive: the process's heartbeat is recent.
+// beats remembers, per writer process, its heartbeat as last read and when (by this
+// process's clock) it was first read with that value.
+type beats struct {
+	mu   sync.Mutex
+	seen map[string]beat
+}
+
+type beat struct {
+	value string
+	since time.Time
+}
+
+// alive: the process's heartbeat exists and has changed within leaseStale, as this process
+// has watched it (a heartbeat seen for the first time counts as fresh).
 func (c *Catalog) alive(tx meta.Tx, node string) bool {
 	b, err := tx.Get(keyNode(node))
+	now := c.Now()
+	c.beats.mu.Lock()
+	defer c.beats.mu.Unlock()
+	if c.beats.seen == nil {
+		c.beats.seen = map[string]beat{}
+	}
 	if err != nil {
+		delete(c.beats.seen, node) // stopped, or gone for good
 		return false
 	}
-	sec, err := strconv.ParseInt(string(b), 10, 64)
-	return err == nil && c.Now().Sub(time.Unix(sec, 0)) < leaseStale
+	last, ok := c.beats.seen[node]
+	if !ok || last.value != string(b) {
+		c.beats.seen[node] = beat{value: string(b), since: now}
+		return true
+	}
+	return now.Sub(last.since) < leaseStale
 }
 
 // requeued is img back in queued with no data, as after a failed upload.

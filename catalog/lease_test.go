@@ -107,8 +107,17 @@ func testLeases(t *testing.T, w *world) {
 	if s := status(saving.ID).Status; s != catalog.StatusSaving {
 		t.Fatalf("live upload is %s", s)
 	}
-	// The heartbeat stops: both writes are recovered, the staged image is not.
-	b.Now = func() time.Time { return beat.Add(5 * time.Minute) }
+	// Clocks need not agree: with b's an hour ahead, a heartbeat that keeps changing keeps
+	// the leases.
+	b.Now = func() time.Time { return beat.Add(time.Hour) }
+	if err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.RecoverLeases(ctx, false); err != nil || n != 0 {
+		t.Fatalf("with a live writer whose clock is behind: recovered %d (%v)", n, err)
+	}
+	// The heartbeat stops: the writes are recovered, the staged image is not.
+	b.Now = func() time.Time { return beat.Add(time.Hour + 5*time.Minute) }
 	if n, err := b.RecoverLeases(ctx, false); err != nil || n != 3 {
 		t.Fatalf("with a stopped writer: recovered %d (%v), want 3", n, err)
 	}
