@@ -57,13 +57,13 @@ func New(store *storage.Store, policy *auth.Policy) *Catalog {
 // Metadata keys of the catalog (beside storage/layout.go's):
 //
 //	image:<id>                   Image
-//	set idx:all                  every image not deleted, as sortKey(created)|id
+//	set idx:all                  every image not deleted, as timeKey (created, id)
 //	set idx:owner:<project>      images owned by the project
 //	set idx:public               public images
 //	set idx:community            community images
 //	set idx:member:<project>     shared images the project is a member of
 //	set idx:repo:<repo>          images whose content is in the repository
-//	set <any idx set>|name       the same images as <name>\x00sortKey, in name order
+//	set <any idx set>|name       the same images as <name>\x00timeKey, in name order
 //	member:<id>:<project>        Member
 //	set members:<id>             member projects of an image
 //	imageref:<repo>@<digest>     the image a manifest stands for
@@ -84,7 +84,8 @@ const (
 	setDeleted   = "deleted"
 )
 
-// sortKey orders images newest first in byte order, ties broken by id.
+// sortKey orders images newest first in byte order, ties broken by id: the deleted set's
+// members, and the index sets' of index versions 1 and 2.
 func sortKey(t time.Time, id string) string {
 	return fmt.Sprintf("%016x|%s", uint64(math.MaxInt64-t.UnixNano()), id)
 }
@@ -101,7 +102,9 @@ func byName(set string) string { return set + "|name" }
 
 func nameKey(img Image) string { return deref(img.Name) + "\x00" + timeKey(img.CreatedAt, img.ID) }
 
-// timeKey orders images oldest first in byte order, ties broken by id.
+// timeKey orders images oldest first in byte order, ties broken by id: the index sets'
+// members. Walked backwards it is newest first with ties by id descending, Glance's default
+// order (created_at, id, both desc); created_at:asc walks it forwards (id asc).
 func timeKey(t time.Time, id string) string {
 	return fmt.Sprintf("%016x|%s", uint64(t.UnixNano())^(1<<63), id)
 }
@@ -111,14 +114,14 @@ func oldNameKey(img Image) string { return deref(img.Name) + "\x00" + sortKey(im
 
 // indexAdd and indexRemove keep a set and its name-ordered twin together.
 func indexAdd(tx meta.Tx, set string, img Image) error {
-	if err := tx.SetAdd(set, sortKey(img.CreatedAt, img.ID)); err != nil {
+	if err := tx.SetAdd(set, timeKey(img.CreatedAt, img.ID)); err != nil {
 		return err
 	}
 	return tx.SetAdd(byName(set), nameKey(img))
 }
 
 func indexRemove(tx meta.Tx, set string, img Image) error {
-	if err := tx.SetRemove(set, sortKey(img.CreatedAt, img.ID)); err != nil {
+	if err := tx.SetRemove(set, timeKey(img.CreatedAt, img.ID)); err != nil {
 		return err
 	}
 	return tx.SetRemove(byName(set), nameKey(img))

@@ -461,7 +461,11 @@ func testListByName(t *testing.T, w *world) {
 		t.Fatalf("by name: %v, want %v", got, want)
 	}
 	// Extra images: names that extend "alpha" or that it extends, more alphas, one shared
-	// with a and one not.
+	// with a and one not; all created in the same second, as a burst of creates is (Glance's
+	// timestamps have no fraction), so only the ids order them.
+	clock := w.cat.Now
+	burst := clock()
+	w.cat.Now = func() time.Time { return burst }
 	w.create(t, "member-a", "alphabet", "raw")
 	w.create(t, "member-a", "alph", "raw")
 	w.create(t, "member-a", "alpha", "raw")
@@ -473,6 +477,7 @@ func testListByName(t *testing.T, w *world) {
 		t.Fatal(err)
 	}
 	w.create(t, "member-b", "alpha", "raw") // not shared: never listed for a
+	w.cat.Now = clock
 	bravo, err := w.cat.Get(ctx, w.as["member-a"], ids[3])
 	if err != nil || *bravo.Name != "bravo" {
 		t.Fatalf("bravo: %v %v", bravo.Name, err)
@@ -588,6 +593,19 @@ func TestMigrateIndexes(t *testing.T) {
 			}
 			if len(want) == 0 || strings.Join(got, ",") != strings.Join(want, ",") {
 				t.Fatalf("%s by name after the migration: %v, want %v", who, got, want)
+			}
+			newest, _, _ := w.cat.List(ctx, w.as[who], catalog.ListOptions{Filter: all})
+			general, _, _ = w.cat.List(ctx, w.as[who], catalog.ListOptions{Filter: all,
+				Sort: []catalog.SortKey{{Key: "created_at"}, {Key: "id"}}})
+			got, want = nil, nil
+			for _, img := range newest {
+				got = append(got, img.ID)
+			}
+			for _, img := range general {
+				want = append(want, img.ID)
+			}
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("%s newest first after the migration: %v, want %v", who, got, want)
 			}
 		}
 	}

@@ -38,8 +38,8 @@ func IndexWalk(opt ListOptions) bool {
 	return ok
 }
 
-// Downgrade rewrites the name twins of every image as index version 1 wrote them and
-// forgets the version: a store as an older release left it.
+// Downgrade rewrites the index sets and name twins of every image as index version 1 wrote
+// them and forgets the version: a store as an older release left it.
 func (c *Catalog) Downgrade(ctx context.Context) error {
 	return c.meta.Update(ctx, func(tx meta.Tx) error {
 		keys, err := tx.SetRange(idxAll, "", 0)
@@ -57,6 +57,10 @@ func (c *Catalog) Downgrade(ctx context.Context) error {
 				sets = append(sets, idxMember(p))
 			}
 			for _, s := range sets {
+				if has, _ := tx.SetHas(s, timeKey(img.CreatedAt, img.ID)); has {
+					tx.SetRemove(s, timeKey(img.CreatedAt, img.ID))
+					tx.SetAdd(s, sortKey(img.CreatedAt, img.ID))
+				}
 				if has, _ := tx.SetHas(byName(s), nameKey(img)); has {
 					tx.SetRemove(byName(s), nameKey(img))
 					tx.SetAdd(byName(s), oldNameKey(img))

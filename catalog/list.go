@@ -343,8 +343,8 @@ func (w walk) past(a, b string) bool {
 
 // planWalk finds the index walk that yields the images in the requested order, if one does:
 // newest or oldest first over the sets, by name either way over their name twins, and one
-// exact name over its range of the twins (oldest first within it). Ties between images
-// created in the same nanosecond may come out in another order than sortImages'.
+// exact name over its range of the twins (oldest first within it). Ties in created_at are
+// broken by id in the same direction, as Glance does when one direction is given.
 func planWalk(sets []string, opt ListOptions, marker *Image) (walk, bool) {
 	key, asc := "created_at", false
 	switch {
@@ -385,9 +385,9 @@ func planWalk(sets []string, opt ListOptions, marker *Image) (walk, bool) {
 		}
 		return w, true
 	}
-	w := walk{sets: sets, desc: asc} // the sets are newest first
+	w := walk{sets: sets, desc: !asc} // the sets are oldest first
 	if marker != nil {
-		w.from = sortKey(marker.CreatedAt, marker.ID)
+		w.from = timeKey(marker.CreatedAt, marker.ID)
 	}
 	return w, true
 }
