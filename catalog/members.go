@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/xloud/xloud-image/auth"
@@ -50,7 +51,11 @@ func (c *Catalog) AddMember(ctx context.Context, pr auth.Principal, id, project 
 	now := c.Now().UTC().Truncate(1e9)
 	m := Member{ImageID: id, MemberID: project, Status: MemberPending, CreatedAt: now, UpdatedAt: now}
 	err = c.meta.Update(ctx, func(tx meta.Tx) error {
-		if _, err := tx.Get(keyMember(id, project)); err == nil {
+		existing, err := tx.SetRange(keyMembers(id), "", 0)
+		if err != nil {
+			return err
+		}
+		if _, ok := findMember(existing, project); ok {
 			return fmt.Errorf("%w: %s is already a member of image %s", ErrConflict, project, id)
 		}
 		n, err := tx.SetLen(keyMembers(id))
@@ -117,12 +122,40 @@ func (c *Catalog) GetMember(ctx context.Context, pr auth.Principal, id, project 
 		}
 		return Member{}, err
 	}
-	for _, m := range list {
-		if m.MemberID == project {
-			return m, nil
-		}
+	ids := make([]string, len(list))
+	for i, m := range list {
+		ids[i] = m.MemberID
+	}
+	if i, ok := findMember(ids, project); ok {
+		return list[i], nil
 	}
 	return Member{}, ErrNotFound
+}
+
+// findMember finds project among member ids as Glance on MySQL does (its member column
+// compares without regard to case): the exact id, else the first that differs only in case.
+// It returns the index of the id in ids.
+func findMember(ids []string, project string) (int, bool) {
+	fold := -1
+	for i, p := range ids {
+		if p == project {
+			return i, true
+		}
+		if fold < 0 && strings.EqualFold(p, project) {
+			fold = i
+		}
+	}
+	return fold, fold >= 0
+}
+
+// memberKey is the key in ms of project's membership (see findMember).
+func memberKey(ms map[string]Member, project string) (string, bool) {
+	keys := sortedMemberKeys(ms)
+	i, ok := findMember(keys, project)
+	if !ok {
+		return "", false
+	}
+	return keys[i], true
 }
 
 // SetMemberStatus accepts, rejects or re-pends a membership: only the member project (or an
@@ -135,10 +168,11 @@ func (c *Catalog) SetMemberStatus(ctx context.Context, pr auth.Principal, id, pr
 	if err != nil || img.Status == StatusDeleted {
 		return Member{}, ErrNotFound
 	}
-	m, ok := ms[project]
+	project, ok := memberKey(ms, project)
 	if !ok {
 		return Member{}, ErrNotFound
 	}
+	m := ms[project]
 	if err := c.allow(ctx, pr, img, ms, auth.ImageGet); err != nil {
 		return Member{}, err
 	}
@@ -172,7 +206,8 @@ func (c *Catalog) RemoveMember(ctx context.Context, pr auth.Principal, id, proje
 	if img.Visibility != VisibilityShared {
 		return errNotShared
 	}
-	if _, ok := ms[project]; !ok {
+	project, ok := memberKey(ms, project)
+	if !ok {
 		return ErrNotFound
 	}
 	return c.meta.Update(ctx, func(tx meta.Tx) error {

@@ -395,6 +395,47 @@ func TestUpperCaseIDs(t *testing.T) {
 	}
 }
 
+// TestUpperCaseMemberIDs: member routes take the image id and the member id in upper case
+// too (Glance on MySQL compares both without case); the answers carry the ids as stored,
+// and a member differing only in case is the same member.
+func TestUpperCaseMemberIDs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.create("member-a", map[string]any{"name": "shared upper"})
+	upper, pb := strings.ToUpper(id), e.project["b"]
+	upperPB := strings.ToUpper(pb)
+	if upperPB == pb {
+		t.Fatalf("project id %s has no letters", pb)
+	}
+	if r := e.do("member-a", "POST", "/v2/images/"+upper+"/members", map[string]any{"member": pb}); r.status != 200 || r.json(t)["image_id"] != id {
+		t.Fatalf("add member by upper-case image id: %d %s", r.status, r.body)
+	}
+	if r := e.do("member-a", "POST", "/v2/images/"+id+"/members", map[string]any{"member": upperPB}); r.status != 409 {
+		t.Fatalf("add the member again in upper case: %d %s", r.status, r.body)
+	}
+	for _, who := range []string{"member-a", "member-b"} {
+		r := e.do(who, "GET", "/v2/images/"+upper+"/members/"+upperPB, nil)
+		if r.status != 200 || r.json(t)["member_id"] != pb || r.json(t)["image_id"] != id {
+			t.Fatalf("%s shows the member by upper-case ids: %d %s", who, r.status, r.body)
+		}
+	}
+	if r := e.do("member-b", "PUT", "/v2/images/"+upper+"/members/"+upperPB, map[string]any{"status": "accepted"}); r.status != 200 || r.json(t)["member_id"] != pb {
+		t.Fatalf("accept by upper-case ids: %d %s", r.status, r.body)
+	}
+	if got := names(t, e.do("member-b", "GET", "/v2/images", nil)); !reflect.DeepEqual(got, []string{"shared upper"}) {
+		t.Fatalf("accepted member lists %v", got)
+	}
+	if r := e.do("member-a", "GET", "/v2/images/"+upper+"/members", nil); r.status != 200 || len(r.json(t)["members"].([]any)) != 1 {
+		t.Fatalf("members by upper-case image id: %d %s", r.status, r.body)
+	}
+	if r := e.do("member-a", "DELETE", "/v2/images/"+upper+"/members/"+upperPB, nil); r.status != 204 {
+		t.Fatalf("remove member by upper-case ids: %d %s", r.status, r.body)
+	}
+	if r := e.do("member-b", "GET", "/v2/images/"+id, nil); r.status != 404 {
+		t.Fatalf("removed member reads: %d", r.status)
+	}
+}
+
 func TestTags(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

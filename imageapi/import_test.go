@@ -35,8 +35,18 @@ func TestGlanceDirectImport(t *testing.T) {
 	}
 	sum := md5.Sum(data)
 	img := e.show(id)
-	if img["status"] != "uploading" || img["size"] != 70000.0 || img["checksum"] != nil || img["os_hash_value"] != nil {
+	// As in Glance, staging records the size; checksum and multihash are set by the import.
+	if img["status"] != "uploading" || img["size"] != 70000.0 || img["checksum"] != nil || img["os_hash_algo"] != nil ||
+		img["os_hash_value"] != nil || img["virtual_size"] != nil {
 		t.Fatalf("staged: %v", img)
+	}
+	for _, k := range []string{"staged", "disk_digest", "repository", "lease"} {
+		if _, ok := img[k]; ok {
+			t.Fatalf("staged image shows internal field %s: %v", k, img)
+		}
+	}
+	if got := names(t, e.do("member-a", "GET", "/v2/images?checksum="+hex.EncodeToString(sum[:]), nil)); len(got) != 0 {
+		t.Fatalf("staged image listed by its staged data's checksum: %v", got)
 	}
 	if r := e.do("member-a", "PUT", "/v2/images/"+id+"/stage", data, "Content-Type", "application/octet-stream"); r.status != 409 {
 		t.Fatalf("second stage: %d", r.status)
