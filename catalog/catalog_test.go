@@ -25,7 +25,6 @@ import (
 	"github.com/xloud/xloud-image/catalog"
 	"github.com/xloud/xloud-image/internal/testenv"
 	"github.com/xloud/xloud-image/storage"
-	"github.com/xloud/xloud-image/storage/meta"
 )
 
 var ctx = context.Background()
@@ -44,21 +43,8 @@ func newWorld(t *testing.T) *world { return newWorldOn(t, "") }
 // newWorldOn builds the world on the embedded store, or on Redis when redisURL is set.
 func newWorldOn(t *testing.T, redisURL string) *world {
 	t.Helper()
-	dir := t.TempDir()
-	files, _ := storage.OpenFiles(dir)
-	var m meta.Store
-	var err error
-	if redisURL != "" {
-		m, err = meta.OpenRedis(ctx, redisURL, "w"+filepath.Base(dir)+":")
-	} else {
-		m, err = meta.OpenBolt(filepath.Join(dir, "meta.db"), time.Second)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	store := storage.New(files, m)
-	id := auth.NewIdentity(m)
+	store := testenv.OpenStore(t, redisURL)
+	id := auth.NewIdentity(store.Meta())
 	w := &world{store: store, id: id, project: map[string]string{}, as: map[string]auth.Principal{}}
 	for _, p := range []string{"a", "b"} {
 		proj, err := id.CreateProject(ctx, auth.Project{Name: p, Enabled: true})

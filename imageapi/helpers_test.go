@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,8 +15,8 @@ import (
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/catalog"
 	"github.com/xloud/xloud-image/imageapi"
+	"github.com/xloud/xloud-image/internal/testenv"
 	"github.com/xloud/xloud-image/storage"
-	"github.com/xloud/xloud-image/storage/meta"
 )
 
 var ctx = context.Background()
@@ -35,18 +34,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	dir := t.TempDir()
-	files, err := storage.OpenFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := meta.OpenBolt(filepath.Join(dir, "meta.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	store := storage.New(files, m)
-	id := auth.NewIdentity(m)
+	store := testenv.OpenStore(t, "")
+	id := auth.NewIdentity(store.Meta())
 	e := &env{t: t, store: store, token: map[string]string{}, project: map[string]string{}}
 	for _, p := range []string{"admin", "a", "b"} {
 		proj, err := id.CreateProject(ctx, auth.Project{Name: p, Enabled: true})

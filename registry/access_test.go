@@ -18,7 +18,7 @@ import (
 
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/catalog"
-	"github.com/xloud/xloud-image/storage"
+	"github.com/xloud/xloud-image/internal/testenv"
 	"github.com/xloud/xloud-image/storage/meta"
 )
 
@@ -34,14 +34,9 @@ type secured struct {
 
 func newSecured(t *testing.T) *secured {
 	t.Helper()
-	dir := t.TempDir()
-	files, _ := storage.OpenFiles(dir)
-	m, err := meta.OpenBolt(filepath.Join(dir, "meta.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := storage.New(files, m)
+	store := testenv.OpenStore(t, "")
 	ctx := context.Background()
+	m := store.Meta()
 	id := auth.NewIdentity(m)
 	if _, err := id.Bootstrap(ctx, "admin-pw"); err != nil {
 		t.Fatal(err)
@@ -83,8 +78,8 @@ func newSecured(t *testing.T) *secured {
 	mux.Handle("/v2/", reg)
 	mux.Handle("/token", reg.TokenHandler())
 	srv := httptest.NewServer(mux)
-	t.Cleanup(func() { srv.Close(); m.Close() })
-	s.testRegistry = &testRegistry{t: t, srv: srv, store: store, dir: dir}
+	t.Cleanup(srv.Close)
+	s.testRegistry = &testRegistry{t: t, srv: srv, store: store}
 	return s
 }
 

@@ -6,15 +6,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/xloud/xloud-image/internal/testenv"
 	"github.com/xloud/xloud-image/storage"
-	"github.com/xloud/xloud-image/storage/meta"
 )
 
 // testRegistry is a Registry over a real store in a temp dir, served by httptest.
@@ -22,24 +20,14 @@ type testRegistry struct {
 	t     *testing.T
 	srv   *httptest.Server
 	store *storage.Store
-	dir   string
 }
 
 func newTestRegistry(t *testing.T, opt Options) *testRegistry {
 	t.Helper()
-	dir := t.TempDir()
-	files, err := storage.OpenFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := meta.OpenBolt(filepath.Join(dir, "meta.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := storage.New(files, m)
+	store := testenv.OpenStore(t, "")
 	srv := httptest.NewServer(New(store, opt))
-	t.Cleanup(func() { srv.Close(); m.Close() })
-	return &testRegistry{t: t, srv: srv, store: store, dir: dir}
+	t.Cleanup(srv.Close)
+	return &testRegistry{t: t, srv: srv, store: store}
 }
 
 // do sends a request and returns the response with its body read.
