@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -31,15 +32,17 @@ var (
 // Role is a Keystone default role.
 type Role string
 
-// The roles every deployment has; admin implies member implies reader.
+// The roles every deployment has (Keystone's defaults since 2024.1); admin implies manager
+// implies member implies reader.
 const (
-	RoleAdmin  Role = "admin"
-	RoleMember Role = "member"
-	RoleReader Role = "reader"
+	RoleAdmin   Role = "admin"
+	RoleManager Role = "manager"
+	RoleMember  Role = "member"
+	RoleReader  Role = "reader"
 )
 
 // Roles lists the known roles, strongest first.
-var Roles = []Role{RoleAdmin, RoleMember, RoleReader}
+var Roles = []Role{RoleAdmin, RoleManager, RoleMember, RoleReader}
 
 // RoleID is the stable id a role has on the wire.
 func RoleID(r Role) string { return "role-" + string(r) }
@@ -440,7 +443,7 @@ func (id *Identity) DeleteUser(ctx context.Context, uid string) error {
 }
 
 // ValidRole reports whether r is a known role.
-func ValidRole(r Role) bool { return r == RoleAdmin || r == RoleMember || r == RoleReader }
+func ValidRole(r Role) bool { return slices.Contains(Roles, r) }
 
 // Grant gives user the role on project.
 func (id *Identity) Grant(ctx context.Context, userID, projectID string, r Role) error {

@@ -45,18 +45,18 @@ func (p *Policy) AllowImage(ctx context.Context, pr Principal, img ImageFacts, a
 	case ImageGet, ImageDownload:
 		return p.canRead(ctx, pr, img, act == ImageDownload)
 	case ImageGetMembers:
-		if ok, err := p.hasRoleOn(ctx, pr, img.Owner, RoleReader, RoleMember, RoleAdmin); ok || err != nil {
+		if ok, err := p.hasRoleOn(ctx, pr, img.Owner, readerRoles...); ok || err != nil {
 			return ok, err
 		}
-		return p.isMember(ctx, pr, img, RoleReader, RoleMember, RoleAdmin)
+		return p.isMember(ctx, pr, img, readerRoles...)
 	case ImageModifyMember:
-		return p.hasRoleOn(ctx, pr, member, RoleMember, RoleAdmin)
+		return p.hasRoleOn(ctx, pr, member, writerRoles...)
 	}
 	// Everything else changes the image: a member of the owning project.
 	if img.Owner == "" {
 		return false, nil
 	}
-	return p.hasRoleOn(ctx, pr, img.Owner, RoleMember, RoleAdmin)
+	return p.hasRoleOn(ctx, pr, img.Owner, writerRoles...)
 }
 
 // canRead: the owner's readers, readers of a member project of a shared image, anyone for
@@ -72,13 +72,13 @@ func (p *Policy) canRead(ctx context.Context, pr Principal, img ImageFacts, down
 	if img.Owner == "" || img.Visibility == "public" || img.Visibility == "community" {
 		return true, nil
 	}
-	if ok, err := p.hasRoleOn(ctx, pr, img.Owner, RoleReader, RoleMember, RoleAdmin); ok || err != nil {
+	if ok, err := p.hasRoleOn(ctx, pr, img.Owner, readerRoles...); ok || err != nil {
 		return ok, err
 	}
 	if img.Visibility != "shared" {
 		return false, nil
 	}
-	return p.isMember(ctx, pr, img, RoleReader, RoleMember, RoleAdmin)
+	return p.isMember(ctx, pr, img, readerRoles...)
 }
 
 // isMember reports whether pr holds one of roles on a member project of img (any status: a

@@ -3,7 +3,10 @@ package auth
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // Action is what a caller wants to do to a repository (the registry token scope grammar).
@@ -28,10 +31,23 @@ type Principal struct {
 	ScopedRoles []Role
 	// Admin holds the admin role, which is cloud-wide under the default policies.
 	Admin bool
+	// Bounded principals came with a registry token: on repositories they may do at most
+	// what Grants lists, whatever their roles.
+	Bounded bool
+	Grants  []Access
 }
 
 // Anonymous is the principal of a request without credentials.
 var Anonymous = Principal{Anonymous: true}
+
+// granted reports whether a bounded principal's token lets it take act on repo; unbounded
+// principals are limited by their roles only.
+func (pr Principal) granted(repo string, act Action) bool {
+	if !pr.Bounded {
+		return true
+	}
+	return RegistryClaims{Access: pr.Grants}.Allows("repository", repo, string(act))
+}
 
 // Directory answers the identity questions the policy asks; the embedded Identity and the
 // external Keystone client both implement it.
@@ -41,17 +57,59 @@ type Directory interface {
 	RolesOn(ctx context.Context, userID, projectID string) ([]Role, error)
 }
 
+// ContentKind says whose rules govern a manifest.
+type ContentKind int
+
+// Kinds of registry content.
+const (
+	// ProjectContent is not an image's: the owning project's roles govern it.
+	ProjectContent ContentKind = iota
+	// ImageContent is part of an image (its index, disk artifact, containerDisk).
+	ImageContent
+	// ReferrerContent refers to an image through subject (signatures, SBOMs, snapshots of
+	// it that are no image themselves).
+	ReferrerContent
+)
+
+// Content is what governs one manifest.
+type Content struct {
+	Kind  ContentKind
+	Image ImageFacts // for ImageContent and ReferrerContent
+}
+
+// ContentFacts answers what the policy needs to know about registry content: the catalog's
+// and the store's records. It is given to the policy when it is built.
+type ContentFacts interface {
+	// Manifest says what governs manifest d of repo: the image it is part of, else the
+	// image its subject refers to, else its project.
+	Manifest(ctx context.Context, repo string, d digest.Digest) (Content, error)
+	// BlobHolders lists the manifests of repo that hold blob d.
+	BlobHolders(ctx context.Context, repo string, d digest.Digest) ([]digest.Digest, error)
+	// RepositoryImages lists the images with content in repo (not killed or deleted).
+	RepositoryImages(ctx context.Context, repo string) ([]ImageFacts, error)
+}
+
 // Policy is the one access decision both APIs call. It follows Glance's and Keystone's
-// default policies: admin may do everything; a project's readers may read, its members may
-// also write; anonymous callers only read what is public, and only when allowed.
+// default policies: admin may do everything; a project's readers may read, its members (and
+// managers) may also write; anonymous callers only read what is public, and only when
+// allowed. Image content in a repository follows its image; everything else its project.
 type Policy struct {
 	Directory     Directory
 	AnonymousPull bool
-	// ContentReadable reports whether pr may read some image whose content is in repo
-	// (public, community, shared with the caller's project): the catalog's answer, so
-	// readers of an image can pull it from a repository of another project.
-	ContentReadable func(ctx context.Context, pr Principal, repo string) (bool, error)
+	// Content tells registry content apart; nil: all of it is its project's.
+	Content ContentFacts
 }
+
+// Decision is the answer to a read of one piece of content.
+type Decision int
+
+// Decisions. Hidden content answers exactly as missing content does; Refused content is
+// known to the caller (they may see the image) but not readable (it is deactivated).
+const (
+	Hidden Decision = iota
+	Refused
+	Allowed
+)
 
 // RepositoryProject returns the project owning repo: its first path component, which names
 // the project (case-insensitively) or is its id.
@@ -81,26 +139,17 @@ func (p *Policy) RolesOn(ctx context.Context, pr Principal, projectID string) ([
 }
 
 func hasRole(roles []Role, want ...Role) bool {
-	for _, r := range roles {
-		for _, w := range want {
-			if r == w {
-				return true
-			}
-		}
-	}
-	return false
+	return slices.ContainsFunc(roles, func(r Role) bool { return slices.Contains(want, r) })
 }
 
-// AllowRepository decides whether pr may act on repo.
-func (p *Policy) AllowRepository(ctx context.Context, pr Principal, repo string, act Action) (bool, error) {
-	if pr.Admin {
-		return true, nil
-	}
-	if act == ActionPull && p.ContentReadable != nil {
-		if ok, err := p.ContentReadable(ctx, pr, repo); ok || err != nil {
-			return ok, err
-		}
-	}
+// Role sets of the default policies: who reads and who writes a project's content.
+var (
+	readerRoles = []Role{RoleReader, RoleMember, RoleManager, RoleAdmin}
+	writerRoles = []Role{RoleMember, RoleManager, RoleAdmin}
+)
+
+// projectRole reports whether pr holds one of roles on the project owning repo.
+func (p *Policy) projectRole(ctx context.Context, pr Principal, repo string, roles []Role) (bool, error) {
 	if pr.Anonymous {
 		return false, nil
 	}
@@ -111,41 +160,163 @@ func (p *Policy) AllowRepository(ctx context.Context, pr Principal, repo string,
 	if err != nil {
 		return false, err
 	}
-	roles, err := p.RolesOn(ctx, pr, proj.ID)
+	have, err := p.RolesOn(ctx, pr, proj.ID)
 	if err != nil {
 		return false, err
 	}
-	if act == ActionPull {
-		return hasRole(roles, RoleReader, RoleMember, RoleAdmin), nil
+	return hasRole(have, roles...), nil
+}
+
+// AllowRepository decides whether pr may act on repo at all: the question a registry token
+// grant and the door ask before any content is looked at. Pulling is allowed to the
+// project's readers and to whoever may see an image with content there; what each
+// manifest and blob then shows is ReadManifest's and ReadBlob's answer.
+func (p *Policy) AllowRepository(ctx context.Context, pr Principal, repo string, act Action) (bool, error) {
+	if !pr.granted(repo, act) {
+		return false, nil
 	}
-	return hasRole(roles, RoleMember, RoleAdmin), nil
+	if pr.Admin {
+		return true, nil
+	}
+	if act != ActionPull {
+		return p.projectRole(ctx, pr, repo, writerRoles)
+	}
+	if ok, err := p.projectRole(ctx, pr, repo, readerRoles); ok || err != nil {
+		return ok, err
+	}
+	return p.someImageVisible(ctx, pr, repo)
+}
+
+// ListRepository decides whether repo shows in pr's registry catalog: the pull question
+// without a token's repository bounds (the catalog grant covers listing).
+func (p *Policy) ListRepository(ctx context.Context, pr Principal, repo string) (bool, error) {
+	pr.Bounded, pr.Grants = false, nil
+	return p.AllowRepository(ctx, pr, repo, ActionPull)
+}
+
+// someImageVisible reports whether pr may see an image whose content is in repo.
+func (p *Policy) someImageVisible(ctx context.Context, pr Principal, repo string) (bool, error) {
+	if p.Content == nil {
+		return false, nil
+	}
+	imgs, err := p.Content.RepositoryImages(ctx, repo)
+	if err != nil {
+		return false, err
+	}
+	for _, img := range imgs {
+		if ok, err := p.AllowImage(ctx, pr, img, ImageGet, ""); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
 }
 
 // Grant returns the subset of actions pr may take on repo, for a registry token.
 func (p *Policy) Grant(ctx context.Context, pr Principal, repo string, actions []string) ([]string, error) {
 	granted := []string{}
 	for _, a := range actions {
-		act := Action(a)
+		acts := []Action{Action(a)}
 		if a == "*" {
-			for _, each := range []Action{ActionPull, ActionPush, ActionDelete} {
-				if ok, err := p.AllowRepository(ctx, pr, repo, each); err != nil {
-					return nil, err
-				} else if ok {
-					granted = append(granted, string(each))
-				}
+			acts = []Action{ActionPull, ActionPush, ActionDelete}
+		}
+		for _, act := range acts {
+			if act != ActionPull && act != ActionPush && act != ActionDelete {
+				continue
 			}
-			continue
-		}
-		if act != ActionPull && act != ActionPush && act != ActionDelete {
-			continue
-		}
-		ok, err := p.AllowRepository(ctx, pr, repo, act)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			granted = append(granted, a)
+			ok, err := p.AllowRepository(ctx, pr, repo, act)
+			if err != nil {
+				return nil, err
+			}
+			if ok && !slices.Contains(granted, string(act)) {
+				granted = append(granted, string(act))
+			}
 		}
 	}
 	return granted, nil
+}
+
+// ReadManifest decides a read of manifest d of repo (by digest or through a tag, as a
+// referrer or as a mount source's holder): image content follows its image (download:
+// deactivated images are for admins), content referring to an image follows that image
+// (get), anything else the project's readers.
+func (p *Policy) ReadManifest(ctx context.Context, pr Principal, repo string, d digest.Digest) (Decision, error) {
+	if !pr.granted(repo, ActionPull) {
+		return Hidden, nil
+	}
+	if pr.Admin {
+		return Allowed, nil
+	}
+	c := Content{Kind: ProjectContent}
+	if p.Content != nil {
+		var err error
+		if c, err = p.Content.Manifest(ctx, repo, d); err != nil {
+			return Hidden, err
+		}
+	}
+	switch c.Kind {
+	case ImageContent:
+		return p.imageDecision(ctx, pr, c.Image, ImageDownload)
+	case ReferrerContent:
+		return p.imageDecision(ctx, pr, c.Image, ImageGet)
+	}
+	return p.projectDecision(ctx, pr, repo)
+}
+
+// imageDecision: allowed when the policy allows act on img; refused when the caller may at
+// least see the image; otherwise hidden.
+func (p *Policy) imageDecision(ctx context.Context, pr Principal, img ImageFacts, act ImageAction) (Decision, error) {
+	if img.Status == "deleted" || img.Status == "pending_delete" {
+		return Hidden, nil
+	}
+	if ok, err := p.AllowImage(ctx, pr, img, act, ""); ok || err != nil {
+		return Allowed, err
+	}
+	if act == ImageGet {
+		return Hidden, nil
+	}
+	if ok, err := p.AllowImage(ctx, pr, img, ImageGet, ""); ok || err != nil {
+		return Refused, err
+	}
+	return Hidden, nil
+}
+
+func (p *Policy) projectDecision(ctx context.Context, pr Principal, repo string) (Decision, error) {
+	if ok, err := p.projectRole(ctx, pr, repo, readerRoles); !ok || err != nil {
+		return Hidden, err
+	}
+	return Allowed, nil
+}
+
+// ReadBlob decides a read of blob d of repo, and whether it may be the source of a mount: a
+// blob held by manifests is readable through a readable one of them (the best decision of
+// its holders); a blob no manifest holds is its project's.
+func (p *Policy) ReadBlob(ctx context.Context, pr Principal, repo string, d digest.Digest) (Decision, error) {
+	if !pr.granted(repo, ActionPull) {
+		return Hidden, nil
+	}
+	if pr.Admin {
+		return Allowed, nil
+	}
+	var holders []digest.Digest
+	if p.Content != nil {
+		var err error
+		if holders, err = p.Content.BlobHolders(ctx, repo, d); err != nil {
+			return Hidden, err
+		}
+	}
+	if len(holders) == 0 {
+		return p.projectDecision(ctx, pr, repo)
+	}
+	best := Hidden
+	for _, h := range holders {
+		dec, err := p.ReadManifest(ctx, pr, repo, h)
+		if err != nil {
+			return Hidden, err
+		}
+		if dec == Allowed {
+			return Allowed, nil
+		}
+		best = max(best, dec)
+	}
+	return best, nil
 }

@@ -30,16 +30,29 @@ type Access struct {
 
 // RegistryClaims is the payload of a registry bearer token.
 type RegistryClaims struct {
-	Issuer    string   `json:"iss"`
-	Subject   string   `json:"sub"` // user id; empty for anonymous
-	Name      string   `json:"name,omitempty"`
-	Admin     bool     `json:"adm,omitempty"`
+	Issuer  string `json:"iss"`
+	Subject string `json:"sub"` // user id; empty for anonymous
+	Name    string `json:"name,omitempty"`
+	Admin   bool   `json:"adm,omitempty"`
+	// Project and Roles carry the scope of the Keystone token the registry token was
+	// issued for: a token scoped to one project keeps its roles on that project only.
+	Project   string   `json:"prj,omitempty"`
+	Roles     []Role   `json:"rol,omitempty"`
 	Audience  string   `json:"aud"`
 	IssuedAt  int64    `json:"iat"`
 	NotBefore int64    `json:"nbf"`
 	Expires   int64    `json:"exp"`
 	ID        string   `json:"jti"`
 	Access    []Access `json:"access"`
+}
+
+// Principal is who the token speaks for, bounded by what it grants.
+func (c RegistryClaims) Principal() Principal {
+	return Principal{
+		Anonymous: c.Subject == "", UserID: c.Subject, UserName: c.Name, Admin: c.Admin,
+		Scoped: c.Project != "", ProjectID: c.Project, ScopedRoles: c.Roles,
+		Bounded: true, Grants: c.Access,
+	}
 }
 
 // Allows reports whether the claims grant action on resource typ/name.
@@ -94,6 +107,7 @@ func (s *Signer) Sign(pr Principal, access []Access) (string, RegistryClaims, er
 	now := s.Now()
 	c := RegistryClaims{
 		Issuer: tokenIssuer, Subject: pr.UserID, Name: pr.UserName, Admin: pr.Admin, Audience: s.Service,
+		Project: pr.ProjectID, Roles: pr.ScopedRoles,
 		IssuedAt: now.Unix(), NotBefore: now.Add(-time.Minute).Unix(),
 		Expires: now.Add(RegistryTokenTTL).Unix(), ID: randomString(12), Access: access,
 	}

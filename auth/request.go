@@ -79,8 +79,7 @@ func (a *Authenticator) FromRequest(r *http.Request) (Authenticated, error) {
 			if err != nil {
 				return Authenticated{}, err
 			}
-			pr := Principal{Anonymous: c.Subject == "", UserID: c.Subject, UserName: c.Name, Admin: c.Admin}
-			return Authenticated{Principal: pr, Kind: CredRegistryToken, Claims: &c}, nil
+			return Authenticated{Principal: c.Principal(), Kind: CredRegistryToken, Claims: &c}, nil
 		}
 		return a.keystoneToken(ctx, value)
 	}

@@ -49,8 +49,6 @@ func New(store *storage.Store, policy *auth.Policy) *Catalog {
 		store: store, meta: store.Meta(), policy: policy,
 		Now: time.Now, NewID: uuid.NewString, HashAlgo: "sha256", node: uuid.NewString(),
 	}
-	// Readers of an image may pull it from its repository, whoever owns that.
-	policy.ContentReadable = c.ContentReadable
 	return c
 }
 

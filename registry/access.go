@@ -81,8 +81,8 @@ func (reg *Registry) authorize(r *http.Request, rt route) (*http.Request, error)
 	return r, E(CodeDenied)
 }
 
-// allowed decides whether the caller recorded in ctx may act on repo: a registry token
-// allows exactly what it grants; other credentials ask the policy.
+// allowed asks the policy whether the caller recorded in ctx may act on repo; a registry
+// token's principal is bounded by its grants.
 func (reg *Registry) allowed(ctx context.Context, repo string, act auth.Action) (bool, error) {
 	acc := reg.opt.Access
 	if acc == nil {
@@ -92,24 +92,7 @@ func (reg *Registry) allowed(ctx context.Context, repo string, act auth.Action) 
 	if !ok {
 		return false, nil
 	}
-	if a.Claims != nil {
-		return a.Claims.Allows("repository", repo, string(act)), nil
-	}
 	return acc.Policy.AllowRepository(ctx, a.Principal, repo, act)
-}
-
-// mayRead decides whether the caller may read repo for a mount: what the token grants, or
-// else what the policy allows the token's subject.
-func (reg *Registry) mayRead(ctx context.Context, repo string) (bool, error) {
-	ok, err := reg.allowed(ctx, repo, auth.ActionPull)
-	if ok || err != nil || reg.opt.Access == nil {
-		return ok, err
-	}
-	a, _ := auth.FromContext(ctx)
-	if a.Claims == nil {
-		return false, nil
-	}
-	return reg.opt.Access.Policy.AllowRepository(ctx, a.Principal, repo, auth.ActionPull)
 }
 
 // canList decides whether the caller may see repo in the catalog.
@@ -119,7 +102,7 @@ func (reg *Registry) canList(ctx context.Context, repo string) (bool, error) {
 		return true, nil
 	}
 	a, _ := auth.FromContext(ctx)
-	return acc.Policy.AllowRepository(ctx, a.Principal, repo, auth.ActionPull)
+	return acc.Policy.ListRepository(ctx, a.Principal, repo)
 }
 
 // challenge answers 401 with the Bearer challenge that sends clients to the token endpoint.

@@ -29,6 +29,7 @@ type secured struct {
 	id      *auth.Identity
 	signer  *auth.Signer
 	catalog *catalog.Catalog
+	policy  *auth.Policy
 	users   map[string]string // name -> password
 }
 
@@ -67,8 +68,9 @@ func newSecured(t *testing.T) *secured {
 		}
 		s.users[u.name] = u.name + "-pw"
 	}
-	policy := &auth.Policy{Directory: id}
+	policy := &auth.Policy{Directory: id, Content: catalog.NewFacts(store)}
 	s.catalog = catalog.New(store, policy)
+	s.policy = policy
 	reg := New(store, Options{Access: &Access{
 		Authenticator: &auth.Authenticator{Passwords: id, Tokens: id, Signer: signer},
 		Policy:        policy,

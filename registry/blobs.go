@@ -31,7 +31,7 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, rt route) e
 		return err
 	}
 	defer f.Close()
-	if err := reg.canReadBlob(r, rt.name, d); err != nil {
+	if err := reg.readBlob(r.Context(), rt.name, d); err != nil {
 		return err
 	}
 	h := w.Header()

@@ -2,21 +2,20 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/manifest"
+	"github.com/xloud/xloud-image/storage"
 )
 
-// Catalog is what the registry asks the image catalog about content that belongs to images:
-// who may read it (visibility, members, deactivation), and what a manifest delete means.
-// Content that is not an image's is the repository policy's alone.
+// Catalog is what the registry tells the image catalog about content that belongs to images:
+// what a manifest delete means and what a pushed VM disk becomes. Who may read what is the
+// policy's question (auth.Policy), never the catalog's.
 type Catalog interface {
-	// ReadManifest decides whether pr may read manifest d of repo. known is false when d
-	// stands for no image.
-	ReadManifest(ctx context.Context, pr auth.Principal, repo string, d digest.Digest) (known, allowed bool, err error)
 	// DeleteManifest deletes the image that manifest d of repo stands for, as the Image API
 	// would; handled is false when d stands for no image.
 	DeleteManifest(ctx context.Context, pr auth.Principal, repo string, d digest.Digest) (handled bool, err error)
@@ -36,39 +35,49 @@ func principal(ctx context.Context) auth.Principal {
 	return a.Principal
 }
 
-// canReadManifest applies the catalog's image rules to a manifest read.
-func (reg *Registry) canReadManifest(r *http.Request, repo string, d digest.Digest) error {
-	if reg.opt.Catalog == nil || reg.opt.Access == nil {
-		return nil
-	}
-	known, ok, err := reg.opt.Catalog.ReadManifest(r.Context(), principal(r.Context()), repo, d)
-	if err != nil {
-		return err
-	}
-	if known && !ok {
-		return E(CodeDenied).WithMessage("the image is not available to you")
-	}
-	return nil
+// errImageRefused answers a read of an image the caller may see but not pull (deactivated).
+func errImageRefused() error {
+	return E(CodeDenied).WithMessage("the image is not available to you")
 }
 
-// canReadBlob: a blob held by image manifests is readable when one of them is; a blob held
-// by any other manifest, or by none, is the repository policy's.
-func (reg *Registry) canReadBlob(r *http.Request, repo string, d digest.Digest) error {
-	if reg.opt.Catalog == nil || reg.opt.Access == nil {
+// readManifest asks the policy whether the caller may read manifest d of repo; hidden
+// content answers exactly as missing content does.
+func (reg *Registry) readManifest(ctx context.Context, repo string, d digest.Digest) error {
+	if reg.opt.Access == nil {
 		return nil
 	}
-	holders, err := reg.store.Holders(r.Context(), repo, d)
-	if err != nil || len(holders) == 0 {
+	dec, err := reg.opt.Access.Policy.ReadManifest(ctx, principal(ctx), repo, d)
+	return decisionError(dec, err, fmt.Errorf("manifest %s: %w", d, storage.ErrManifestUnknown))
+}
+
+// readBlob asks the policy whether the caller may read blob d of repo (as a GET, or as the
+// source of a mount).
+func (reg *Registry) readBlob(ctx context.Context, repo string, d digest.Digest) error {
+	if reg.opt.Access == nil {
+		return nil
+	}
+	dec, err := reg.opt.Access.Policy.ReadBlob(ctx, principal(ctx), repo, d)
+	return decisionError(dec, err, fmt.Errorf("blob %s: %w", d, storage.ErrBlobUnknown))
+}
+
+func decisionError(dec auth.Decision, err, missing error) error {
+	switch {
+	case err != nil:
 		return err
+	case dec == auth.Allowed:
+		return nil
+	case dec == auth.Refused:
+		return errImageRefused()
 	}
-	for _, h := range holders {
-		known, ok, err := reg.opt.Catalog.ReadManifest(r.Context(), principal(r.Context()), repo, h)
-		if err != nil {
-			return err
-		}
-		if !known || ok {
-			return nil
-		}
+	return missing
+}
+
+// visible reports whether the caller may know of manifest d (allowed, or refused as a
+// deactivated image it can see): what tag lists and referrers show.
+func (reg *Registry) visible(r *http.Request, repo string, d digest.Digest) (bool, error) {
+	if reg.opt.Access == nil {
+		return true, nil
 	}
-	return E(CodeDenied).WithMessage("the image is not available to you")
+	dec, err := reg.opt.Access.Policy.ReadManifest(r.Context(), principal(r.Context()), repo, d)
+	return dec != auth.Hidden, err
 }

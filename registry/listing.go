@@ -51,6 +51,8 @@ func writeJSON(w http.ResponseWriter, r *http.Request, contentType string, v any
 }
 
 // getTags lists a repository's tags in byte order with n, last and Link (end-8a, end-8b).
+// Only tags of manifests the caller may know of are listed, and Link is set only when
+// another such tag follows, so hidden tags leave no trace.
 func (reg *Registry) getTags(w http.ResponseWriter, r *http.Request, rt route) error {
 	n, last, err := pageParams(r)
 	if err != nil {
@@ -59,21 +61,47 @@ func (reg *Registry) getTags(w http.ResponseWriter, r *http.Request, rt route) e
 	tags := []string{}
 	if n > 0 {
 		var more bool
-		tags, more, err = reg.store.Tags(r.Context(), rt.name, last, n)
-		if err != nil {
+		if tags, more, err = reg.visibleTags(r, rt.name, last, n); err != nil {
 			return err
 		}
 		if more {
 			setNextLink(w, "/v2/"+rt.name+"/tags/list", n, tags[len(tags)-1])
 		}
-		if tags, err = reg.readableTags(r, rt.name, tags); err != nil {
-			return err
-		}
-	}
-	if tags == nil {
-		tags = []string{}
 	}
 	return writeJSON(w, r, "application/json", map[string]any{"name": rt.name, "tags": tags})
+}
+
+// visibleTags pages through repo's tags the caller may know of: up to n after last, and
+// whether at least one more follows.
+func (reg *Registry) visibleTags(r *http.Request, repo, last string, n int) ([]string, bool, error) {
+	out := []string{}
+	for {
+		batch, more, err := reg.store.Tags(r.Context(), repo, last, n+1)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, t := range batch {
+			d, err := reg.store.ResolveTag(r.Context(), repo, t)
+			if err != nil {
+				continue // deleted meanwhile
+			}
+			ok, err := reg.visible(r, repo, d)
+			if err != nil {
+				return nil, false, err
+			}
+			if !ok {
+				continue
+			}
+			if len(out) == n {
+				return out, true, nil
+			}
+			out = append(out, t)
+		}
+		if !more || len(batch) == 0 {
+			return out, false, nil
+		}
+		last = batch[len(batch)-1]
+	}
 }
 
 // getCatalog lists repositories with n, last and Link.
@@ -142,8 +170,10 @@ func (reg *Registry) getReferrers(w http.ResponseWriter, r *http.Request, rt rou
 		if filter != "" && rec.ArtifactType != filter {
 			continue
 		}
-		if reg.canReadManifest(r, rt.name, rec.Digest) != nil {
-			continue // an image the caller may not see is not listed
+		if ok, err := reg.visible(r, rt.name, rec.Digest); err != nil {
+			return err
+		} else if !ok {
+			continue // content the caller may not know of is not listed
 		}
 		descs = append(descs, v1.Descriptor{
 			MediaType: rec.MediaType, Digest: rec.Digest, Size: rec.Size,
@@ -153,22 +183,4 @@ func (reg *Registry) getReferrers(w http.ResponseWriter, r *http.Request, rt rou
 	index := v1.Index{MediaType: v1.MediaTypeImageIndex, Manifests: descs}
 	index.SchemaVersion = 2
 	return writeJSON(w, r, v1.MediaTypeImageIndex, index)
-}
-
-// readableTags drops the tags of images the caller may not read.
-func (reg *Registry) readableTags(r *http.Request, repo string, tags []string) ([]string, error) {
-	if reg.opt.Catalog == nil || reg.opt.Access == nil {
-		return tags, nil
-	}
-	out := []string{}
-	for _, t := range tags {
-		d, err := reg.store.ResolveTag(r.Context(), repo, t)
-		if err != nil {
-			continue
-		}
-		if reg.canReadManifest(r, repo, d) == nil {
-			out = append(out, t)
-		}
-	}
-	return out, nil
 }

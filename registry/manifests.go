@@ -59,7 +59,7 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request, rt rout
 	if err != nil {
 		return err
 	}
-	if err := reg.canReadManifest(r, rt.name, d); err != nil {
+	if err := reg.readManifest(r.Context(), rt.name, d); err != nil {
 		return err
 	}
 	h := w.Header()

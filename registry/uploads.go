@@ -65,11 +65,12 @@ func (reg *Registry) mount(r *http.Request, repo, from string, d digest.Digest) 
 		candidates = repos
 	}
 	for _, src := range candidates {
-		// A blob the caller may not read is, to them, not there.
+		// A blob the caller may not read is, to them, not there: the source passes exactly
+		// the check a GET of the blob from it would, within the token's grants.
 		if !validName(src) {
 			continue
 		}
-		if ok, err := reg.mayRead(r.Context(), src); err != nil || !ok {
+		if reg.readBlob(r.Context(), src, d) != nil {
 			continue
 		}
 		if src == repo {

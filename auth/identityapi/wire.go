@@ -106,14 +106,14 @@ func roleByID(id string) (auth.Role, bool) {
 	return "", false
 }
 
-// impliedRoles expands roles as Keystone's default implied roles do (admin implies member,
-// member implies reader), strongest first, without duplicates.
+// impliedRoles expands roles as Keystone's default implied roles do (admin and manager imply
+// member, member implies reader), strongest first, without duplicates.
 func impliedRoles(roles []auth.Role) []auth.Role {
 	has := map[auth.Role]bool{}
 	for _, r := range roles {
 		has[r] = true
 	}
-	has[auth.RoleMember] = has[auth.RoleMember] || has[auth.RoleAdmin]
+	has[auth.RoleMember] = has[auth.RoleMember] || has[auth.RoleAdmin] || has[auth.RoleManager]
 	has[auth.RoleReader] = has[auth.RoleReader] || has[auth.RoleMember]
 	out := []auth.Role{}
 	for _, r := range auth.Roles {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/auth/identityapi"
+	"github.com/xloud/xloud-image/catalog"
 	"github.com/xloud/xloud-image/registry"
 	"github.com/xloud/xloud-image/storage"
 )
@@ -52,7 +53,7 @@ func setupAuth(ctx context.Context, c config, store *storage.Store) (*security, 
 	return &security{
 		identity:      id,
 		authenticator: &auth.Authenticator{Passwords: id, Tokens: id, Signer: signer},
-		policy:        &auth.Policy{Directory: id, AnonymousPull: c.AnonymousPull},
+		policy:        &auth.Policy{Directory: id, AnonymousPull: c.AnonymousPull, Content: catalog.NewFacts(store)},
 	}, nil
 }
 
@@ -83,7 +84,7 @@ func setupKeystone(ctx context.Context, c config, store *storage.Store) (*securi
 		"cache_ttl", c.KeystoneCacheTTL.String())
 	return &security{
 		authenticator: &auth.Authenticator{Passwords: ks, Tokens: ks, Signer: signer},
-		policy:        &auth.Policy{Directory: ks, AnonymousPull: c.AnonymousPull},
+		policy:        &auth.Policy{Directory: ks, AnonymousPull: c.AnonymousPull, Content: catalog.NewFacts(store)},
 	}, nil
 }
 
