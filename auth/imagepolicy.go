@@ -1,6 +1,9 @@
 package auth
 
-import "context"
+import (
+	"context"
+	"slices"
+)
 
 // ImageAction is what a caller wants to do to an image (Glance's policy rule names).
 type ImageAction string
@@ -36,6 +39,9 @@ type ImageFacts struct {
 // AllowImage decides whether pr may take act on an image, following Glance's default
 // policies. member is the member project act concerns (for modify_member); otherwise empty.
 func (p *Policy) AllowImage(ctx context.Context, pr Principal, img ImageFacts, act ImageAction, member string) (bool, error) {
+	if pr.Bounded {
+		return false, nil // a registry token speaks for repositories, never for images
+	}
 	if pr.Admin {
 		return true, nil
 	}
@@ -101,4 +107,80 @@ func (p *Policy) hasRoleOn(ctx context.Context, pr Principal, project string, ro
 		return false, err
 	}
 	return hasRole(have, roles...), nil
+}
+
+// ImageListing is what a caller asked an image list for: Glance's visibility filter ("" for
+// none, "all", or one visibility) and member_status filter (accepted, pending, rejected or
+// all).
+type ImageListing struct {
+	Visibility   string
+	MemberStatus string
+}
+
+// Projects returns the projects pr holds a role on: its token's project when scoped,
+// otherwise every project it is assigned to (when the directory can tell).
+func (p *Policy) Projects(ctx context.Context, pr Principal) ([]string, error) {
+	switch {
+	case pr.Anonymous:
+		return nil, nil
+	case pr.Scoped:
+		return []string{pr.ProjectID}, nil
+	}
+	type assigner interface {
+		Assignments(ctx context.Context, userID, projectID string) ([]Assignment, error)
+	}
+	a, ok := p.Directory.(assigner)
+	if !ok {
+		return nil, nil
+	}
+	as, err := a.Assignments(ctx, pr.UserID, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, x := range as {
+		if !slices.Contains(out, x.ProjectID) {
+			out = append(out, x.ProjectID)
+		}
+	}
+	return out, nil
+}
+
+// ListImage is Glance's listing rule, the one place it differs from reading: the caller
+// may read every image listed, but a community image of another project is listed only
+// when community images are asked for, and a shared image only to member projects whose
+// membership has the status asked for (accepted by default). Killed and deleted images are
+// never listed. projects are the caller's (Projects), img.Members the memberships of those
+// projects; the rule does no lookups, so a page of a large catalog costs no round trips.
+func (p *Policy) ListImage(pr Principal, projects []string, img ImageFacts, l ImageListing) bool {
+	if pr.Bounded || img.Status == "killed" || img.Status == "deleted" || img.Status == "pending_delete" {
+		return false
+	}
+	owned := img.Owner != "" && slices.Contains(projects, img.Owner)
+	switch l.Visibility {
+	case "":
+		if img.Visibility == "community" && !owned {
+			return false
+		}
+	case "all":
+	default:
+		if img.Visibility != l.Visibility {
+			return false
+		}
+	}
+	if pr.Anonymous {
+		return img.Visibility == "public" && p.AnonymousPull
+	}
+	if pr.Admin || owned || img.Visibility == "public" || img.Visibility == "community" {
+		return true
+	}
+	if img.Visibility != "shared" {
+		return false
+	}
+	for project, status := range img.Members {
+		if slices.Contains(projects, project) && (l.MemberStatus == "all" || status == l.MemberStatus) {
+			return true
+		}
+	}
+	return false
 }

@@ -175,6 +175,7 @@ func (p *Policy) AllowRepository(ctx context.Context, pr Principal, repo string,
 	if !pr.granted(repo, act) {
 		return false, nil
 	}
+	pr.Bounded = false // within its grants, a token's principal is its user
 	if pr.Admin {
 		return true, nil
 	}
@@ -243,6 +244,7 @@ func (p *Policy) ReadManifest(ctx context.Context, pr Principal, repo string, d 
 	if !pr.granted(repo, ActionPull) {
 		return Hidden, nil
 	}
+	pr.Bounded = false
 	if pr.Admin {
 		return Allowed, nil
 	}
@@ -294,6 +296,7 @@ func (p *Policy) ReadBlob(ctx context.Context, pr Principal, repo string, d dige
 	if !pr.granted(repo, ActionPull) {
 		return Hidden, nil
 	}
+	pr.Bounded = false
 	if pr.Admin {
 		return Allowed, nil
 	}

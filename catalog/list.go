@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -104,7 +105,7 @@ func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) 
 	if opt.Filter.MemberStatus == "" {
 		opt.Filter.MemberStatus = MemberAccepted
 	}
-	projects, err := c.callerProjects(ctx, pr)
+	projects, err := c.policy.Projects(ctx, pr)
 	if err != nil {
 		return nil, false, err
 	}
@@ -119,7 +120,7 @@ func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) 
 	}
 	var out []Image
 	err = c.meta.View(ctx, func(tx meta.Tx) error {
-		keep := func(img Image) (bool, error) { return c.listable(ctx, tx, pr, projects, img, opt.Filter) }
+		keep := func(img Image) (bool, error) { return c.listable(tx, pr, projects, img, opt.Filter) }
 		if w, ok := planWalk(sets, opt, marker); ok {
 			w.limit = opt.Limit
 			out, err = mergeScan(tx, w, keep)
@@ -145,36 +146,6 @@ func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) 
 		return nil
 	})
 	return out, len(out) == opt.Limit, err
-}
-
-// callerProjects are the projects whose images the caller sees as owner or member.
-func (c *Catalog) callerProjects(ctx context.Context, pr auth.Principal) ([]string, error) {
-	if pr.Anonymous {
-		return nil, nil
-	}
-	if pr.Scoped {
-		return []string{pr.ProjectID}, nil
-	}
-	type assigner interface {
-		Assignments(ctx context.Context, userID, projectID string) ([]auth.Assignment, error)
-	}
-	a, ok := c.policy.Directory.(assigner)
-	if !ok {
-		return nil, nil
-	}
-	as, err := a.Assignments(ctx, pr.UserID, "")
-	if err != nil {
-		return nil, err
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, x := range as {
-		if !seen[x.ProjectID] {
-			seen[x.ProjectID] = true
-			out = append(out, x.ProjectID)
-		}
-	}
-	return out, nil
 }
 
 // candidateSets are the index sets holding every image the caller could list.
@@ -206,44 +177,28 @@ func (c *Catalog) candidateSets(pr auth.Principal, projects []string, f Filter) 
 	return sets
 }
 
-// listable decides whether img belongs in the caller's list under f.
-func (c *Catalog) listable(ctx context.Context, tx meta.Tx, pr auth.Principal, projects []string, img Image, f Filter) (bool, error) {
-	if img.Status == StatusDeleted || img.Status == StatusKilled || !f.match(img) {
+// listable decides whether img belongs in the caller's list under f: the field filters,
+// then the policy's listing rule, given the memberships of the caller's projects.
+func (c *Catalog) listable(tx meta.Tx, pr auth.Principal, projects []string, img Image, f Filter) (bool, error) {
+	if !f.match(img) {
 		return false, nil
 	}
-	owned := false
-	for _, p := range projects {
-		if img.Owner == p {
-			owned = true
+	fs := facts(img, nil)
+	if img.Visibility == VisibilityShared {
+		fs.Members = map[string]string{}
+		for _, p := range projects {
+			var m Member
+			err := getJSONTx(tx, keyMember(img.ID, p), &m)
+			if errors.Is(err, meta.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return false, fmt.Errorf("member %s of image %s: %w", p, img.ID, err)
+			}
+			fs.Members[p] = m.Status
 		}
 	}
-	switch f.Visibility {
-	case "":
-		if img.Visibility == VisibilityCommunity && !owned {
-			return false, nil
-		}
-	case "all":
-	default:
-		if string(img.Visibility) != f.Visibility {
-			return false, nil
-		}
-	}
-	if pr.Admin || owned || img.Visibility == VisibilityPublic || img.Visibility == VisibilityCommunity {
-		return true, nil
-	}
-	if img.Visibility != VisibilityShared {
-		return false, nil
-	}
-	for _, p := range projects {
-		var m Member
-		if err := getJSONTx(tx, keyMember(img.ID, p), &m); err != nil {
-			continue
-		}
-		if f.MemberStatus == "all" || m.Status == f.MemberStatus {
-			return true, nil
-		}
-	}
-	return false, nil
+	return c.policy.ListImage(pr, projects, fs, auth.ImageListing{Visibility: f.Visibility, MemberStatus: f.MemberStatus}), nil
 }
 
 // match applies the field filters.
