@@ -212,6 +212,16 @@ func (p *Policy) someImageVisible(ctx context.Context, pr Principal, repo string
 	return false, nil
 }
 
+// AllowCatalog decides whether pr may list the registry's repositories at all (each one
+// then by ListRepository): signed-in callers, and a registry token only when it grants
+// registry:catalog:*.
+func (p *Policy) AllowCatalog(pr Principal) bool {
+	if pr.Anonymous {
+		return false
+	}
+	return !pr.Bounded || (RegistryClaims{Access: pr.Grants}).Allows("registry", "catalog", "*")
+}
+
 // Grant returns the subset of actions pr may take on repo, for a registry token.
 func (p *Policy) Grant(ctx context.Context, pr Principal, repo string, actions []string) ([]string, error) {
 	granted := []string{}

@@ -58,7 +58,7 @@ func (reg *Registry) authorize(r *http.Request, rt route) (*http.Request, error)
 		if a.Kind == auth.CredNone {
 			return r, reg.challenge(r, rt, "")
 		}
-		if a.Principal.Anonymous || (a.Claims != nil && !a.Claims.Allows("registry", "catalog", "*")) {
+		if !acc.Policy.AllowCatalog(a.Principal) {
 			return r, reg.challenge(r, rt, "insufficient_scope")
 		}
 		return r, nil

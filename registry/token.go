@@ -102,7 +102,7 @@ func (reg *Registry) grant(r *http.Request, pr auth.Principal, scope string) (*a
 	typ, name, actions := scope[:i], scope[i+1:j], strings.Split(scope[j+1:], ",")
 	switch typ {
 	case "registry":
-		if name == "catalog" && !pr.Anonymous {
+		if name == "catalog" && reg.opt.Access.Policy.AllowCatalog(pr) {
 			return &auth.Access{Type: typ, Name: name, Actions: []string{"*"}}, nil
 		}
 		return nil, nil
