@@ -158,7 +158,7 @@ func TestWebDownloadImport(t *testing.T) {
 	if r := imp(id, web.URL+"/disk.img"); r.status != 400 {
 		t.Fatalf("web-download to port %s with the default filter: %d", web.URL, r.status)
 	}
-	if got := catalog.DefaultWebDownloader.Check("https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img"); got != nil {
+	if got := catalog.DefaultWebDownloader.Check(ctx, "https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img"); got != nil {
 		t.Fatalf("default filter refuses a plain https URL: %v", got)
 	}
 }
