@@ -248,9 +248,9 @@ func parseHostEntry(e string) (netip.Prefix, bool) {
 	return p.Masked(), true
 }
 
-// ParseHostEntry reports whether e is a valid allowed or disallowed host entry: an IP
+// CheckHostEntry reports whether e is a valid allowed or disallowed host entry: an IP
 // address, a CIDR prefix or a DNS name.
-func ParseHostEntry(e string) error {
+func CheckHostEntry(e string) error {
 	if _, ok := parseHostEntry(e); ok {
 		return nil
 	}

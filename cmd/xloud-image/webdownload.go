@@ -41,7 +41,7 @@ func webDownloader(f webFilter) (*catalog.WebDownloader, error) {
 		}
 	}
 	for _, h := range append(append([]string{}, w.AllowedHosts...), w.DisallowedHosts...) {
-		if err := catalog.ParseHostEntry(h); err != nil {
+		if err := catalog.CheckHostEntry(h); err != nil {
 			return nil, fmt.Errorf("--web-download-allowed-hosts/--web-download-disallowed-hosts: %w", err)
 		}
 	}
