@@ -72,16 +72,21 @@ func TestWebDownloadPorts(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		args   []string
+		env    string // XLOUD_WEB_DOWNLOAD_ALLOWED_HOSTS
 		status int
 	}{
-		{"default ports", nil, 400},
-		{"origin's port, loopback not allowed", []string{"--web-download-ports", "443," + u.Port()}, 400},
-		{"origin's port and host allowed", []string{"--web-download-ports", "443," + u.Port(), "--web-download-allowed-hosts", "127.0.0.1"}, 202},
-		{"any port, loopback CIDR allowed in YAML", []string{"--config", yamlFile}, 202},
-		{"disallowed port", []string{"--web-download-ports", "", "--web-download-disallowed-ports", u.Port(), "--web-download-allowed-hosts", "127.0.0.1"}, 400},
-		{"disallowed scheme", []string{"--web-download-ports", "", "--web-download-allowed-schemes", "", "--web-download-disallowed-schemes", "http", "--web-download-allowed-hosts", "127.0.0.1"}, 400},
+		{"default ports", nil, "", 400},
+		{"origin's port, loopback not allowed", []string{"--web-download-ports", "443," + u.Port()}, "", 400},
+		{"origin's port and host allowed", []string{"--web-download-ports", "443," + u.Port(), "--web-download-allowed-hosts", "127.0.0.1"}, "", 202},
+		{"any port, loopback allowed in the environment", []string{"--web-download-ports", ""}, "127.0.0.1", 202},
+		{"any port, loopback CIDR allowed in YAML", []string{"--config", yamlFile}, "", 202},
+		{"disallowed port", []string{"--web-download-ports", "", "--web-download-disallowed-ports", u.Port(), "--web-download-allowed-hosts", "127.0.0.1"}, "", 400},
+		{"disallowed scheme", []string{"--web-download-ports", "", "--web-download-allowed-schemes", "", "--web-download-disallowed-schemes", "http", "--web-download-allowed-hosts", "127.0.0.1"}, "", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv("XLOUD_WEB_DOWNLOAD_ALLOWED_HOSTS", tc.env)
+			}
 			srv := testenv.StartServer(t, testenv.ServerOptions{Args: tc.args})
 			c := &client{t: t, base: "http://" + srv.APIAddr}
 			resp, body, err := c.do("POST", "/v2/images", strings.NewReader(`{"name":"web","disk_format":"raw","container_format":"bare"}`), "Content-Type", "application/json")
