@@ -5,12 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
-	"slices"
-	"strconv"
-	"time"
 
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/diskformat"
@@ -122,7 +116,7 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 	switch req.Method {
 	case ImportGlanceDirect:
 	case ImportWebDownload:
-		if err := web.Check(req.URI); err != nil {
+		if err := web.Check(ctx, req.URI); err != nil {
 			return nil, err
 		}
 	default:
@@ -216,126 +210,4 @@ func (c *Catalog) importWeb(ctx context.Context, img Image, web *WebDownloader, 
 	defer body.Close()
 	_, err = c.receive(ctx, img, body, size)
 	return err
-}
-
-// WebDownloader fetches web-download URIs: http and https only, on the allowed ports,
-// following at most a few redirects (each checked the same way), with connect, header and
-// idle timeouts, and no more than MaxImageSize bytes.
-type WebDownloader struct {
-	// Client does the requests; nil: a client with the timeouts below.
-	Client *http.Client
-	// Ports allowed in URIs; empty: any port. Glance allows 80 and 443 only.
-	Ports []int
-	// IdleTimeout ends a download that makes no progress for this long (0: one minute).
-	IdleTimeout time.Duration
-}
-
-// DefaultWebDownloader is Glance's default import filter: http and https on ports 80 and 443.
-var DefaultWebDownloader = &WebDownloader{Ports: []int{80, 443}}
-
-// maxRedirects bounds the redirects a web-download follows.
-const maxRedirects = 5
-
-// Check refuses URIs the filter does not pass (ErrInvalid).
-func (w *WebDownloader) Check(uri string) error {
-	u, err := url.Parse(uri)
-	if err != nil || uri == "" {
-		return fmt.Errorf("%w: web-download needs a valid 'uri'", ErrInvalid)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%w: URI for web-download does not pass filtering: scheme %q is not allowed", ErrInvalid, u.Scheme)
-	}
-	if u.Hostname() == "" || u.User != nil {
-		return fmt.Errorf("%w: URI for web-download does not pass filtering: it needs a host and no credentials", ErrInvalid)
-	}
-	port := 80
-	if u.Scheme == "https" {
-		port = 443
-	}
-	if p := u.Port(); p != "" {
-		if port, err = strconv.Atoi(p); err != nil {
-			return fmt.Errorf("%w: URI for web-download does not pass filtering: bad port", ErrInvalid)
-		}
-	}
-	if len(w.Ports) > 0 && !slices.Contains(w.Ports, port) {
-		return fmt.Errorf("%w: URI for web-download does not pass filtering: port %d is not allowed", ErrInvalid, port)
-	}
-	return nil
-}
-
-// Fetch GETs uri and returns its body and length (-1 when the server does not say). The
-// body is read under the idle timeout; the caller closes it.
-func (w *WebDownloader) Fetch(ctx context.Context, uri string) (io.ReadCloser, int64, error) {
-	if err := w.Check(uri); err != nil {
-		return nil, 0, err
-	}
-	idle := w.IdleTimeout
-	if idle <= 0 {
-		idle = time.Minute
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
-	if err != nil {
-		cancel()
-		return nil, 0, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	resp, err := w.client().Do(req)
-	if err != nil {
-		cancel()
-		return nil, 0, fmt.Errorf("web-download %s: %w", uri, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		cancel()
-		return nil, 0, fmt.Errorf("web-download %s: %s", uri, resp.Status)
-	}
-	if resp.ContentLength > MaxImageSize {
-		resp.Body.Close()
-		cancel()
-		return nil, 0, fmt.Errorf("%w: web-download %s: %d bytes is over the %d byte limit", ErrTooMany, uri, resp.ContentLength, int64(MaxImageSize))
-	}
-	r := &idleReader{rc: resp.Body, idle: idle, cancel: cancel, timer: time.AfterFunc(idle, cancel)}
-	return r, resp.ContentLength, nil
-}
-
-func (w *WebDownloader) client() *http.Client {
-	base := w.Client
-	if base == nil {
-		base = &http.Client{Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: 30 * time.Second,
-		}}
-	}
-	cl := *base
-	cl.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if len(via) >= maxRedirects {
-			return fmt.Errorf("web-download: more than %d redirects", maxRedirects)
-		}
-		return w.Check(req.URL.String())
-	}
-	return &cl
-}
-
-// idleReader cancels a download when no byte arrives for idle.
-type idleReader struct {
-	rc     io.ReadCloser
-	idle   time.Duration
-	cancel context.CancelFunc
-	timer  *time.Timer
-}
-
-func (r *idleReader) Read(p []byte) (int, error) {
-	n, err := r.rc.Read(p)
-	if n > 0 {
-		r.timer.Reset(r.idle)
-	}
-	return n, err
-}
-
-func (r *idleReader) Close() error {
-	r.timer.Stop()
-	r.cancel()
-	return r.rc.Close()
 }

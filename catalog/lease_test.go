@@ -80,7 +80,7 @@ func testLeases(t *testing.T, w *world) {
 	defer web.Close()
 	importing := w.create(t, "member-a", "importing", "raw")
 	run, err := a.Import(ctx, member, importing.ID, catalog.ImportRequest{Method: catalog.ImportWebDownload,
-		URI: web.URL + "/disk", Web: &catalog.WebDownloader{}})
+		URI: web.URL + "/disk", Web: &catalog.WebDownloader{AllowedHosts: []string{"127.0.0.1"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,12 +4,19 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/xloud/xloud-image/catalog"
 	"github.com/xloud/xloud-image/imageapi"
+	"github.com/xloud/xloud-image/internal/testenv"
 )
 
 func TestGlanceDirectImport(t *testing.T) {
@@ -158,7 +165,7 @@ func TestWebDownloadImport(t *testing.T) {
 	if r := imp(id, web.URL+"/disk.img"); r.status != 400 {
 		t.Fatalf("web-download to port %s with the default filter: %d", web.URL, r.status)
 	}
-	if got := catalog.DefaultWebDownloader.Check("https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img"); got != nil {
+	if got := catalog.DefaultWebDownloader.Check(ctx, "https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img"); got != nil {
 		t.Fatalf("default filter refuses a plain https URL: %v", got)
 	}
 }
@@ -181,5 +188,101 @@ func TestNoAuth(t *testing.T) {
 	}
 	if r := e.do("", "DELETE", "/v2/images/"+id, nil); r.status != 204 {
 		t.Fatalf("noauth delete: %d", r.status)
+	}
+}
+
+// lockedBuffer collects log output written from the import goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestWebDownloadInternalAddresses: through the Image API, web-download refuses internal
+// addresses with Glance's 400 at once (directly, by a name resolving to loopback, the
+// metadata address); an operator-allowed origin that redirects to an internal server leaves
+// the image queued with no data, and the log of the failure carries no credentials; an
+// allowed host entry naming the internal server lets the bytes through.
+func TestWebDownloadInternalAddresses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	data := rawImage(200000)
+	var hits atomic.Int32
+	internal := testenv.ServeOn(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write(data)
+	}))
+	origin := testenv.ServeOn(t, "127.0.0.2:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
+	}))
+	port := strings.TrimPrefix(internal.URL, "http://127.0.0.1:")
+	logs := &lockedBuffer{}
+	serve := func(web *catalog.WebDownloader) {
+		srv := httptest.NewServer(imageapi.New(e.cat, nil, imageapi.Options{Web: web, Log: slog.New(slog.NewTextHandler(logs, nil))}))
+		t.Cleanup(srv.Close)
+		e.srv = srv
+	}
+	imp := func(uri string) (string, resp) {
+		id := e.create("member-a", map[string]any{"name": "web", "disk_format": "raw", "container_format": "bare"})
+		return id, e.do("member-a", "POST", "/v2/images/"+id+"/import",
+			map[string]any{"method": map[string]any{"name": "web-download", "uri": uri}}, "Accept", "application/json")
+	}
+
+	serve(&catalog.WebDownloader{}) // any port, nothing internal
+	for _, uri := range []string{internal.URL + "/disk", "http://localhost:" + port + "/disk",
+		"http://169.254.169.254/latest/meta-data/", "http://[::ffff:127.0.0.1]:" + port + "/disk", origin.URL + "/r"} {
+		id, r := imp(uri)
+		if r.status != 400 || !strings.Contains(r.json(t)["message"].(string), "URI for web-download does not pass filtering") {
+			t.Fatalf("%s: %d %s", uri, r.status, r.body)
+		}
+		if img := e.show(id); img["status"] != "queued" || img["size"] != nil {
+			t.Fatalf("%s: image %v", uri, img)
+		}
+	}
+	if _, r := imp("http://alice:hunter2@example.com/disk"); r.status != 400 || strings.Contains(string(r.body), "hunter2") {
+		t.Fatalf("credentials in the URI: %d %s", r.status, r.body)
+	}
+
+	// The operator allows the origin; it redirects to the internal server, with credentials.
+	serve(&catalog.WebDownloader{AllowedHosts: []string{"127.0.0.2"}})
+	target := "http://alice:hunter2@127.0.0.1:" + port + "/disk?token=hunter2"
+	id, r := imp(origin.URL + "/r?to=" + url.QueryEscape(target) + "&sig=hunter2")
+	if r.status != 202 {
+		t.Fatalf("import from the allowed origin: %d %s", r.status, r.body)
+	}
+	if img := e.waitStatus(id, "queued"); img["size"] != nil || img["checksum"] != nil {
+		t.Fatalf("after a refused redirect: %v", img)
+	}
+	for i := 0; !strings.Contains(logs.String(), "image import failed") && i < 1000; i++ {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if out := logs.String(); !strings.Contains(out, "image import failed") || !strings.Contains(out, "does not pass filtering") ||
+		strings.Contains(out, "hunter2") || strings.Contains(out, "alice") {
+		t.Fatalf("log of the failed import: %s", out)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the internal server was reached %d times", n)
+	}
+
+	// Named by the operator, the internal server is reachable.
+	serve(&catalog.WebDownloader{AllowedHosts: []string{"127.0.0.0/8"}})
+	id, r = imp(origin.URL + "/r?to=" + url.QueryEscape(internal.URL+"/disk"))
+	if r.status != 202 {
+		t.Fatalf("allowed import: %d %s", r.status, r.body)
+	}
+	e.waitStatus(id, "active")
+	if r := e.do("member-a", "GET", "/v2/images/"+id+"/file", nil); !bytes.Equal(r.body, data) {
+		t.Fatal("allowed import: data differs")
 	}
 }

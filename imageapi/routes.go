@@ -24,7 +24,7 @@ type Options struct {
 	// the request's own scheme and host (and the prefix the API is mounted under).
 	PublicURL string
 	// Web fetches web-download imports; nil: catalog.DefaultWebDownloader (http and https on
-	// ports 80 and 443, as Glance's default import filter).
+	// ports 80 and 443 to public addresses, as Glance's default import filter).
 	Web *catalog.WebDownloader
 	// Log receives faults and failed background imports; nil: slog.Default().
 	Log *slog.Logger

@@ -33,6 +33,9 @@ type config struct {
 	KeystoneProject  string
 	KeystoneDomain   string
 	KeystoneCacheTTL time.Duration
+
+	// web-download's import filter (webdownload.go).
+	Web webFilter
 }
 
 // commonFlags declares the flags every command shares (where the data is).
@@ -78,10 +81,23 @@ func parseFlags(fs *flag.FlagSet, configFile *string, args []string) error {
 			return
 		}
 		if v, ok := file[f.Name]; ok {
-			if e := f.Value.Set(fmt.Sprint(v)); e != nil {
+			if e := f.Value.Set(yamlValue(v)); e != nil {
 				err = fmt.Errorf("config %s: %w", f.Name, e)
 			}
 		}
 	})
 	return err
+}
+
+// yamlValue is a YAML value as a flag reads it: a list comma-separated.
+func yamlValue(v any) string {
+	list, ok := v.([]any)
+	if !ok {
+		return fmt.Sprint(v)
+	}
+	parts := make([]string, len(list))
+	for i, e := range list {
+		parts[i] = fmt.Sprint(e)
+	}
+	return strings.Join(parts, ",")
 }

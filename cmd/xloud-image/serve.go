@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,7 +41,7 @@ func cmdServe(args []string) error {
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "bootstrap admin password; generated and written to DATA-DIR/admin-password if unset")
 	fs.StringVar(&c.PublicURL, "public-url", "", "base URL the registry port advertises (Location headers, token realm)")
 	fs.StringVar(&c.APIPublicURL, "api-public-url", "", "base URL the API port advertises (Image API version documents and Location headers, the identity catalog); default: the host each request came to")
-	webPorts := fs.String("web-download-ports", "80,443", "ports web-download imports may fetch from, comma-separated; empty: any (Glance's allowed_ports)")
+	webDownloadFlags(fs, &c.Web)
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS on both ports with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	fs.BoolVar(&c.AnonymousPull, "anonymous-pull", false, "let anonymous callers pull public content")
@@ -58,7 +57,7 @@ func cmdServe(args []string) error {
 	if *hashAlgo != "sha256" && *hashAlgo != "sha512" {
 		return fmt.Errorf("--hashing-algorithm %q: want sha256 or sha512", *hashAlgo)
 	}
-	web, err := webDownloader(*webPorts)
+	web, err := webDownloader(c.Web)
 	if err != nil {
 		return err
 	}
@@ -279,23 +278,6 @@ func gcOptionsFromQuery(r *http.Request) (storage.GCOptions, error) {
 		return opt, fmt.Errorf("upload-max-age: %w", err)
 	}
 	return opt, nil
-}
-
-// webDownloader is the web-download filter of --web-download-ports: http and https on these
-// ports ("": any port).
-func webDownloader(ports string) (*catalog.WebDownloader, error) {
-	w := &catalog.WebDownloader{}
-	for _, p := range strings.Split(ports, ",") {
-		if p = strings.TrimSpace(p); p == "" {
-			continue
-		}
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("--web-download-ports: %q is not a port", p)
-		}
-		w.Ports = append(w.Ports, n)
-	}
-	return w, nil
 }
 
 // urlUnder is base with path appended, or "" when base is.

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +48,8 @@ func TestAdvertisedURLs(t *testing.T) {
 }
 
 // TestWebDownloadPorts: web-download fetches from the ports --web-download-ports allows
-// (Glance's allowed_ports; by default 80 and 443 only) and refuses the others with 400.
+// (Glance's allowed_ports; by default 80 and 443 only) and refuses the others with 400; a
+// loopback origin also needs an allowed host naming it (flag, or a YAML list).
 func TestWebDownloadPorts(t *testing.T) {
 	disk := []byte(strings.Repeat("raw disk bytes ", 10000))
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(disk) }))
@@ -55,19 +58,35 @@ func TestWebDownloadPorts(t *testing.T) {
 	uri := origin.URL + "/disk.raw"
 	sum := md5.Sum(disk)
 
-	if _, err := webDownloader("80,x"); err == nil {
-		t.Error("--web-download-ports 80,x accepted")
+	for _, bad := range []webFilter{{Ports: "80,x"}, {DisallowedPorts: "0"}, {AllowedHosts: "10.0.0.0/33"},
+		{DisallowedHosts: "bad host"}, {AllowedSchemes: "ftp"}} {
+		if _, err := webDownloader(bad); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+	yamlFile := filepath.Join(t.TempDir(), "config.yaml")
+	yamlText := "web-download-ports: \"\"\nweb-download-allowed-hosts: [10.0.0.0/8, 127.0.0.0/8]\n"
+	if err := os.WriteFile(yamlFile, []byte(yamlText), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name   string
 		args   []string
+		env    string // XLOUD_WEB_DOWNLOAD_ALLOWED_HOSTS
 		status int
 	}{
-		{"default ports", nil, 400},
-		{"origin's port allowed", []string{"--web-download-ports", "443," + u.Port()}, 202},
-		{"any port", []string{"--web-download-ports", ""}, 202},
+		{"default ports", nil, "", 400},
+		{"origin's port, loopback not allowed", []string{"--web-download-ports", "443," + u.Port()}, "", 400},
+		{"origin's port and host allowed", []string{"--web-download-ports", "443," + u.Port(), "--web-download-allowed-hosts", "127.0.0.1"}, "", 202},
+		{"any port, loopback allowed in the environment", []string{"--web-download-ports", ""}, "127.0.0.1", 202},
+		{"any port, loopback CIDR allowed in YAML", []string{"--config", yamlFile}, "", 202},
+		{"disallowed port", []string{"--web-download-ports", "", "--web-download-disallowed-ports", u.Port(), "--web-download-allowed-hosts", "127.0.0.1"}, "", 400},
+		{"disallowed scheme", []string{"--web-download-ports", "", "--web-download-allowed-schemes", "", "--web-download-disallowed-schemes", "http", "--web-download-allowed-hosts", "127.0.0.1"}, "", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv("XLOUD_WEB_DOWNLOAD_ALLOWED_HOSTS", tc.env)
+			}
 			srv := testenv.StartServer(t, testenv.ServerOptions{Args: tc.args})
 			c := &client{t: t, base: "http://" + srv.APIAddr}
 			resp, body, err := c.do("POST", "/v2/images", strings.NewReader(`{"name":"web","disk_format":"raw","container_format":"bare"}`), "Content-Type", "application/json")
