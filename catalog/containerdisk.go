@@ -155,12 +155,19 @@ func (c *Catalog) walkLayer(ctx context.Context, repo string, i int, l *v1.Descr
 	return err
 }
 
+// errXZ refuses an xz layer outright: CRI-O would unpack it, and the registry cannot look
+// inside to tell whether it is a containerDisk.
+var errXZ = errors.New("xz compression, which the registry does not read")
+
 // errNotBzip2 marks a layer that starts like bzip2 but is not.
 var errNotBzip2 = errors.New("not bzip2")
 
 // walkTar reads the layer's tar from counted (at its start) through its compression.
 func (c *Catalog) walkTar(counted *countingReader, i int, l *v1.Descriptor, u *unpackTree, plain bool) error {
 	src, compressed, err := decompress(counted, plain)
+	if errors.Is(err, errXZ) {
+		return fmt.Errorf("%w: layer %d (%s): %v", ErrBadData, i, l.Digest, err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w %d (%s): %v", errUnreadable, i, l.Digest, err)
 	}
@@ -206,7 +213,7 @@ func decompress(r *countingReader, plain bool) (io.ReadCloser, bool, error) {
 	case bytes.HasPrefix(magic, []byte("BZh")):
 		return io.NopCloser(bzip2.NewReader(r)), true, nil // CRI-O's containers/image reads bzip2
 	case bytes.Equal(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		return nil, true, errors.New("xz compression, which the registry does not read")
+		return nil, true, errXZ
 	}
 	return io.NopCloser(r), false, nil
 }
