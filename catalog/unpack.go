@@ -17,6 +17,7 @@ type unpackTree struct {
 	disks   map[string]*pushedDisk // regular files under /disk
 	touched bool                   // some entry reached /disk or below
 	layer   map[string]bool        // /disk paths the current layer wrote
+	layerLn map[string]bool        // symlinks the current layer wrote
 }
 
 // diskRoot is where a containerDisk keeps its disk file (KubeVirt's /disk).
@@ -34,7 +35,7 @@ func under(p, dir string) bool {
 }
 
 // startLayer begins the next layer: whiteouts in it apply to what lower layers left.
-func (u *unpackTree) startLayer() { u.layer = map[string]bool{} }
+func (u *unpackTree) startLayer() { u.layer, u.layerLn = map[string]bool{}, map[string]bool{} }
 
 // resolve follows symlinks through every component of the clean absolute path p, clamping
 // `..` at the root, as containerd's fs.RootPath does for the parent of each entry.
@@ -107,8 +108,9 @@ func (u *unpackTree) whiteout(p string) (bool, error) {
 	return false, nil
 }
 
-// remove forgets what lies below dir (and dir itself if self), except what this layer wrote
-// (an opaque directory hides lower layers only).
+// remove forgets what lies below dir (and dir itself if self), except what this layer wrote:
+// whiteouts hide lower layers only. (containerd's plain whiteout also removes a symlink the
+// same layer wrote; keeping it can only make later entries look as if written through it.)
 func (u *unpackTree) remove(dir string, self bool) {
 	for p := range u.disks {
 		if under(p, dir) && (self || p != dir) && !u.layer[p] {
@@ -116,7 +118,7 @@ func (u *unpackTree) remove(dir string, self bool) {
 		}
 	}
 	for p := range u.links {
-		if under(p, dir) && (self || p != dir) {
+		if under(p, dir) && (self || p != dir) && !u.layerLn[p] {
 			delete(u.links, p)
 		}
 	}
@@ -127,11 +129,11 @@ func (u *unpackTree) remove(dir string, self bool) {
 func (u *unpackTree) entry(hdr *tar.Header, name, p string) error {
 	delete(u.links, p) // whatever was at p is replaced
 	if hdr.Typeflag == tar.TypeSymlink {
-		u.links[p] = hdr.Linkname
+		u.links[p], u.layerLn[p] = hdr.Linkname, true
 	}
 	if hdr.Typeflag == tar.TypeLink {
 		if t, ok := u.links[path.Clean("/"+hdr.Linkname)]; ok {
-			u.links[p] = t // a hard link to a symlink is that symlink
+			u.links[p], u.layerLn[p] = t, true // a hard link to a symlink is that symlink
 		}
 	}
 	if !inDisk(p) {

@@ -185,19 +185,26 @@ func TestHostileContainerDisks(t *testing.T) {
 		{"corrupt gzip layer", []testLayer{plainLayer(tarOf(t, tarFile("disk/disk.img", d.good))), {v1.MediaTypeImageLayerGzip, append([]byte{0x1f, 0x8b}, bytes.Repeat([]byte{7}, 100)...)}}, "cannot read"},
 		{"truncated layer", []testLayer{plainLayer(tarOf(t, tarFile("disk/disk.img", d.good))), plainLayer(tarOf(t, tarFile("opt/x", bytes.Repeat([]byte{1}, 4096)))[:1500])}, "cannot read"},
 		{"whiteout in the layer that wrote", []testLayer{plainLayer(tarOf(t, tarFile("disk/a.qcow2", d.good), tarFile("disk/.wh.a.qcow2", nil), tarFile("disk/b.qcow2", d.good2)))}, "whiteout"},
+		{"plain tar starting like bzip2", []testLayer{plainLayer(tarOf(t, tarFile("BZh91AY&SY", []byte("x")), tarFile("disk/disk.img", d.bad)))}, "backing"},
+		{"opaque root keeps this layer's symlink", []testLayer{plainLayer(tarOf(t, tarSymlink("a", "disk"), tarFile(".wh..wh..opq", nil), tarFile("a/evil.qcow2", d.bad)))}, "symlink"},
+		{"whiteout keeps this layer's symlink", []testLayer{plainLayer(tarOf(t, tarSymlink("a", "disk"), tarFile(".wh.a", nil), tarFile("a/evil.qcow2", d.bad)))}, "symlink"},
+		{"hardlink to a symlink to disk/", []testLayer{plainLayer(tarOf(t, tarSymlink("a", "disk"), tarEntry{name: "b", typ: tar.TypeLink, link: "a"}, tarFile("b/evil.qcow2", d.bad)))}, "symlink"},
 		{"unsafe disk whited out later", []testLayer{plainLayer(tarOf(t, tarFile("disk/old.qcow2", d.bad))), plainLayer(tarOf(t, tarFile("disk/.wh.old.qcow2", nil), tarFile("disk/new.qcow2", d.good)))}, "backing"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			status, body := s.pushRunnable("a/hostile", fmt.Sprintf("c%d", i), c.layers...)
+			repo := fmt.Sprintf("a/hostile%d", i)
+			status, body := s.pushRunnable(repo, "v1", c.layers...)
 			if status != 400 || !bytes.Contains(body, []byte("MANIFEST_INVALID")) || !bytes.Contains(body, []byte(c.reason)) {
 				t.Fatalf("push: %d %s (want MANIFEST_INVALID naming %q)", status, body, c.reason)
 			}
-			if r, _ := s.do("GET", fmt.Sprintf("/v2/a/hostile/manifests/c%d", i), nil, s.as("member-a")...); r.StatusCode != 404 {
+			if r, _ := s.do("GET", "/v2/"+repo+"/manifests/v1", nil, s.as("member-a")...); r.StatusCode != 404 {
 				t.Fatalf("refused manifest stored: %d", r.StatusCode)
 			}
-			if imgs := s.images(t); len(imgs) != 0 {
-				t.Fatalf("refused push left image records: %+v", imgs)
+			for _, img := range s.images(t) {
+				if img.Repository == repo {
+					t.Fatalf("refused push left an image record: %+v", img)
+				}
 			}
 		})
 	}
