@@ -47,7 +47,7 @@ const zstdMaxWindow = 128 << 20
 var errUnreadable = errors.New("unreadable layer")
 
 // runnableLayers returns the layers of a runnable image manifest (an image config, no
-// artifact type, no subject, no disk-typed layer): a candidate containerDisk (KubeVirt's:
+// artifact type, no subject): a candidate containerDisk (KubeVirt's:
 // what unpacking leaves at disk/ is the VM's disk).
 func runnableLayers(m *manifest.Manifest, content []byte) ([]v1.Descriptor, bool) {
 	if (m.MediaType != manifest.MediaTypeOCIManifest && m.MediaType != manifest.MediaTypeDockerManifest) || m.Subject != nil {
@@ -58,9 +58,6 @@ func runnableLayers(m *manifest.Manifest, content []byte) ([]v1.Descriptor, bool
 		return nil, false
 	}
 	if full.Config.MediaType != v1.MediaTypeImageConfig && full.Config.MediaType != "application/vnd.docker.container.image.v1+json" {
-		return nil, false
-	}
-	if slices.ContainsFunc(full.Layers, func(l v1.Descriptor) bool { return strings.HasPrefix(l.MediaType, diskMediaPrefix) }) {
 		return nil, false
 	}
 	return full.Layers, true

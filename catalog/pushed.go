@@ -44,9 +44,11 @@ func artifactLayers(m *manifest.Manifest, content []byte) ([]v1.Descriptor, bool
 	}
 	isArtifact := full.ArtifactType != "" || (full.Config.MediaType != v1.MediaTypeImageConfig &&
 		full.Config.MediaType != "application/vnd.docker.container.image.v1+json")
-	hasDisk := slices.ContainsFunc(full.Layers, func(l v1.Descriptor) bool { return strings.HasPrefix(l.MediaType, diskMediaPrefix) })
-	return full.Layers, isArtifact || hasDisk
+	return full.Layers, isArtifact || slices.ContainsFunc(full.Layers, isDiskTyped)
 }
+
+// isDiskTyped reports a layer whose media type names a disk format.
+func isDiskTyped(l v1.Descriptor) bool { return strings.HasPrefix(l.MediaType, diskMediaPrefix) }
 
 // declaredFormat is the format a layer's media type or title names, if any.
 func declaredFormat(l *v1.Descriptor) string {
@@ -67,7 +69,12 @@ func declaredFormat(l *v1.Descriptor) string {
 // records the image once the manifest is stored; for other content it returns nil, nil.
 func (c *Catalog) PushManifest(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, m *manifest.Manifest, content []byte) (func(context.Context) error, error) {
 	if layers, ok := runnableLayers(m, content); ok {
-		return c.pushContainerDisk(ctx, pr, repo, d, layers)
+		// A runtime may unpack the tar layers of an image that also carries a disk-typed
+		// layer, so such an image passes both checks.
+		record, err := c.pushContainerDisk(ctx, pr, repo, d, layers)
+		if err != nil || record != nil || !slices.ContainsFunc(layers, isDiskTyped) {
+			return record, err
+		}
 	}
 	layers, ok := artifactLayers(m, content)
 	if !ok {
@@ -88,7 +95,7 @@ func (c *Catalog) PushManifest(ctx context.Context, pr auth.Principal, repo stri
 func (c *Catalog) artifactDisk(ctx context.Context, repo string, layers []v1.Descriptor) (*pushedDisk, error) {
 	var disks []*pushedDisk
 	for i := range layers {
-		disk, err := c.inspectLayer(ctx, repo, &layers[i])
+		disk, err := c.inspectLayer(ctx, repo, &layers[i], len(layers) == 1)
 		if err != nil {
 			return nil, err
 		}
@@ -111,8 +118,10 @@ func (c *Catalog) artifactDisk(ctx context.Context, repo string, layers []v1.Des
 }
 
 // inspectLayer reads one artifact layer through the inspector: a disk if its media type or
-// title names a format or its bytes are one that is more than raw bytes, nil otherwise.
-func (c *Catalog) inspectLayer(ctx context.Context, repo string, layer *v1.Descriptor) (*pushedDisk, error) {
+// title names a format or its bytes are one that is more than raw bytes, nil otherwise. A
+// title ending in .img or .raw names a raw disk only when it is the artifact's one layer:
+// beside others (a kernel.img and an initrd.img) it is more likely a file than a disk.
+func (c *Catalog) inspectLayer(ctx context.Context, repo string, layer *v1.Descriptor, only bool) (*pushedDisk, error) {
 	f, _, err := c.store.OpenBlob(ctx, repo, layer.Digest)
 	if err != nil {
 		return nil, nil // a sparse push: nothing to inspect, not an image
@@ -125,6 +134,9 @@ func (c *Catalog) inspectLayer(ctx context.Context, repo string, layer *v1.Descr
 	}
 	report := in.Report()
 	declared := declaredFormat(layer)
+	if declared == diskformat.Raw && !only && !strings.HasPrefix(layer.MediaType, diskMediaPrefix) {
+		declared = ""
+	}
 	if declared == "" {
 		switch report.Format {
 		case diskformat.Raw, diskformat.GPT, diskformat.LUKS:

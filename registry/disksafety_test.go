@@ -182,6 +182,7 @@ func TestHostileContainerDisks(t *testing.T) {
 		{"device in disk/", []testLayer{plainLayer(tarOf(t, tarEntry{name: "disk/disk.img", typ: tar.TypeChar}))}, "not a regular file"},
 		{"disk a regular file", []testLayer{plainLayer(tarOf(t, tarFile("disk/disk.img", d.good))), plainLayer(tarOf(t, tarFile("disk", []byte("x"))))}, "not a directory"},
 		{"unknown layer media type", []testLayer{plainLayer(tarOf(t, tarFile("disk/disk.img", d.good))), {"application/x-custom", tarOf(t, tarFile("opt/x", []byte("x")))}}, "not an image layer"},
+		{"tar layer beside a disk-typed layer", []testLayer{plainLayer(tarOf(t, tarFile("disk/disk.img", d.bad))), {"application/vnd.diskimage.qcow2", d.good}}, "backing"},
 		{"corrupt gzip layer", []testLayer{plainLayer(tarOf(t, tarFile("disk/disk.img", d.good))), {v1.MediaTypeImageLayerGzip, append([]byte{0x1f, 0x8b}, bytes.Repeat([]byte{7}, 100)...)}}, "cannot read"},
 		{"truncated layer", []testLayer{plainLayer(tarOf(t, tarFile("disk/disk.img", d.good))), plainLayer(tarOf(t, tarFile("opt/x", bytes.Repeat([]byte{1}, 4096)))[:1500])}, "cannot read"},
 		{"whiteout in the layer that wrote", []testLayer{plainLayer(tarOf(t, tarFile("disk/a.qcow2", d.good), tarFile("disk/.wh.a.qcow2", nil), tarFile("disk/b.qcow2", d.good2)))}, "whiteout"},
@@ -450,6 +451,23 @@ func TestArtifactDiskLayers(t *testing.T) {
 	s.expect(r, body, 400, CodeManifestInvalid)
 	if len(s.images(t)) != 0 {
 		t.Fatal("hand-made refused push left an image record")
+	}
+	// A disk-typed layer under an image config is still a disk artifact.
+	goodBytes, _ := os.ReadFile(good)
+	if status, body := s.pushRunnable("a/typed", "v1", testLayer{"application/vnd.diskimage.qcow2", goodBytes}); status != 201 {
+		t.Fatalf("disk-typed layer under an image config: %d %s", status, body)
+	}
+	if imgs := s.images(t); len(imgs) != 1 || imgs[0].Repository != "a/typed" || *imgs[0].DiskFormat != "qcow2" {
+		t.Fatalf("records: %+v", imgs)
+	}
+	if err := s.catalog.Delete(context.Background(), s.scoped(t, "member-a", "a"), s.images(t)[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	// Files titled .img beside others are files, not raw disks (a kernel and an initrd).
+	os.WriteFile(filepath.Join(dir, "kernel.img"), bytes.Repeat([]byte{0x90}, 4096), 0o644)
+	os.WriteFile(filepath.Join(dir, "initrd.img"), bytes.Repeat([]byte{0x1b}, 4096), 0o644)
+	if out, err := push("boot", "kernel.img", "initrd.img"); err != nil || len(s.images(t)) != 0 {
+		t.Fatalf("oras push of kernel and initrd: %v, %d records\n%s", err, len(s.images(t)), out)
 	}
 	// One disk beside a README: the disk is the image; oras pulls the same safe bytes.
 	if out, err := push("ok", "README.txt", "good.qcow2"); err != nil {
