@@ -488,3 +488,51 @@ func TestArtifactDiskLayers(t *testing.T) {
 		t.Fatalf("pulled disk: %+v %v; record %+v", report, err, imgs[0])
 	}
 }
+
+// TestCopiedContainerDiskView: the containerDisk the catalog makes for an uploaded qcow2 (a
+// derived layer: tar header, the disk blob, padding) pushed again under a new tag is read
+// through every layer like any push, accepted, and its record downloads the same disk.
+func TestCopiedContainerDiskView(t *testing.T) {
+	s := newSecured(t)
+	ctx := context.Background()
+	pr := s.scoped(t, "member-a", "a")
+	good, _ := qcow2Pair(t, "16M")
+	disk, _ := os.ReadFile(good)
+	name, format, bare := "Golden", "qcow2", "bare"
+	img, err := s.catalog.Create(ctx, pr, catalog.NewImage{Name: &name, DiskFormat: &format, ContainerFormat: &bare})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err = s.catalog.Upload(ctx, pr, img.ID, bytes.NewReader(disk), int64(len(disk))); err != nil {
+		t.Fatal(err)
+	}
+	hdr := s.as("member-a")
+	_, body := s.do("GET", "/v2/"+img.Repository+"/manifests/"+img.ID, nil, append(hdr, "Accept", v1.MediaTypeImageIndex)...)
+	var idx v1.Index
+	json.Unmarshal(body, &idx)
+	if len(idx.Manifests) == 0 || idx.Manifests[0].Platform == nil {
+		t.Fatalf("view: %s", body)
+	}
+	_, m := s.do("GET", "/v2/"+img.Repository+"/manifests/"+idx.Manifests[0].Digest.String(), nil, append(hdr, "Accept", v1.MediaTypeImageManifest)...)
+	r, body := s.do("PUT", "/v2/"+img.Repository+"/manifests/copy", m, append(hdr, "Content-Type", v1.MediaTypeImageManifest)...)
+	if r.StatusCode != 201 {
+		t.Fatalf("push of the containerDisk view: %d %s", r.StatusCode, body)
+	}
+	root := s.pullAndUnpack(t, img.Repository, "copy")
+	file, _ := onlyDisk(t, root)
+	got, _ := os.ReadFile(file)
+	if !bytes.Equal(got, disk) {
+		t.Fatal("unpacked containerDisk view differs from the uploaded disk")
+	}
+	for _, rec := range s.images(t) {
+		_, rd, _, err := s.catalog.Open(ctx, pr, rec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dl, _ := io.ReadAll(rd)
+		rd.Close()
+		if !bytes.Equal(dl, disk) {
+			t.Fatalf("image %s (%s) downloads other bytes", rec.ID, *rec.Name)
+		}
+	}
+}
