@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -20,13 +22,16 @@ import (
 )
 
 // The other direction of the translation: a VM disk pushed through the Registry API (an
-// artifact whose one layer is a disk file) becomes an image record, active, owned by the
+// artifact whose disk layer is a disk file) becomes an image record, active, owned by the
 // repository's project, its format detected from the bytes. An unsafe disk is refused.
 
-// diskLayer returns the layer of m that is a VM disk, if m is a disk artifact: one layer,
-// no subject (signatures and SBOMs are not disks), and either a disk media type or a
-// format the bytes will tell.
-func diskLayer(m *manifest.Manifest, content []byte) (*v1.Descriptor, bool) {
+// diskMediaPrefix starts the layer media type that names a disk format.
+const diskMediaPrefix = "application/vnd.diskimage."
+
+// artifactLayers returns the layers of m if it may carry VM disks: no subject (signatures and
+// SBOMs are not disks), and an artifact (artifactType or a config that is not an image's) or
+// a layer with a disk media type.
+func artifactLayers(m *manifest.Manifest, content []byte) ([]v1.Descriptor, bool) {
 	if m.MediaType != manifest.MediaTypeOCIManifest && m.MediaType != manifest.MediaTypeDockerManifest {
 		return nil, false
 	}
@@ -34,21 +39,20 @@ func diskLayer(m *manifest.Manifest, content []byte) (*v1.Descriptor, bool) {
 		return nil, false
 	}
 	var full v1.Manifest
-	if err := jsonUnmarshal(content, &full); err != nil || len(full.Layers) != 1 {
+	if err := jsonUnmarshal(content, &full); err != nil {
 		return nil, false
 	}
-	l := full.Layers[0]
 	isArtifact := full.ArtifactType != "" || (full.Config.MediaType != v1.MediaTypeImageConfig &&
 		full.Config.MediaType != "application/vnd.docker.container.image.v1+json")
-	if strings.HasPrefix(l.MediaType, "application/vnd.diskimage.") || isArtifact {
-		return &l, true
-	}
-	return nil, false
+	return full.Layers, isArtifact || slices.ContainsFunc(full.Layers, isDiskTyped)
 }
+
+// isDiskTyped reports a layer whose media type names a disk format.
+func isDiskTyped(l v1.Descriptor) bool { return strings.HasPrefix(l.MediaType, diskMediaPrefix) }
 
 // declaredFormat is the format a layer's media type or title names, if any.
 func declaredFormat(l *v1.Descriptor) string {
-	if f, ok := strings.CutPrefix(l.MediaType, "application/vnd.diskimage."); ok {
+	if f, ok := strings.CutPrefix(l.MediaType, diskMediaPrefix); ok {
 		return f
 	}
 	switch ext := strings.TrimPrefix(path.Ext(l.Annotations[v1.AnnotationTitle]), "."); ext {
@@ -64,13 +68,60 @@ func declaredFormat(l *v1.Descriptor) string {
 // disk it checks the disk is safe (an error refuses the push) and returns a function that
 // records the image once the manifest is stored; for other content it returns nil, nil.
 func (c *Catalog) PushManifest(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, m *manifest.Manifest, content []byte) (func(context.Context) error, error) {
-	if layer, ok := containerDiskLayer(m, content); ok {
-		return c.pushContainerDisk(ctx, pr, repo, d, layer)
+	if layers, ok := runnableLayers(m, content); ok {
+		// A runtime may unpack the tar layers of an image that also carries a disk-typed
+		// layer, so such an image passes both checks.
+		record, err := c.pushContainerDisk(ctx, pr, repo, d, layers)
+		if err != nil || record != nil || !slices.ContainsFunc(layers, isDiskTyped) {
+			return record, err
+		}
 	}
-	layer, ok := diskLayer(m, content)
+	layers, ok := artifactLayers(m, content)
 	if !ok {
 		return nil, nil
 	}
+	disk, err := c.artifactDisk(ctx, repo, layers)
+	if err != nil || disk == nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error { return c.recordPushed(ctx, pr, repo, d, *disk) }, nil
+}
+
+// artifactDisk inspects every layer of an artifact and returns its one disk, nil if it has
+// none. Every disk layer must be safe, whatever else the artifact holds. An image record is
+// one disk, so an artifact with several (a boot and a data disk, say) is refused with a
+// message saying to push each disk as its own artifact: storing it without an image would
+// leave its pusher wondering where the image went, and picking one would hide the other.
+func (c *Catalog) artifactDisk(ctx context.Context, repo string, layers []v1.Descriptor) (*pushedDisk, error) {
+	var disks []*pushedDisk
+	for i := range layers {
+		disk, err := c.inspectLayer(ctx, repo, &layers[i], len(layers) == 1)
+		if err != nil {
+			return nil, err
+		}
+		if disk != nil {
+			disks = append(disks, disk)
+		}
+	}
+	if len(disks) > 1 {
+		names := make([]string, len(disks))
+		for i, d := range disks {
+			names[i] = cmp.Or(d.name, d.layer.Digest.String())
+		}
+		return nil, fmt.Errorf("%w: artifact with %d disks (%s): an image is one disk, push each as its own artifact",
+			ErrBadData, len(disks), strings.Join(names, ", "))
+	}
+	if len(disks) == 0 {
+		return nil, nil
+	}
+	return disks[0], nil
+}
+
+// inspectLayer reads one artifact layer through the inspector: a disk if its media type or
+// title names a format or its bytes are one that is more than raw bytes, nil otherwise. A
+// title ending in .img or .raw names a raw disk only when it is the artifact's one layer:
+// beside others (a kernel.img and an initrd.img) it is more likely a file than a disk.
+func (c *Catalog) inspectLayer(ctx context.Context, repo string, layer *v1.Descriptor, only bool) (*pushedDisk, error) {
 	f, _, err := c.store.OpenBlob(ctx, repo, layer.Digest)
 	if err != nil {
 		return nil, nil // a sparse push: nothing to inspect, not an image
@@ -83,6 +134,9 @@ func (c *Catalog) PushManifest(ctx context.Context, pr auth.Principal, repo stri
 	}
 	report := in.Report()
 	declared := declaredFormat(layer)
+	if declared == diskformat.Raw && !only && !strings.HasPrefix(layer.MediaType, diskMediaPrefix) {
+		declared = ""
+	}
 	if declared == "" {
 		switch report.Format {
 		case diskformat.Raw, diskformat.GPT, diskformat.LUKS:
@@ -91,14 +145,10 @@ func (c *Catalog) PushManifest(ctx context.Context, pr auth.Principal, repo stri
 		declared = report.Format
 	}
 	if err := diskformat.Verify(declared, report); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadData, err)
+		return nil, fmt.Errorf("%w: layer %s: %v", ErrBadData, cmp.Or(layer.Annotations[v1.AnnotationTitle], layer.Digest.String()), err)
 	}
-	sum := hex.EncodeToString(md5h.Sum(nil))
-	sha := hex.EncodeToString(shah.Sum(nil))
-	return func(ctx context.Context) error {
-		return c.recordPushed(ctx, pr, repo, d, pushedDisk{layer: layer, name: layer.Annotations[v1.AnnotationTitle],
-			format: declared, report: report, size: layer.Size, md5: sum, sha: sha})
-	}, nil
+	return &pushedDisk{layer: layer, name: layer.Annotations[v1.AnnotationTitle], format: declared, report: report,
+		size: layer.Size, md5: hex.EncodeToString(md5h.Sum(nil)), sha: hex.EncodeToString(shah.Sum(nil))}, nil
 }
 
 // pushedDisk is what an inspected push learnt of its disk.
