@@ -152,10 +152,11 @@ func (reg *Registry) readManifestBody(r *http.Request) ([]byte, func(), error) {
 	if r.ContentLength > max {
 		return nil, nil, tooLarge(max)
 	}
-	// An unknown length may take up to max, in a buffer that grows by doubling.
-	charge := 2 * max
+	// A body is held twice: as received and parsed (strings decoded from its JSON). An
+	// unknown length may take up to max, in a buffer that grows by doubling.
+	charge := 4 * max
 	if r.ContentLength >= 0 {
-		charge = r.ContentLength
+		charge = 2 * r.ContentLength
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), reg.opt.ManifestWait)
 	taken, err := reg.manifestBudget.acquire(ctx, charge)

@@ -14,8 +14,8 @@ type Options struct {
 	PublicURL string
 	// MaxManifestSize bounds manifest bodies (413 above it); 0 means DefaultMaxManifestSize.
 	MaxManifestSize int64
-	// ManifestBudget bounds the manifest bytes held in memory at once across all requests;
-	// 0 means DefaultManifestBudget. A request waits up to ManifestWait (0: 5 s) for its
+	// ManifestBudget bounds the manifest bytes held in memory at once across all requests,
+	// counting each body twice (received and parsed); 0 means DefaultManifestBudget. A request waits up to ManifestWait (0: 5 s) for its
 	// share, then is TOOMANYREQUESTS.
 	ManifestBudget int64
 	ManifestWait   time.Duration
@@ -32,7 +32,7 @@ type Options struct {
 // ~3.9 MB manifest.
 const DefaultMaxManifestSize = 32 << 20
 
-// DefaultManifestBudget holds two of the largest manifests at once.
+// DefaultManifestBudget holds one of the largest manifests, or many usual ones, at once.
 const DefaultManifestBudget = 64 << 20
 
 // Registry serves the Registry API from a Store.

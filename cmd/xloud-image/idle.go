@@ -19,7 +19,11 @@ func idleBodies(h http.Handler, timeout time.Duration) http.Handler {
 			rc := http.NewResponseController(w)
 			deadline := func(t time.Time) { _ = rc.SetReadDeadline(t) }
 			deadline(time.Now().Add(timeout))
-			r.Body = &idleBody{ReadCloser: r.Body, timeout: timeout, deadline: deadline}
+			// A copy of the request: the server inspects its own r.Body after the handler
+			// (an unread Expect: 100-continue body is not read at all).
+			r2 := *r
+			r2.Body = &idleBody{ReadCloser: r.Body, timeout: timeout, deadline: deadline}
+			r = &r2
 		}
 		h.ServeHTTP(w, r)
 	})
