@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -207,4 +209,53 @@ func imageStatus(t *testing.T, apiAddr, id string) string {
 	var img struct{ Status string }
 	json.NewDecoder(resp.Body).Decode(&img)
 	return img.Status
+}
+
+// TestLimitsFromConfigFile: the limits are settings of the one config surface (here the
+// YAML file): a project's second open upload is TOOMANYREQUESTS, and a user who failed
+// twice is locked out, the right password included, on both ports. Bad values stop the
+// start.
+func TestLimitsFromConfigFile(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(cfg, []byte("upload-limit: 1\nlockout-failure-attempts: 2\nlockout-duration: 1h\n"), 0o600)
+	srv := testenv.StartServer(t, testenv.ServerOptions{Args: []string{"--auth", "embedded", "--admin-password", "pw", "--config", cfg}})
+	do := func(method, url, pw string) (int, string) {
+		req, _ := http.NewRequest(method, url, nil)
+		req.SetBasicAuth("admin", pw)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, ociErrorCode(b)
+	}
+	if st, _ := do("POST", srv.URL()+"/v2/admin/a/blobs/uploads/", "pw"); st != http.StatusAccepted {
+		t.Fatalf("first upload: %d", st)
+	}
+	if st, code := do("POST", srv.URL()+"/v2/admin/b/blobs/uploads/", "pw"); st != http.StatusTooManyRequests || code != "TOOMANYREQUESTS" {
+		t.Fatalf("second upload of the project: %d %s", st, code)
+	}
+	for range 2 {
+		do("GET", srv.URL()+"/v2/", "wrong")
+	}
+	if st, code := do("GET", srv.URL()+"/v2/", "pw"); st != http.StatusUnauthorized || code != "UNAUTHORIZED" {
+		t.Fatalf("locked out on the registry: %d %s", st, code)
+	}
+	body := `{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"id":"default"},"password":"pw"}}}}}`
+	resp, err := http.Post("http://"+srv.APIAddr+"/identity/v3/auth/tokens", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("locked out on the identity API: %d", resp.StatusCode)
+	}
+
+	for _, bad := range []string{"--upload-limit=-1", "--manifest-budget=-5", "--lockout-duration=0"} {
+		out, err := exec.Command(testenv.Binary(t), "serve", "--data-dir", t.TempDir(), bad).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "limit") && !strings.Contains(string(out), "lockout") {
+			t.Errorf("serve %s: %v %s", bad, err, out)
+		}
+	}
 }
