@@ -60,7 +60,7 @@ func (t *Throttle) Guard(ctx context.Context, user, addr string, check func() (U
 	if t == nil {
 		return check()
 	}
-	locked, err := t.locked(ctx, user, addr)
+	locked, counted, err := t.locked(ctx, user, addr)
 	if err != nil {
 		return User{}, err
 	}
@@ -69,7 +69,7 @@ func (t *Throttle) Guard(ctx context.Context, user, addr string, check func() (U
 	}
 	u, err := check()
 	switch {
-	case err == nil:
+	case err == nil && counted: // most sign-ins have nothing to reset: no write
 		if rerr := t.reset(ctx, user); rerr != nil {
 			return User{}, rerr
 		}
@@ -81,12 +81,12 @@ func (t *Throttle) Guard(ctx context.Context, user, addr string, check func() (U
 	return u, err
 }
 
-// locked reports whether the name or the address is locked out now.
-func (t *Throttle) locked(ctx context.Context, user, addr string) (bool, error) {
+// locked reports whether the name or the address is locked out now, and whether the name
+// has failures on record.
+func (t *Throttle) locked(ctx context.Context, user, addr string) (locked, counted bool, err error) {
 	now := t.Now().UnixNano()
-	var locked bool
-	err := t.Store.View(ctx, func(tx meta.Tx) error {
-		locked = false
+	err = t.Store.View(ctx, func(tx meta.Tx) error {
+		locked, counted = false, false
 		for _, c := range t.counters(user, addr) {
 			f, err := getFailures(tx, c.key)
 			if err != nil {
@@ -95,13 +95,16 @@ func (t *Throttle) locked(ctx context.Context, user, addr string) (bool, error) 
 			if f.Count >= c.max && t.current(f, now) {
 				locked = true
 			}
+			if c.key == keyUserFailures(user) && f.Count > 0 {
+				counted = true
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("check sign-in lockout: %w", err)
+		return false, false, fmt.Errorf("check sign-in lockout: %w", err)
 	}
-	return locked, nil
+	return locked, counted, nil
 }
 
 type counter struct {
