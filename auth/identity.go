@@ -110,6 +110,9 @@ func NewIdentity(m meta.Store) *Identity {
 //	set tokens                   <expiry>|<sha256 of token>, for purging expired ones
 //	set usertokens:<user>        the same entries per user, revoked with a password change
 //	authkey                      registry token signing key
+//	lockout:user:<lower name>    recent failed sign-ins of a user name (throttle.go)
+//	lockout:addr:<client ip>     recent failed sign-ins from an address
+//	set lockouts                 the lockout keys, for sweeping stale ones
 func keyProject(id string) string           { return "project:" + id }
 func keyProjectName(name string) string     { return "projectname:" + strings.ToLower(name) }
 func keyUser(id string) string              { return "user:" + id }

@@ -26,6 +26,8 @@ type Authenticator struct {
 	Passwords PasswordChecker
 	Tokens    TokenValidator
 	Signer    *Signer
+	// Throttle locks out password guessing; nil: no lockout.
+	Throttle *Throttle
 }
 
 // Credential says what kind of credentials a request carried.
@@ -71,7 +73,7 @@ func (a *Authenticator) FromRequest(r *http.Request) (Authenticated, error) {
 		if !ok {
 			return Authenticated{}, ErrTokenMalformed
 		}
-		return a.Password(ctx, user, pass)
+		return a.Password(ctx, r.RemoteAddr, user, pass)
 	case "bearer":
 		value = strings.TrimSpace(value)
 		if LooksLikeRegistryToken(value) && a.Signer != nil {
@@ -86,12 +88,15 @@ func (a *Authenticator) FromRequest(r *http.Request) (Authenticated, error) {
 	return Authenticated{}, ErrTokenMalformed
 }
 
-// Password authenticates a user name and password.
-func (a *Authenticator) Password(ctx context.Context, user, pass string) (Authenticated, error) {
+// Password authenticates a user name and password sent from addr (the request's
+// RemoteAddr), within the Throttle's lockouts.
+func (a *Authenticator) Password(ctx context.Context, addr, user, pass string) (Authenticated, error) {
 	if a.Passwords == nil {
 		return Authenticated{}, ErrUnauthorized
 	}
-	u, err := a.Passwords.Authenticate(ctx, user, pass)
+	u, err := a.Throttle.Guard(ctx, user, addr, func() (User, error) {
+		return a.Passwords.Authenticate(ctx, user, pass)
+	})
 	if err != nil {
 		return Authenticated{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/xloud/xloud-image/manifest"
 	"github.com/xloud/xloud-image/storage"
@@ -109,7 +110,7 @@ func asError(err error) *Error {
 	case errors.As(err, &e):
 		return e
 	case errors.As(err, &missing):
-		return E(CodeManifestBlobUnknown).WithDetail(map[string]any{"digests": missing.Digests})
+		return E(CodeManifestBlobUnknown).WithDetail(missingDetail(missing.Digests))
 	case errors.Is(err, storage.ErrBlobUnknown):
 		return E(CodeBlobUnknown)
 	case errors.Is(err, storage.ErrManifestUnknown):
@@ -124,6 +125,10 @@ func asError(err error) *Error {
 		return E(CodeDigestInvalid).WithMessage("unsupported digest algorithm")
 	case errors.Is(err, storage.ErrTooLarge):
 		return E(CodeSizeInvalid).WithStatus(http.StatusRequestEntityTooLarge).WithMessage("content too large")
+	case errors.Is(err, storage.ErrTooManyUploads):
+		// 429, not DENIED: the caller may push here; it has too many sessions open right now,
+		// and finishing, cancelling or letting them expire makes room.
+		return E(CodeTooManyRequests).WithMessage("%v; finish or cancel some, or wait for idle ones to expire", err)
 	case errors.Is(err, storage.ErrCollected):
 		return E(CodeBlobUploadInvalid).WithMessage("%v", storage.ErrCollected)
 	case errors.Is(err, context.Canceled):
@@ -132,6 +137,30 @@ func asError(err error) *Error {
 		return E(CodeManifestInvalid).WithMessage("%s", err.Error())
 	}
 	return E(CodeUnknown)
+}
+
+// Bounds on what an error body echoes of the request, so a huge bad input does not make a
+// huge answer.
+const (
+	maxErrorMessage  = 1024
+	maxDetailDigests = 100
+)
+
+// missingDetail lists the first missing digests and how many there are.
+func missingDetail[T any](ds []T) map[string]any {
+	if len(ds) <= maxDetailDigests {
+		return map[string]any{"digests": ds}
+	}
+	return map[string]any{"digests": ds[:maxDetailDigests], "count": len(ds)}
+}
+
+// truncate cuts s to at most n bytes on a character boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = strings.ToValidUTF8(s[:n], "")
+	return s + "… (truncated)"
 }
 
 type wireError struct {
@@ -154,7 +183,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.WriteHeader(e.Status)
 		return
 	}
-	body, _ := json.Marshal(map[string][]wireError{"errors": {{e.Code, e.Message, e.Detail}}})
+	body, _ := json.Marshal(map[string][]wireError{"errors": {{e.Code, truncate(e.Message, maxErrorMessage), e.Detail}}})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 	w.WriteHeader(e.Status)

@@ -87,10 +87,11 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt rout
 			return E(CodeTagInvalid).WithMessage("invalid tag %q", t)
 		}
 	}
-	body, err := readLimited(r.Body, reg.opt.MaxManifestSize)
+	body, release, err := reg.readManifestBody(r)
 	if err != nil {
 		return err
 	}
+	defer release()
 	d := digest.SHA256.FromBytes(body)
 	if ref.digest != "" {
 		d = ref.digest.Algorithm().FromBytes(body)
@@ -143,18 +144,63 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt rout
 	return nil
 }
 
-// readLimited reads a whole body of at most max bytes; more is SIZE_INVALID with 413.
-func readLimited(body io.Reader, max int64) ([]byte, error) {
+// readManifestBody reads a manifest body within the server's budget of manifest bytes in
+// memory: it waits up to ManifestWait for its share (then TOOMANYREQUESTS) and reads into a
+// buffer sized from Content-Length. The caller calls release once done with the bytes.
+func (reg *Registry) readManifestBody(r *http.Request) ([]byte, func(), error) {
+	max := reg.opt.MaxManifestSize
+	if r.ContentLength > max {
+		return nil, nil, tooLarge(max)
+	}
+	// A body is held twice: as received and parsed (strings decoded from its JSON). An
+	// unknown length may take up to max, in a buffer that grows by doubling.
+	charge := 4 * max
+	if r.ContentLength >= 0 {
+		charge = 2 * r.ContentLength
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), reg.opt.ManifestWait)
+	taken, err := reg.manifestBudget.acquire(ctx, charge)
+	cancel()
+	if err != nil {
+		if r.Context().Err() != nil {
+			return nil, nil, r.Context().Err()
+		}
+		return nil, nil, E(CodeTooManyRequests).WithHeader("Retry-After", "1").
+			WithMessage("too many manifest bytes being received; retry later")
+	}
+	release := func() { reg.manifestBudget.release(taken) }
+	body, err := readLimited(r.Body, r.ContentLength, max)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return body, release, nil
+}
+
+// readLimited reads a whole body of at most max bytes, of length n if known (n >= 0); more
+// is SIZE_INVALID with 413.
+func readLimited(body io.Reader, n, max int64) ([]byte, error) {
+	if n >= 0 {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, E(CodeManifestInvalid).WithMessage("reading body: %v", err)
+		}
+		return buf, nil
+	}
 	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(body, max+1))
+	got, err := buf.ReadFrom(io.LimitReader(body, max+1))
 	if err != nil {
 		return nil, E(CodeManifestInvalid).WithMessage("reading body: %v", err)
 	}
-	if n > max {
-		return nil, E(CodeSizeInvalid).WithStatus(http.StatusRequestEntityTooLarge).
-			WithMessage("manifest larger than %d bytes", max)
+	if got > max {
+		return nil, tooLarge(max)
 	}
 	return buf.Bytes(), nil
+}
+
+func tooLarge(max int64) error {
+	return E(CodeSizeInvalid).WithStatus(http.StatusRequestEntityTooLarge).
+		WithMessage("manifest larger than %d bytes", max)
 }
 
 // deleteManifest removes a manifest by digest, or only a tag by tag (end-9); it is gone at

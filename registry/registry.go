@@ -14,6 +14,11 @@ type Options struct {
 	PublicURL string
 	// MaxManifestSize bounds manifest bodies (413 above it); 0 means DefaultMaxManifestSize.
 	MaxManifestSize int64
+	// ManifestBudget bounds the manifest bytes held in memory at once across all requests,
+	// counting each body twice (received and parsed); 0 means DefaultManifestBudget. A request waits up to ManifestWait (0: 5 s) for its
+	// share, then is TOOMANYREQUESTS.
+	ManifestBudget int64
+	ManifestWait   time.Duration
 	// SparseManifests accepts image manifests whose blobs are not in the repository (as a
 	// partial mirror holds them); off, such a push is MANIFEST_BLOB_UNKNOWN.
 	SparseManifests bool
@@ -27,11 +32,15 @@ type Options struct {
 // ~3.9 MB manifest.
 const DefaultMaxManifestSize = 32 << 20
 
+// DefaultManifestBudget holds one of the largest manifests, or many usual ones, at once.
+const DefaultManifestBudget = 64 << 20
+
 // Registry serves the Registry API from a Store.
 type Registry struct {
-	store  *storage.Store
-	opt    Options
-	routes map[kind]map[string]handlerFunc
+	store          *storage.Store
+	opt            Options
+	routes         map[kind]map[string]handlerFunc
+	manifestBudget *byteBudget
 }
 
 // New returns the Registry API handler over store.
@@ -39,8 +48,14 @@ func New(store *storage.Store, opt Options) *Registry {
 	if opt.MaxManifestSize <= 0 {
 		opt.MaxManifestSize = DefaultMaxManifestSize
 	}
+	if opt.ManifestBudget <= 0 {
+		opt.ManifestBudget = DefaultManifestBudget
+	}
+	if opt.ManifestWait <= 0 {
+		opt.ManifestWait = 5 * time.Second
+	}
 	opt.PublicURL = strings.TrimSuffix(opt.PublicURL, "/")
-	reg := &Registry{store: store, opt: opt}
+	reg := &Registry{store: store, opt: opt, manifestBudget: newByteBudget(opt.ManifestBudget)}
 	reg.routes = reg.handlers()
 	return reg
 }

@@ -85,7 +85,7 @@ func (reg *Registry) tokenCredentials(r *http.Request) (auth.Authenticated, erro
 			return auth.Authenticated{}, auth.ErrTokenMalformed
 		}
 		if r.PostForm.Get("grant_type") == "password" {
-			return reg.opt.Access.Authenticator.Password(r.Context(), r.PostForm.Get("username"), r.PostForm.Get("password"))
+			return reg.opt.Access.Authenticator.Password(r.Context(), r.RemoteAddr, r.PostForm.Get("username"), r.PostForm.Get("password"))
 		}
 	}
 	return reg.opt.Access.Authenticator.FromRequest(r)

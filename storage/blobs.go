@@ -25,6 +25,8 @@ var (
 	// ErrCollected means garbage collection took the blob while it was being committed (a
 	// grace period shorter than the commit); the client pushes it again.
 	ErrCollected = errors.New("blob was garbage-collected during the commit; push it again")
+	// ErrTooManyUploads means the project has as many open upload sessions as it may.
+	ErrTooManyUploads = errors.New("too many open upload sessions in the project")
 	// ErrIncomplete means the client's body broke off or could not be read.
 	ErrIncomplete = errors.New("request body incomplete")
 )

@@ -28,8 +28,11 @@ package storage
 //	set holders:<repo>:<digest>    manifests of the repository that hold <digest>
 //	upload:<id>                    uploadRecord: repository, offset, hash state, times
 //	set uploads                    every open upload session id
+//	set uploads:<project>          open session ids of repositories under <project>/ (the cap)
 
 import (
+	"strings"
+
 	"github.com/opencontainers/go-digest"
 )
 
@@ -40,6 +43,13 @@ func keyRepoManifests(repo string) string { return "repo:" + repo + ":manifests"
 func keyRepoTags(repo string) string      { return "repo:" + repo + ":tags" }
 func keyTag(repo, tag string) string      { return "tag:" + repo + ":" + tag }
 func keyUpload(id string) string          { return "upload:" + id }
+
+// setProjectUploads is the set of open sessions of a project: the first path component of
+// the repository, the unit that owns repositories.
+func setProjectUploads(repo string) string {
+	project, _, _ := strings.Cut(repo, "/")
+	return "uploads:" + project
+}
 func keyManifestTags(repo string, d digest.Digest) string {
 	return "mtags:" + repo + ":" + d.String()
 }

@@ -20,6 +20,8 @@ type Store struct {
 	meta  meta.Store
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// UploadLimit caps the open upload sessions of one project (0: no cap).
+	UploadLimit int
 
 	uploadLocks keyedMutex
 	manifests   *contentCache

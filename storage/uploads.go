@@ -65,16 +65,52 @@ func (s *Store) StartUpload(ctx context.Context, repo string, alg digest.Algorit
 	}
 	f.Close()
 	err = s.meta.Update(ctx, func(tx meta.Tx) error {
+		if err := s.checkUploadLimit(tx, repo); err != nil {
+			return err
+		}
 		if err := tx.SetAdd(setUploads, u.ID); err != nil {
+			return err
+		}
+		if err := tx.SetAdd(setProjectUploads(repo), u.ID); err != nil {
 			return err
 		}
 		return putJSON(tx, keyUpload(u.ID), u)
 	})
 	if err != nil {
 		os.Remove(s.files.UploadPath(u.ID))
+		if errors.Is(err, ErrTooManyUploads) {
+			return Upload{}, err
+		}
 		return Upload{}, fmt.Errorf("start upload: %w", err)
 	}
 	return u, nil
+}
+
+// checkUploadLimit refuses a new session in repo's project once it holds UploadLimit. The
+// count is read in the transaction, so concurrent starts on any node cannot pass the cap.
+func (s *Store) checkUploadLimit(tx meta.Tx, repo string) error {
+	if s.UploadLimit <= 0 {
+		return nil
+	}
+	n, err := tx.SetLen(setProjectUploads(repo))
+	if err != nil {
+		return err
+	}
+	if n >= int64(s.UploadLimit) {
+		return ErrTooManyUploads
+	}
+	return nil
+}
+
+// dropSession removes session u's records (not its file).
+func dropSession(tx meta.Tx, u Upload) error {
+	if err := tx.SetRemove(setUploads, u.ID); err != nil {
+		return err
+	}
+	if err := tx.SetRemove(setProjectUploads(u.Repo), u.ID); err != nil {
+		return err
+	}
+	return tx.Delete(keyUpload(u.ID))
 }
 
 // GetUpload returns session id of repo, or ErrUploadUnknown.
@@ -199,10 +235,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		if err := s.linkBlob(tx, repo, d, u.Offset); err != nil {
 			return err
 		}
-		if err := tx.SetRemove(setUploads, id); err != nil {
-			return err
-		}
-		return tx.Delete(keyUpload(id))
+		return dropSession(tx, u)
 	})
 	if errors.Is(err, errBlobBusy) {
 		return 0, ErrCollected
@@ -246,12 +279,29 @@ func (s *Store) CancelUpload(ctx context.Context, repo, id string) error {
 }
 
 func (s *Store) cancelLocked(ctx context.Context, id string) error {
+	return s.removeSession(ctx, id, func(Upload) bool { return true })
+}
+
+// removeSession drops session id, records and data, when remove approves its current
+// record (else errSessionLive); a session already gone is not an error.
+func (s *Store) removeSession(ctx context.Context, id string, remove func(Upload) bool) error {
 	err := s.meta.Update(ctx, func(tx meta.Tx) error {
-		if err := tx.SetRemove(setUploads, id); err != nil {
+		var u Upload
+		err := getJSON(tx, keyUpload(id), &u)
+		if errors.Is(err, meta.ErrNotFound) {
+			return tx.SetRemove(setUploads, id) // the file may be left over; remove it too
+		}
+		if err != nil {
 			return err
 		}
-		return tx.Delete(keyUpload(id))
+		if !remove(u) {
+			return errSessionLive
+		}
+		return dropSession(tx, u)
 	})
+	if errors.Is(err, errSessionLive) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("cancel upload %s: %w", id, err)
 	}

@@ -81,6 +81,8 @@ func asError(err error) *Error {
 		return &Error{Status: http.StatusRequestEntityTooLarge, Message: msgTooLarge}
 	case errors.Is(err, auth.ErrTokenExpired):
 		return unauthorized("token expired")
+	case errors.Is(err, auth.ErrLockedOut):
+		return unauthorized("locked out after repeated failed sign-ins")
 	case auth.IsAuthError(err):
 		return unauthorized("invalid credentials")
 	case errors.Is(err, auth.ErrInvalid):

@@ -43,6 +43,9 @@ func newTestAPI(t *testing.T, opt Options) *testAPI {
 		t.Fatal(err)
 	}
 	opt.Identity = ta.id
+	if opt.Throttle != nil && opt.Throttle.Store == nil {
+		opt.Throttle.Store = m
+	}
 	ta.srv = httptest.NewServer(New(opt))
 	t.Cleanup(func() { ta.srv.Close(); m.Close() })
 	admin, err := ta.id.UserByName(context.Background(), "admin")

@@ -34,6 +34,8 @@ type Options struct {
 	RegistryPort string
 	// Region names the catalog's region (default RegionOne).
 	Region string
+	// Throttle locks out password guessing at POST /auth/tokens; nil: no lockout.
+	Throttle *auth.Throttle
 }
 
 // Handler serves the identity API; mount it at /identity and /identity/.

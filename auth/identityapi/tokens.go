@@ -79,7 +79,7 @@ func (h *Handler) handleCreateToken(w http.ResponseWriter, r *http.Request) erro
 	if req.Auth == nil || req.Auth.Identity == nil || len(req.Auth.Identity.Methods) == 0 {
 		return missing("identity", "auth")
 	}
-	user, parent, err := h.authenticate(r.Context(), req.Auth.Identity)
+	user, parent, err := h.authenticate(r.Context(), r.RemoteAddr, req.Auth.Identity)
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func (h *Handler) handleCreateToken(w http.ResponseWriter, r *http.Request) erro
 }
 
 // authenticate runs every listed method; all must succeed and name the same user.
-func (h *Handler) authenticate(ctx context.Context, id *identityRequest) (auth.User, *auth.Token, error) {
+func (h *Handler) authenticate(ctx context.Context, addr string, id *identityRequest) (auth.User, *auth.Token, error) {
 	var user auth.User
 	var parent *auth.Token
 	pw, tok := id.Password, id.Token
@@ -109,7 +109,7 @@ func (h *Handler) authenticate(ctx context.Context, id *identityRequest) (auth.U
 		switch {
 		case m == "password" && pw != nil && pw.User != nil:
 			var err error
-			if u, err = h.passwordUser(ctx, pw.User); err != nil {
+			if u, err = h.passwordUser(ctx, addr, pw.User); err != nil {
 				return user, nil, err
 			}
 		case m == "token" && tok != nil && tok.ID != "":
@@ -131,8 +131,9 @@ func (h *Handler) authenticate(ctx context.Context, id *identityRequest) (auth.U
 	return user, parent, nil
 }
 
-// passwordUser checks a user's password; the user is named by id, or by name and domain.
-func (h *Handler) passwordUser(ctx context.Context, c *userCredentials) (auth.User, error) {
+// passwordUser checks a user's password, sent from addr, within the lockouts; the user is
+// named by id, or by name and domain.
+func (h *Handler) passwordUser(ctx context.Context, addr string, c *userCredentials) (auth.User, error) {
 	name := c.Name
 	switch {
 	case c.ID != "":
@@ -151,7 +152,18 @@ func (h *Handler) passwordUser(ctx context.Context, c *userCredentials) (auth.Us
 	case !c.Domain.isDefault():
 		name = ""
 	}
-	u, err := h.id.Authenticate(ctx, name, c.Password)
+	// An unknown id counts against itself, so every name a guesser tries can lock out.
+	counted := name
+	switch {
+	case counted != "":
+	case c.ID != "":
+		counted = "id:" + c.ID
+	default:
+		counted = c.Name
+	}
+	u, err := h.opt.Throttle.Guard(ctx, counted, addr, func() (auth.User, error) {
+		return h.id.Authenticate(ctx, name, c.Password)
+	})
 	if err != nil {
 		return u, err
 	}

@@ -36,6 +36,45 @@ type config struct {
 
 	// web-download's import filter (webdownload.go).
 	Web webFilter
+
+	Limits limits
+}
+
+// limits are what one member may take of the server: memory, sessions, connections and
+// password guesses.
+type limits struct {
+	ManifestBudget  int64         // manifest bytes in memory at once, server-wide
+	ManifestWait    time.Duration // how long a manifest PUT waits for budget before 429
+	BodyIdleTimeout time.Duration // a request body silent this long is dropped
+	UploadLimit     int           // open upload sessions per project
+	UploadExpiry    time.Duration // an upload session untouched this long is removed
+	LockoutUser     int           // failed sign-ins of one user name before a lockout
+	LockoutAddress  int           // failed sign-ins from one address before a lockout
+	LockoutDuration time.Duration
+}
+
+// limitFlags declares the flags of limits.
+func limitFlags(fs *flag.FlagSet, l *limits) {
+	fs.Int64Var(&l.ManifestBudget, "manifest-budget", 64<<20, "bytes of manifests being received held in memory at once, server-wide (at least one largest manifest, 32 MiB, fits)")
+	fs.DurationVar(&l.ManifestWait, "manifest-wait", 5*time.Second, "how long a manifest push waits for --manifest-budget before it is refused with 429 TOOMANYREQUESTS")
+	fs.DurationVar(&l.BodyIdleTimeout, "body-idle-timeout", time.Minute, "drop a request whose body sends nothing for this long (0: never)")
+	fs.IntVar(&l.UploadLimit, "upload-limit", 1000, "open blob upload sessions per project (first path component of the repository); 0: no cap")
+	fs.DurationVar(&l.UploadExpiry, "upload-expiry", time.Hour, "remove a blob upload session untouched for this long, with its data (0: never)")
+	fs.IntVar(&l.LockoutUser, "lockout-failure-attempts", 5, "failed password sign-ins of one user name before it is locked out (Keystone's lockout_failure_attempts); 0: never")
+	fs.IntVar(&l.LockoutAddress, "lockout-address-attempts", 50, "failed password sign-ins from one client address before it is locked out; 0: never")
+	fs.DurationVar(&l.LockoutDuration, "lockout-duration", 30*time.Minute, "how long a lockout lasts after the last failure (Keystone's lockout_duration)")
+}
+
+// check refuses settings that cannot work.
+func (l limits) check() error {
+	switch {
+	case l.ManifestBudget < 0 || l.ManifestWait < 0 || l.BodyIdleTimeout < 0 || l.UploadLimit < 0 ||
+		l.UploadExpiry < 0 || l.LockoutUser < 0 || l.LockoutAddress < 0 || l.LockoutDuration < 0:
+		return fmt.Errorf("limits cannot be negative")
+	case (l.LockoutUser > 0 || l.LockoutAddress > 0) && l.LockoutDuration == 0:
+		return fmt.Errorf("--lockout-duration must be positive while lockouts are on")
+	}
+	return nil
 }
 
 // commonFlags declares the flags every command shares (where the data is).

@@ -28,6 +28,7 @@ type security struct {
 	identity      *auth.Identity
 	authenticator *auth.Authenticator
 	policy        *auth.Policy
+	throttle      *auth.Throttle
 }
 
 // setupAuth builds the security of the configured --auth mode.
@@ -50,10 +51,12 @@ func setupAuth(ctx context.Context, c config, store *storage.Store) (*security, 
 	if err != nil {
 		return nil, err
 	}
+	th := throttle(c, store)
 	return &security{
 		identity:      id,
-		authenticator: &auth.Authenticator{Passwords: id, Tokens: id, Signer: signer},
+		authenticator: &auth.Authenticator{Passwords: id, Tokens: id, Signer: signer, Throttle: th},
 		policy:        &auth.Policy{Directory: id, AnonymousPull: c.AnonymousPull, Content: catalog.NewFacts(store)},
+		throttle:      th,
 	}, nil
 }
 
@@ -82,10 +85,23 @@ func setupKeystone(ctx context.Context, c config, store *storage.Store) (*securi
 	}
 	slog.Info("authenticating with keystone", "url", c.KeystoneURL, "service_user", c.KeystoneUser,
 		"cache_ttl", c.KeystoneCacheTTL.String())
+	// Keystone has lockouts of its own; ours also spares it the guesses.
+	th := throttle(c, store)
 	return &security{
-		authenticator: &auth.Authenticator{Passwords: ks, Tokens: ks, Signer: signer},
+		authenticator: &auth.Authenticator{Passwords: ks, Tokens: ks, Signer: signer, Throttle: th},
 		policy:        &auth.Policy{Directory: ks, AnonymousPull: c.AnonymousPull, Content: catalog.NewFacts(store)},
+		throttle:      th,
 	}, nil
+}
+
+// throttle is the password lockout of the --lockout-* flags; nil when both are off.
+func throttle(c config, store *storage.Store) *auth.Throttle {
+	l := c.Limits
+	if l.LockoutUser == 0 && l.LockoutAddress == 0 {
+		return nil
+	}
+	return &auth.Throttle{Store: store.Meta(), UserAttempts: l.LockoutUser, AddrAttempts: l.LockoutAddress,
+		Duration: l.LockoutDuration, Now: time.Now}
 }
 
 // bootstrapAdmin creates the admin project and user on first start. Without a password
@@ -127,7 +143,8 @@ func (s *security) mountIdentity(mux *http.ServeMux, c config) {
 	if s == nil || s.identity == nil {
 		return
 	}
-	opt := identityapi.Options{Identity: s.identity, Policy: s.policy, RegistryURL: c.PublicURL, PublicURL: c.APIPublicURL}
+	opt := identityapi.Options{Identity: s.identity, Policy: s.policy, RegistryURL: c.PublicURL,
+		PublicURL: c.APIPublicURL, Throttle: s.throttle}
 	if _, port, err := net.SplitHostPort(c.RegistryAddr); err == nil {
 		opt.RegistryPort = port
 	}
@@ -161,9 +178,9 @@ func (openDirectory) RolesOn(context.Context, string, string) ([]auth.Role, erro
 // purgeTokensEvery is how often expired tokens are removed from the store.
 const purgeTokensEvery = 10 * time.Minute
 
-// maintain removes expired tokens until ctx ends.
+// maintain removes expired tokens and stale lockout records until ctx ends.
 func (s *security) maintain(ctx context.Context) {
-	if s == nil || s.identity == nil {
+	if s == nil {
 		return
 	}
 	t := time.NewTicker(purgeTokensEvery)
@@ -173,11 +190,23 @@ func (s *security) maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if n, err := s.identity.PurgeExpiredTokens(ctx, time.Now()); err != nil {
-				slog.Warn("purge expired tokens", "err", err)
-			} else if n > 0 {
-				slog.Info("purged expired tokens", "count", n)
-			}
+			s.purge(ctx)
+		}
+	}
+}
+
+// purge is one round of maintain.
+func (s *security) purge(ctx context.Context) {
+	if s.identity != nil {
+		if n, err := s.identity.PurgeExpiredTokens(ctx, time.Now()); err != nil {
+			slog.Warn("purge expired tokens", "err", err)
+		} else if n > 0 {
+			slog.Info("purged expired tokens", "count", n)
+		}
+	}
+	if s.throttle != nil {
+		if _, err := s.throttle.Sweep(ctx); err != nil {
+			slog.Warn("sweep lockout records", "err", err)
 		}
 	}
 }

@@ -47,10 +47,14 @@ func cmdServe(args []string) error {
 	fs.BoolVar(&c.AnonymousPull, "anonymous-pull", false, "let anonymous callers pull public content")
 	sparse := fs.Bool("sparse-manifests", false, "accept image manifests whose blobs were not pushed (partial mirrors)")
 	hashAlgo := fs.String("hashing-algorithm", "sha256", "os_hash_algo of new image data: sha256 (one computation with the OCI digest) or sha512 (Glance's default)")
+	limitFlags(fs, &c.Limits)
 	if err := parseFlags(fs, cfgFile, args); err != nil {
 		return err
 	}
 	setupLogging(c.LogLevel)
+	if err := c.Limits.check(); err != nil {
+		return err
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
@@ -69,6 +73,10 @@ func cmdServe(args []string) error {
 		return err
 	}
 	defer closeStore()
+	store.UploadLimit = c.Limits.UploadLimit
+	if c.Limits.UploadExpiry > 0 {
+		go store.RunUploadJanitor(ctx, c.Limits.UploadExpiry, slog.Default())
+	}
 	sec, err := setupAuth(ctx, c, store)
 	if err != nil {
 		return err
@@ -88,7 +96,8 @@ func cmdServe(args []string) error {
 	go func() { defer close(leases); cat.RunLeases(leaseCtx, c.RedisURL == "", slog.Default()) }()
 	defer func() { stopLeases(); <-leases }()
 	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: *sparse,
-		Access: sec.registryAccess(), Catalog: cat})
+		Access: sec.registryAccess(), Catalog: cat,
+		ManifestBudget: c.Limits.ManifestBudget, ManifestWait: c.Limits.ManifestWait})
 
 	health := healthHandler(store)
 	m := metrics.New()
@@ -124,8 +133,8 @@ func cmdServe(args []string) error {
 	defer admin.Close()
 
 	servers := []*namedServer{
-		{name: "registry", addr: c.RegistryAddr, handler: m.Instrument("registry", regMux), certFile: c.TLSCert, keyFile: c.TLSKey},
-		{name: "api", addr: c.APIAddr, handler: m.Instrument("api", apiMux), certFile: c.TLSCert, keyFile: c.TLSKey},
+		{name: "registry", addr: c.RegistryAddr, handler: idleBodies(m.Instrument("registry", regMux), c.Limits.BodyIdleTimeout), certFile: c.TLSCert, keyFile: c.TLSKey},
+		{name: "api", addr: c.APIAddr, handler: idleBodies(m.Instrument("api", apiMux), c.Limits.BodyIdleTimeout), certFile: c.TLSCert, keyFile: c.TLSKey},
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {

@@ -189,3 +189,13 @@ func RequireTool(t testing.TB, name string) string {
 	t.Fatalf("%s is not installed: run scripts/install-deps.sh", name)
 	return ""
 }
+
+// PID is the server process's id (0 when stopped), for reading /proc/PID.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
