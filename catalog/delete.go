@@ -42,7 +42,7 @@ func (c *Catalog) retagLatest(ctx context.Context, repo string) error {
 	}
 	var newest Image
 	err := c.meta.View(ctx, func(tx meta.Tx) error {
-		imgs, err := mergeScan(tx, walk{sets: []string{idxRepo(repo)}, limit: 1}, func(img Image) (bool, error) {
+		imgs, err := mergeScan(tx, walk{sets: []string{idxRepo(repo)}, dir: newestFirst, limit: 1}, func(img Image) (bool, error) {
 			return img.Status == StatusActive && img.Reference != "" && !img.Pushed, nil
 		})
 		if err == nil && len(imgs) == 1 {
