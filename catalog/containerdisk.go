@@ -100,7 +100,7 @@ func (c *Catalog) pushContainerDisk(ctx context.Context, pr auth.Principal, repo
 		}
 		report := in.Report()
 		if err := report.Err(); err != nil {
-			return nil, fmt.Errorf("%w: containerDisk %s: %v", ErrBadData, name, err)
+			return nil, errorf(BadData, "containerDisk %s: %v", name, err)
 		}
 		if compressed {
 			return nil, nil

@@ -16,7 +16,7 @@ import (
 func (c *Catalog) Delete(ctx context.Context, pr auth.Principal, id string) error {
 	img, err := c.mutate(ctx, pr, id, auth.ImageDelete, func(img *Image) error {
 		if img.Protected {
-			return fmt.Errorf("%w: image %s is protected and cannot be deleted", ErrForbidden, img.ID)
+			return errorf(Forbidden, "image %s is protected and cannot be deleted", img.ID)
 		}
 		now := c.Now().UTC().Truncate(1e9)
 		img.Status = StatusDeleted

@@ -39,7 +39,7 @@ var ImportMethods = []string{ImportGlanceDirect, ImportWebDownload}
 func (c *Catalog) Stage(ctx context.Context, pr auth.Principal, id string, body io.Reader, size int64) (Image, error) {
 	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
 		if img.Status != StatusQueued {
-			return fmt.Errorf("%w: image status is %s, not queued", ErrConflict, img.Status)
+			return errorf(Conflict, "image status is %s, not queued", img.Status)
 		}
 		img.Status = StatusUploading
 		img.Lease = c.node
@@ -90,7 +90,7 @@ func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int
 // unless it left status from meanwhile (was deleted) or is no longer this write's (its
 // lease was recovered and another write began).
 func (c *Catalog) requeue(ctx context.Context, img Image, from Status) {
-	c.meta.Update(ctx, func(tx meta.Tx) error {
+	err := c.meta.Update(ctx, func(tx meta.Tx) error {
 		cur, err := getImage(tx, img.ID)
 		if err != nil || cur.Status != from || cur.Lease != img.Lease {
 			return err
@@ -98,6 +98,10 @@ func (c *Catalog) requeue(ctx context.Context, img Image, from Status) {
 		next := cur.requeued(c.Now())
 		return putImage(tx, &cur, next)
 	})
+	if err != nil {
+		// The lease janitor requeues it later.
+		c.Log.Error("requeue image after a failed write", "image", img.ID, "from", from, "err", err)
+	}
 }
 
 // ImportRequest is a parsed import call.
@@ -126,7 +130,7 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("%w: import method %q is not supported (available: %v)", ErrInvalid, req.Method, ImportMethods)
+		return nil, errorf(BadRequest, "import method %q is not supported (available: %v)", req.Method, ImportMethods)
 	}
 	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
 		if err := importable(*img, req.Method); err != nil {
@@ -158,13 +162,13 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 func importable(img Image, method string) error {
 	switch {
 	case method == ImportGlanceDirect && img.Status != StatusUploading:
-		return fmt.Errorf("%w: image needs to be staged before 'glance-direct' method can be used", ErrConflict)
+		return errorf(Conflict, "image needs to be staged before 'glance-direct' method can be used")
 	case img.Status == StatusActive:
-		return fmt.Errorf("%w: image with status active cannot be target for import", ErrConflict)
+		return errorf(Conflict, "image with status active cannot be target for import")
 	case method == ImportWebDownload && img.Status != StatusQueued:
-		return fmt.Errorf("%w: image needs to be in 'queued' state to use '%s' method", ErrConflict, method)
+		return errorf(Conflict, "image needs to be in 'queued' state to use '%s' method", method)
 	case img.DiskFormat == nil || img.ContainerFormat == nil:
-		return fmt.Errorf("%w: 'disk_format' and 'container_format' must be set prior to importing data", ErrConflict)
+		return errorf(Conflict, "'disk_format' and 'container_format' must be set prior to importing data")
 	}
 	return nil
 }
@@ -178,7 +182,7 @@ func (c *Catalog) importStaged(ctx context.Context, img Image) error {
 		img.Staged = &StagedHashes{MD5: *img.Checksum, HashAlgo: *img.HashAlgo, HashValue: *img.HashValue}
 	}
 	if err != nil || img.Size == nil || img.Staged == nil {
-		return fmt.Errorf("%w: no staged data", ErrConflict)
+		return errorf(Conflict, "no staged data")
 	}
 	f, n, err := c.store.OpenBlob(ctx, img.Repository, d)
 	if err != nil {
@@ -200,7 +204,7 @@ func (c *Catalog) importStaged(ctx context.Context, img Image) error {
 	}
 	report := inspector.Report()
 	if err := diskformat.Verify(deref(img.DiskFormat), report); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadData, err)
+		return refusal(BadData, err)
 	}
 	data.virtualSize = report.VirtualSize
 	_, err = c.publish(ctx, img, data)
@@ -240,13 +244,13 @@ const maxRedirects = 5
 func (w *WebDownloader) Check(uri string) error {
 	u, err := url.Parse(uri)
 	if err != nil || uri == "" {
-		return fmt.Errorf("%w: web-download needs a valid 'uri'", ErrInvalid)
+		return errorf(BadRequest, "web-download needs a valid 'uri'")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%w: URI for web-download does not pass filtering: scheme %q is not allowed", ErrInvalid, u.Scheme)
+		return errorf(BadRequest, "URI for web-download does not pass filtering: scheme %q is not allowed", u.Scheme)
 	}
 	if u.Hostname() == "" || u.User != nil {
-		return fmt.Errorf("%w: URI for web-download does not pass filtering: it needs a host and no credentials", ErrInvalid)
+		return errorf(BadRequest, "URI for web-download does not pass filtering: it needs a host and no credentials")
 	}
 	port := 80
 	if u.Scheme == "https" {
@@ -254,11 +258,11 @@ func (w *WebDownloader) Check(uri string) error {
 	}
 	if p := u.Port(); p != "" {
 		if port, err = strconv.Atoi(p); err != nil {
-			return fmt.Errorf("%w: URI for web-download does not pass filtering: bad port", ErrInvalid)
+			return errorf(BadRequest, "URI for web-download does not pass filtering: bad port")
 		}
 	}
 	if len(w.Ports) > 0 && !slices.Contains(w.Ports, port) {
-		return fmt.Errorf("%w: URI for web-download does not pass filtering: port %d is not allowed", ErrInvalid, port)
+		return errorf(BadRequest, "URI for web-download does not pass filtering: port %d is not allowed", port)
 	}
 	return nil
 }
@@ -277,7 +281,7 @@ func (w *WebDownloader) Fetch(ctx context.Context, uri string) (io.ReadCloser, i
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
 	if err != nil {
 		cancel()
-		return nil, 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, 0, refusal(BadRequest, err)
 	}
 	resp, err := w.client().Do(req)
 	if err != nil {
@@ -292,7 +296,7 @@ func (w *WebDownloader) Fetch(ctx context.Context, uri string) (io.ReadCloser, i
 	if resp.ContentLength > MaxImageSize {
 		resp.Body.Close()
 		cancel()
-		return nil, 0, fmt.Errorf("%w: web-download %s: %d bytes is over the %d byte limit", ErrTooMany, uri, resp.ContentLength, int64(MaxImageSize))
+		return nil, 0, errorf(TooMany, "web-download %s: %d bytes is over the %d byte limit", uri, resp.ContentLength, int64(MaxImageSize))
 	}
 	r := &idleReader{rc: resp.Body, idle: idle, cancel: cancel, timer: time.AfterFunc(idle, cancel)}
 	return r, resp.ContentLength, nil

@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -113,7 +112,7 @@ func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) 
 	if opt.Marker != "" {
 		m, err := c.Get(ctx, pr, opt.Marker)
 		if err != nil {
-			return nil, false, fmt.Errorf("%w: marker %s not found", ErrInvalid, opt.Marker)
+			return nil, false, errorf(BadRequest, "marker %s not found", opt.Marker)
 		}
 		marker = &m
 	}

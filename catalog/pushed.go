@@ -91,7 +91,7 @@ func (c *Catalog) PushManifest(ctx context.Context, pr auth.Principal, repo stri
 		declared = report.Format
 	}
 	if err := diskformat.Verify(declared, report); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadData, err)
+		return nil, refusal(BadData, err)
 	}
 	sum := hex.EncodeToString(md5h.Sum(nil))
 	sha := hex.EncodeToString(shah.Sum(nil))

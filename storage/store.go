@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -20,6 +21,8 @@ type Store struct {
 	meta  meta.Store
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	// Log takes the failures of clean-ups that cannot fail the call they follow.
+	Log *slog.Logger
 
 	uploadLocks keyedMutex
 	manifests   *contentCache
@@ -27,7 +30,7 @@ type Store struct {
 
 // New returns a Store over the blob files and the metadata store.
 func New(files *Files, m meta.Store) *Store {
-	return &Store{files: files, meta: m, Now: time.Now, manifests: newContentCache(64 << 20)}
+	return &Store{files: files, meta: m, Now: time.Now, Log: slog.Default(), manifests: newContentCache(64 << 20)}
 }
 
 // Meta exposes the metadata store to packages that keep their own records beside ours.

@@ -63,7 +63,9 @@ func (s *Store) StartUpload(ctx context.Context, repo string, alg digest.Algorit
 	if err != nil {
 		return Upload{}, fmt.Errorf("start upload: %w", err)
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		return Upload{}, fmt.Errorf("start upload: %w", err)
+	}
 	err = s.meta.Update(ctx, func(tx meta.Tx) error {
 		if err := tx.SetAdd(setUploads, u.ID); err != nil {
 			return err
@@ -71,7 +73,9 @@ func (s *Store) StartUpload(ctx context.Context, repo string, alg digest.Algorit
 		return putJSON(tx, keyUpload(u.ID), u)
 	})
 	if err != nil {
-		os.Remove(s.files.UploadPath(u.ID))
+		if rerr := os.Remove(s.files.UploadPath(u.ID)); rerr != nil {
+			s.Log.Warn("remove the file of an upload not started; gc takes it", "upload", u.ID, "err", rerr)
+		}
 		return Upload{}, fmt.Errorf("start upload: %w", err)
 	}
 	return u, nil
@@ -133,7 +137,7 @@ func (s *Store) appendLocked(ctx context.Context, repo, id string, start int64, 
 		err = f.Sync()
 	}
 	if err != nil {
-		_ = f.Truncate(u.Offset)
+		s.rewind(f, id, u.Offset)
 		return u, fmt.Errorf("write upload %s: %w", id, err)
 	}
 	if n == 0 && u.HashState != nil {
@@ -158,7 +162,7 @@ func (s *Store) appendLocked(ctx context.Context, repo, id string, start int64, 
 		return putJSON(tx, keyUpload(id), u)
 	})
 	if err != nil {
-		_ = f.Truncate(prev)
+		s.rewind(f, id, prev)
 		if errors.Is(err, meta.ErrNotFound) {
 			err = ErrUploadUnknown
 		}
@@ -259,4 +263,12 @@ func (s *Store) cancelLocked(ctx context.Context, id string) error {
 		return fmt.Errorf("remove upload %s: %w", id, err)
 	}
 	return nil
+}
+
+// rewind cuts an upload's file back to what its record says was received, after a failed
+// append. A failure is logged: the next append rewinds again before writing.
+func (s *Store) rewind(f *os.File, id string, offset int64) {
+	if err := f.Truncate(offset); err != nil {
+		s.Log.Warn("rewind upload after a failed append", "upload", id, "offset", offset, "err", err)
+	}
 }
