@@ -21,6 +21,7 @@ func TestRoutingEdges(t *testing.T) {
 		{"GET", "/v2/nothing", 404, "", "The resource could not be found."},
 		{"GET", "/v2/images/" + id + "/nothing", 404, "", "The resource could not be found."},
 		{"GET", "/v2//images", 404, "", "The resource could not be found."},
+		{"GET", "/v2/images//file", 404, "", "The resource could not be found."},
 		{"PUT", "/v2/images", 405, "GET, POST", "The method PUT is not allowed for this resource."},
 		{"HEAD", "/v2/info/import", 200, "", ""},
 		{"POST", "/v2/images/" + id, 405, "GET, PATCH, DELETE", "The method POST is not allowed for this resource."},
