@@ -27,6 +27,11 @@ type config struct {
 	TLSKey        string
 	AnonymousPull bool
 
+	// The Image API and the registry's content rules.
+	WebDownloadPorts string // comma-separated; empty: any (Glance's allowed_ports)
+	SparseManifests  bool
+	HashAlgo         hashAlgo
+
 	// With --auth keystone: the service credentials and how long Keystone's answers count.
 	KeystoneUser     string
 	KeystonePassword string
@@ -84,4 +89,18 @@ func parseFlags(fs *flag.FlagSet, configFile *string, args []string) error {
 		}
 	})
 	return err
+}
+
+// hashAlgo is os_hash_algo of new image data; Set refuses anything but sha256 and sha512, so
+// a flag, XLOUD_HASHING_ALGORITHM and the YAML key are checked alike.
+type hashAlgo string
+
+func (h *hashAlgo) String() string { return string(*h) }
+
+func (h *hashAlgo) Set(v string) error {
+	if v != "sha256" && v != "sha512" {
+		return fmt.Errorf("%q: want sha256 or sha512", v)
+	}
+	*h = hashAlgo(v)
+	return nil
 }
