@@ -22,6 +22,7 @@ deps:
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	for os in windows darwin freebsd; do GOOS=$$os GOARCH=amd64 $(GO) build ./... || exit 1; done
 	staticcheck ./...
 
 unit:

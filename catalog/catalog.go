@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 	"time"
@@ -13,17 +14,6 @@ import (
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
-)
-
-// Domain errors. Each API maps them to its own wire format.
-var (
-	ErrNotFound  = errors.New("image not found")
-	ErrForbidden = errors.New("forbidden")
-	ErrConflict  = errors.New("conflict")
-	ErrInvalid   = errors.New("invalid")
-	ErrTooMany   = errors.New("over the limit")
-	ErrBadState  = errors.New("not allowed in the image's status")
-	ErrGone      = errors.New("image deleted meanwhile")
 )
 
 // Catalog keeps image records in the metadata store and their bytes in the blob store.
@@ -37,6 +27,8 @@ type Catalog struct {
 	// HashAlgo is os_hash_algo for new uploads: sha256 (the OCI digest, one computation) or
 	// sha512 (Glance's default).
 	HashAlgo string
+	// Log takes the failures of clean-ups that cannot fail the call they follow.
+	Log *slog.Logger
 	// node is this process's lease id; beats what it has seen of other writers' heartbeats
 	// (lease.go).
 	node  string
@@ -47,7 +39,7 @@ type Catalog struct {
 func New(store *storage.Store, policy *auth.Policy) *Catalog {
 	c := &Catalog{
 		store: store, meta: store.Meta(), policy: policy,
-		Now: time.Now, NewID: uuid.NewString, HashAlgo: "sha256", node: uuid.NewString(),
+		Now: time.Now, NewID: uuid.NewString, HashAlgo: "sha256", Log: slog.Default(), node: uuid.NewString(),
 	}
 	return c
 }

@@ -400,6 +400,53 @@ func TestDeleteAndPurge(t *testing.T) {
 	}
 }
 
+// TestLatestAfterDelete: `latest` follows the newest active image of a repository as images
+// leave it, on both metadata backends: deleting a middle image leaves it alone, deleting the
+// newest moves it to the next newest (not the oldest), and so on down to the last one.
+func TestLatestAfterDelete(t *testing.T) {
+	redisURL := testenv.StartRedis(t)
+	for _, backend := range []string{"", redisURL} {
+		testLatestAfterDelete(t, newWorldOn(t, backend))
+	}
+}
+
+func testLatestAfterDelete(t *testing.T, w *world) {
+	var imgs []catalog.Image // oldest first
+	for i := range 4 {
+		img := w.create(t, "member-a", "series", "raw")
+		data := bytes.Repeat([]byte{byte(i + 1)}, 4096)
+		img, err := w.cat.Upload(ctx, w.as["member-a"], img.ID, bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs = append(imgs, img)
+	}
+	repo := imgs[0].Repository
+	latestIs := func(step string, want catalog.Image) {
+		t.Helper()
+		d, err := w.store.ResolveTag(ctx, repo, catalog.TagLatest)
+		if err != nil || d.String() != want.Reference {
+			t.Fatalf("%s: latest is %s (%v), want image %s (%s)", step, d, err, want.ID, want.Reference)
+		}
+	}
+	latestIs("after the uploads", imgs[3])
+	steps := []struct {
+		name   string
+		delete int
+		latest int
+	}{
+		{"delete a middle image", 1, 3},
+		{"delete the newest", 3, 2},
+		{"delete the newest again", 2, 0},
+	}
+	for _, s := range steps {
+		if err := w.cat.Delete(ctx, w.as["member-a"], imgs[s.delete].ID); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		latestIs(s.name, imgs[s.latest])
+	}
+}
+
 // TestListByName: sort_key=name (ascending) walks the name-ordered indexes, pages with a
 // marker, follows renames, and agrees with the general sort.
 func TestListByName(t *testing.T) {

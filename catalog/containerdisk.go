@@ -118,14 +118,14 @@ func (u *unpackTree) theDisk(unreadable []string) (*pushedDisk, error) {
 	case !u.touched:
 		return nil, nil
 	case len(unreadable) > 0:
-		return nil, fmt.Errorf("%w: containerDisk with layers the registry cannot read: %s", ErrBadData, strings.Join(unreadable, "; "))
+		return nil, errorf(BadData, "containerDisk with layers the registry cannot read: %s", strings.Join(unreadable, "; "))
 	case len(u.disks) > 1:
 		names := make([]string, 0, len(u.disks))
 		for p := range u.disks {
 			names = append(names, p)
 		}
 		slices.Sort(names)
-		return nil, fmt.Errorf("%w: containerDisk with %d files in %s (%s): KubeVirt takes one", ErrBadData, len(names), diskRoot, strings.Join(names, ", "))
+		return nil, errorf(BadData, "containerDisk with %d files in %s (%s): KubeVirt takes one", len(names), diskRoot, strings.Join(names, ", "))
 	}
 	for _, disk := range u.disks {
 		return disk, nil
@@ -163,7 +163,7 @@ var errNotBzip2 = errors.New("not bzip2")
 func (c *Catalog) walkTar(counted *countingReader, i int, l *v1.Descriptor, u *unpackTree, plain bool) error {
 	src, compressed, err := decompress(counted, plain)
 	if errors.Is(err, errXZ) {
-		return fmt.Errorf("%w: layer %d (%s): %v", ErrBadData, i, l.Digest, err)
+		return errorf(BadData, "layer %d (%s): %v", i, l.Digest, err)
 	}
 	if err != nil {
 		return fmt.Errorf("%w %d (%s): %v", errUnreadable, i, l.Digest, err)
@@ -242,14 +242,14 @@ func inspectEntry(tr io.Reader, hdr *tar.Header, counted *countingReader, compre
 	in := diskformat.NewInspector()
 	md5h, shah := md5.New(), sha256.New()
 	if _, err := io.Copy(io.MultiWriter(in, md5h, shah), tr); err != nil {
-		return pushedDisk{}, fmt.Errorf("%w: containerDisk %s: reading %s: %v", ErrBadData, l.Digest, hdr.Name, err)
+		return pushedDisk{}, errorf(BadData, "containerDisk %s: reading %s: %v", l.Digest, hdr.Name, err)
 	}
 	if !compressed && counted.n-offset != hdr.Size {
-		return pushedDisk{}, fmt.Errorf("%w: containerDisk %s: %s is stored sparse", ErrBadData, l.Digest, hdr.Name)
+		return pushedDisk{}, errorf(BadData, "containerDisk %s: %s is stored sparse", l.Digest, hdr.Name)
 	}
 	report := in.Report()
 	if err := report.Err(); err != nil {
-		return pushedDisk{}, fmt.Errorf("%w: containerDisk %s: %v", ErrBadData, hdr.Name, err)
+		return pushedDisk{}, errorf(BadData, "containerDisk %s: %v", hdr.Name, err)
 	}
 	disk := pushedDisk{layer: l, name: path.Base(hdr.Name), format: report.Format, report: report,
 		size: hdr.Size, offset: offset, md5: hex.EncodeToString(md5h.Sum(nil)), sha: hex.EncodeToString(shah.Sum(nil))}

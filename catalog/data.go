@@ -17,13 +17,6 @@ import (
 	"github.com/xloud/xloud-image/storage"
 )
 
-// ErrNoData means an image has no data to download (Glance answers 204).
-var ErrNoData = errors.New("image has no data")
-
-// ErrBadData means the data is not what the image declares or fails the safety checks
-// (Glance 2025.1 answers 415); nothing is stored.
-var ErrBadData = errors.New("image data refused")
-
 // MaxImageSize is Glance's image_size_cap (1 TiB).
 const MaxImageSize = 1 << 40
 
@@ -35,10 +28,10 @@ const MaxImageSize = 1 << 40
 func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body io.Reader, size int64) (Image, error) {
 	img, err := c.mutate(ctx, pr, id, auth.ImageUpload, func(img *Image) error {
 		if img.Status != StatusQueued {
-			return fmt.Errorf("%w: image status is %s, not queued", ErrConflict, img.Status)
+			return errorf(Conflict, "image status is %s, not queued", img.Status)
 		}
 		if img.DiskFormat == nil || img.ContainerFormat == nil {
-			return fmt.Errorf("%w: properties disk_format and container_format must be set prior to saving data", ErrInvalid)
+			return errorf(BadRequest, "properties disk_format and container_format must be set prior to saving data")
 		}
 		img.Status = StatusSaving
 		img.Lease = c.node
@@ -88,7 +81,7 @@ func (c *Catalog) storeData(ctx context.Context, repo string, body io.Reader, si
 	}
 	opt.Check = func(n int64) error {
 		if size >= 0 && n != size {
-			return fmt.Errorf("%w: size mismatch: %d bytes received, %d declared", ErrInvalid, n, size)
+			return errorf(BadRequest, "size mismatch: %d bytes received, %d declared", n, size)
 		}
 		if check != nil {
 			return check()
@@ -97,10 +90,7 @@ func (c *Catalog) storeData(ctx context.Context, repo string, body io.Reader, si
 	}
 	d, n, err := c.store.PutBlob(ctx, repo, body, opt)
 	if err != nil {
-		if errors.Is(err, storage.ErrTooLarge) && size >= 0 {
-			return uploaded{}, fmt.Errorf("%w: size mismatch: more data than the %d bytes declared", ErrInvalid, size)
-		}
-		return uploaded{}, err
+		return uploaded{}, storeRefusal(err, size)
 	}
 	data := uploaded{repo: repo, disk: d, size: n, md5: hex.EncodeToString(md5h.Sum(nil)),
 		hashAlgo: "sha256", hashValue: d.Encoded(), tarHash: layer}
@@ -111,6 +101,19 @@ func (c *Catalog) storeData(ctx context.Context, repo string, body io.Reader, si
 		data.hashAlgo, data.hashValue = "sha512", hex.EncodeToString(multi.Sum(nil))
 	}
 	return data, nil
+}
+
+// storeRefusal gives the client's faults among PutBlob's errors a kind and a message.
+func storeRefusal(err error, size int64) error {
+	switch {
+	case errors.Is(err, storage.ErrTooLarge) && size >= 0:
+		return &Error{Kind: BadRequest, Message: fmt.Sprintf("size mismatch: more data than the %d bytes declared", size), Err: err}
+	case errors.Is(err, storage.ErrTooLarge):
+		return &Error{Kind: TooMany, Message: fmt.Sprintf("image data is larger than the %d byte limit", int64(MaxImageSize)), Err: err}
+	case errors.Is(err, storage.ErrIncomplete):
+		return &Error{Kind: BadRequest, Message: "the request body could not be read to its end", Err: err}
+	}
+	return err
 }
 
 // receive stores an upload's data, refusing data that is not the declared format or fails
@@ -130,7 +133,7 @@ func (c *Catalog) receive(ctx context.Context, img Image, body io.Reader, size i
 	check := func() error {
 		report = inspector.Report()
 		if err := diskformat.Verify(deref(img.DiskFormat), report); err != nil {
-			return fmt.Errorf("%w: %v", ErrBadData, err)
+			return refusal(BadData, err)
 		}
 		return nil
 	}

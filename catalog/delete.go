@@ -16,7 +16,7 @@ import (
 func (c *Catalog) Delete(ctx context.Context, pr auth.Principal, id string) error {
 	img, err := c.mutate(ctx, pr, id, auth.ImageDelete, func(img *Image) error {
 		if img.Protected {
-			return fmt.Errorf("%w: image %s is protected and cannot be deleted", ErrForbidden, img.ID)
+			return errorf(Forbidden, "image %s is protected and cannot be deleted", img.ID)
 		}
 		now := c.Now().UTC().Truncate(1e9)
 		img.Status = StatusDeleted
@@ -42,7 +42,7 @@ func (c *Catalog) retagLatest(ctx context.Context, repo string) error {
 	}
 	var newest Image
 	err := c.meta.View(ctx, func(tx meta.Tx) error {
-		imgs, err := mergeScan(tx, walk{sets: []string{idxRepo(repo)}, limit: 1}, func(img Image) (bool, error) {
+		imgs, err := mergeScan(tx, walk{sets: []string{idxRepo(repo)}, dir: newestFirst, limit: 1}, func(img Image) (bool, error) {
 			return img.Status == StatusActive && img.Reference != "" && !img.Pushed, nil
 		})
 		if err == nil && len(imgs) == 1 {

@@ -5,7 +5,6 @@
 package catalog
 
 import (
-	"fmt"
 	"time"
 )
 
@@ -152,37 +151,37 @@ func str(s string) *string { return &s }
 // validate checks an image's user-settable fields.
 func (img *Image) validate() error {
 	if img.Name != nil && len(*img.Name) > MaxNameLen {
-		return fmt.Errorf("%w: name is longer than %d characters", ErrInvalid, MaxNameLen)
+		return errorf(BadRequest, "name is longer than %d characters", MaxNameLen)
 	}
 	if !ValidVisibility(img.Visibility) {
-		return fmt.Errorf("%w: invalid visibility %q", ErrInvalid, img.Visibility)
+		return errorf(BadRequest, "invalid visibility %q", img.Visibility)
 	}
 	if img.DiskFormat != nil && !oneOf(*img.DiskFormat, DiskFormats) {
-		return fmt.Errorf("%w: invalid disk_format %q", ErrInvalid, *img.DiskFormat)
+		return errorf(BadRequest, "invalid disk_format %q", *img.DiskFormat)
 	}
 	if img.ContainerFormat != nil && !oneOf(*img.ContainerFormat, ContainerFormats) {
-		return fmt.Errorf("%w: invalid container_format %q", ErrInvalid, *img.ContainerFormat)
+		return errorf(BadRequest, "invalid container_format %q", *img.ContainerFormat)
 	}
 	if img.MinDisk < 0 || img.MinRAM < 0 {
-		return fmt.Errorf("%w: min_disk and min_ram must not be negative", ErrInvalid)
+		return errorf(BadRequest, "min_disk and min_ram must not be negative")
 	}
 	if len(img.Tags) > MaxTags {
-		return fmt.Errorf("%w: more than %d tags", ErrTooMany, MaxTags)
+		return errorf(TooMany, "more than %d tags", MaxTags)
 	}
 	for _, t := range img.Tags {
 		if len(t) > MaxTagLen || t == "" {
-			return fmt.Errorf("%w: tag must be 1-%d characters", ErrInvalid, MaxTagLen)
+			return errorf(BadRequest, "tag must be 1-%d characters", MaxTagLen)
 		}
 	}
 	if len(img.Properties) > MaxProperties {
-		return fmt.Errorf("%w: more than %d properties", ErrTooMany, MaxProperties)
+		return errorf(TooMany, "more than %d properties", MaxProperties)
 	}
 	for k, v := range img.Properties {
 		if len(k) == 0 || len(k) > MaxPropertyKey {
-			return fmt.Errorf("%w: property name must be 1-%d characters", ErrInvalid, MaxPropertyKey)
+			return errorf(BadRequest, "property name must be 1-%d characters", MaxPropertyKey)
 		}
 		if len(v) > MaxPropertyValue {
-			return fmt.Errorf("%w: property %s is longer than %d characters", ErrInvalid, k, MaxPropertyValue)
+			return errorf(BadRequest, "property %s is longer than %d characters", k, MaxPropertyValue)
 		}
 	}
 	return nil

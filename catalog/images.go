@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"strings"
 
@@ -46,7 +45,7 @@ func (c *Catalog) Create(ctx context.Context, pr auth.Principal, in NewImage) (I
 	if img.ID == "" {
 		img.ID = c.NewID()
 	} else if !ValidID(img.ID) {
-		return img, fmt.Errorf("%w: id must be a UUID", ErrInvalid)
+		return img, errorf(BadRequest, "id must be a UUID")
 	}
 	if img.Visibility == "" {
 		img.Visibility = VisibilityShared
@@ -56,20 +55,20 @@ func (c *Catalog) Create(ctx context.Context, pr auth.Principal, in NewImage) (I
 	}
 	for k := range img.Properties {
 		if ReservedProperty(k) {
-			return img, fmt.Errorf("%w: attribute '%s' is reserved", ErrForbidden, k)
+			return img, errorf(Forbidden, "attribute '%s' is reserved", k)
 		}
 	}
 	if img.Owner == "" {
 		img.Owner = callerProject(pr)
 	}
 	if img.Owner == "" && !pr.Admin { // an admin without a project (--auth none) makes ownerless images, as Glance noauth
-		return img, fmt.Errorf("%w: the image needs an owner project (use a project-scoped token)", ErrInvalid)
+		return img, errorf(BadRequest, "the image needs an owner project (use a project-scoped token)")
 	}
 	if err := img.validate(); err != nil {
 		return img, err
 	}
 	if img.Owner != callerProject(pr) && !pr.Admin {
-		return img, fmt.Errorf("%w: you are not permitted to create images owned by '%s'", ErrForbidden, img.Owner)
+		return img, errorf(Forbidden, "you are not permitted to create images owned by '%s'", img.Owner)
 	}
 	if err := c.allow(ctx, pr, img, nil, auth.ImageModify); err != nil {
 		return img, err
@@ -79,7 +78,7 @@ func (c *Catalog) Create(ctx context.Context, pr auth.Principal, in NewImage) (I
 	}
 	err := c.meta.Update(ctx, func(tx meta.Tx) error {
 		if _, err := tx.Get(keyImage(img.ID)); err == nil {
-			return fmt.Errorf("%w: an image with id %s exists", ErrConflict, img.ID)
+			return errorf(Conflict, "an image with id %s exists", img.ID)
 		}
 		return putImage(tx, nil, img)
 	})
@@ -114,7 +113,7 @@ func (c *Catalog) allow(ctx context.Context, pr auth.Principal, img Image, ms ma
 	}
 	if act != auth.ImageGet {
 		if seen, err := c.policy.AllowImage(ctx, pr, f, auth.ImageGet, ""); err == nil && seen {
-			return fmt.Errorf("%w: %s is not allowed", ErrForbidden, act)
+			return errorf(Forbidden, "%s is not allowed", act)
 		}
 	}
 	return ErrNotFound
@@ -140,7 +139,7 @@ func (c *Catalog) checkVisibilityChange(ctx context.Context, pr auth.Principal, 
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("%w: not allowed to set visibility to %s", ErrForbidden, img.Visibility)
+		return errorf(Forbidden, "not allowed to set visibility to %s", img.Visibility)
 	}
 	return nil
 }
@@ -213,7 +212,7 @@ func (c *Catalog) mutate(ctx context.Context, pr auth.Principal, id string, act 
 // AddTag tags an image (idempotent).
 func (c *Catalog) AddTag(ctx context.Context, pr auth.Principal, id, tag string) error {
 	if tag == "" || len(tag) > MaxTagLen {
-		return fmt.Errorf("%w: tag must be 1-%d characters", ErrInvalid, MaxTagLen)
+		return errorf(BadRequest, "tag must be 1-%d characters", MaxTagLen)
 	}
 	_, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
 		for _, t := range img.Tags {
@@ -236,7 +235,7 @@ func (c *Catalog) DeleteTag(ctx context.Context, pr auth.Principal, id, tag stri
 				return nil
 			}
 		}
-		return fmt.Errorf("%w: tag %s not found", ErrNotFound, tag)
+		return errorf(NotFound, "tag %s not found", tag)
 	})
 	return err
 }
@@ -254,7 +253,7 @@ func (c *Catalog) Reactivate(ctx context.Context, pr auth.Principal, id string) 
 func (c *Catalog) setActivation(ctx context.Context, pr auth.Principal, id string, to Status, act auth.ImageAction) error {
 	_, err := c.mutate(ctx, pr, id, act, func(img *Image) error {
 		if img.Status != StatusActive && img.Status != StatusDeactivated {
-			return fmt.Errorf("%w: not allowed in status %s", ErrForbidden, img.Status)
+			return errorf(Forbidden, "not allowed in status %s", img.Status)
 		}
 		img.Status = to
 		return nil

@@ -33,7 +33,7 @@ var ImportMethods = []string{ImportGlanceDirect, ImportWebDownload}
 func (c *Catalog) Stage(ctx context.Context, pr auth.Principal, id string, body io.Reader, size int64) (Image, error) {
 	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
 		if img.Status != StatusQueued {
-			return fmt.Errorf("%w: image status is %s, not queued", ErrConflict, img.Status)
+			return errorf(Conflict, "image status is %s, not queued", img.Status)
 		}
 		img.Status = StatusUploading
 		img.Lease = c.node
@@ -84,7 +84,7 @@ func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int
 // unless it left status from meanwhile (was deleted) or is no longer this write's (its
 // lease was recovered and another write began).
 func (c *Catalog) requeue(ctx context.Context, img Image, from Status) {
-	c.meta.Update(ctx, func(tx meta.Tx) error {
+	err := c.meta.Update(ctx, func(tx meta.Tx) error {
 		cur, err := getImage(tx, img.ID)
 		if err != nil || cur.Status != from || cur.Lease != img.Lease {
 			return err
@@ -92,6 +92,10 @@ func (c *Catalog) requeue(ctx context.Context, img Image, from Status) {
 		next := cur.requeued(c.Now())
 		return putImage(tx, &cur, next)
 	})
+	if err != nil {
+		// The lease janitor requeues it later.
+		c.Log.Error("requeue image after a failed write", "image", img.ID, "from", from, "err", err)
+	}
 }
 
 // ImportRequest is a parsed import call.
@@ -120,7 +124,7 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("%w: import method %q is not supported (available: %v)", ErrInvalid, req.Method, ImportMethods)
+		return nil, errorf(BadRequest, "import method %q is not supported (available: %v)", req.Method, ImportMethods)
 	}
 	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
 		if err := importable(*img, req.Method); err != nil {
@@ -152,13 +156,13 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 func importable(img Image, method string) error {
 	switch {
 	case method == ImportGlanceDirect && img.Status != StatusUploading:
-		return fmt.Errorf("%w: image needs to be staged before 'glance-direct' method can be used", ErrConflict)
+		return errorf(Conflict, "image needs to be staged before 'glance-direct' method can be used")
 	case img.Status == StatusActive:
-		return fmt.Errorf("%w: image with status active cannot be target for import", ErrConflict)
+		return errorf(Conflict, "image with status active cannot be target for import")
 	case method == ImportWebDownload && img.Status != StatusQueued:
-		return fmt.Errorf("%w: image needs to be in 'queued' state to use '%s' method", ErrConflict, method)
+		return errorf(Conflict, "image needs to be in 'queued' state to use '%s' method", method)
 	case img.DiskFormat == nil || img.ContainerFormat == nil:
-		return fmt.Errorf("%w: 'disk_format' and 'container_format' must be set prior to importing data", ErrConflict)
+		return errorf(Conflict, "'disk_format' and 'container_format' must be set prior to importing data")
 	}
 	return nil
 }
@@ -172,7 +176,7 @@ func (c *Catalog) importStaged(ctx context.Context, img Image) error {
 		img.Staged = &StagedHashes{MD5: *img.Checksum, HashAlgo: *img.HashAlgo, HashValue: *img.HashValue}
 	}
 	if err != nil || img.Size == nil || img.Staged == nil {
-		return fmt.Errorf("%w: no staged data", ErrConflict)
+		return errorf(Conflict, "no staged data")
 	}
 	f, n, err := c.store.OpenBlob(ctx, img.Repository, d)
 	if err != nil {
@@ -194,7 +198,7 @@ func (c *Catalog) importStaged(ctx context.Context, img Image) error {
 	}
 	report := inspector.Report()
 	if err := diskformat.Verify(deref(img.DiskFormat), report); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadData, err)
+		return refusal(BadData, err)
 	}
 	data.virtualSize = report.VirtualSize
 	_, err = c.publish(ctx, img, data)

@@ -78,7 +78,9 @@ func (c *Catalog) RunLeases(ctx context.Context, exclusive bool, log *slog.Logge
 	for {
 		select {
 		case <-ctx.Done():
-			_ = c.meta.Update(context.WithoutCancel(ctx), func(tx meta.Tx) error { return tx.Delete(keyNode(c.node)) })
+			if err := c.meta.Update(context.WithoutCancel(ctx), func(tx meta.Tx) error { return tx.Delete(keyNode(c.node)) }); err != nil {
+				log.Warn("remove this server's heartbeat at stop", "node", c.node, "err", err)
+			}
 			return
 		case <-t.C:
 			pass(false)

@@ -114,7 +114,7 @@ func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) 
 	if opt.Marker != "" {
 		m, err := c.Get(ctx, pr, opt.Marker)
 		if err != nil {
-			return nil, false, fmt.Errorf("%w: marker %s not found", ErrInvalid, opt.Marker)
+			return nil, false, errorf(BadRequest, "marker %s not found", opt.Marker)
 		}
 		marker = &m
 	}
@@ -126,7 +126,7 @@ func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) 
 			out, err = mergeScan(tx, w, keep)
 			return err
 		}
-		all, err := mergeScan(tx, walk{sets: sets}, keep)
+		all, err := mergeScan(tx, walk{sets: sets, dir: oldestFirst}, keep) // sorted below
 		if err != nil {
 			return err
 		}
@@ -279,18 +279,39 @@ func deref(s *string) string {
 	return *s
 }
 
-// walk is a merged walk over index sets: from and to are exclusive bounds in the walk's
-// direction ("": open), limit the most images kept (0: all).
+// direction is the order a walk visits an index set's members in. The sets hold timeKeys
+// (oldest first in byte order) and their name twins hold nameKeys (by name, then oldest
+// first), so oldestFirst walks a name twin from A to Z and newestFirst from Z to A.
+type direction int8
+
+const (
+	// oldestFirst walks members upward in byte order. It is the zero value only so that a
+	// walk written before directions had names keeps its meaning; say it anyway.
+	oldestFirst direction = iota
+	// newestFirst walks members downward in byte order.
+	newestFirst
+)
+
+// directionOf is the walk direction of an ascending or descending sort.
+func directionOf(asc bool) direction {
+	if asc {
+		return oldestFirst
+	}
+	return newestFirst
+}
+
+// walk is a merged walk over index sets in direction dir: from and to are exclusive bounds
+// in that direction ("": open), limit the most images kept (0: all).
 type walk struct {
 	sets     []string
 	from, to string
-	desc     bool
+	dir      direction
 	limit    int
 }
 
 // past: key a lies beyond b in the walk's direction.
 func (w walk) past(a, b string) bool {
-	if w.desc {
+	if w.dir == newestFirst {
 		return a < b
 	}
 	return a > b
@@ -318,8 +339,8 @@ func planWalk(sets []string, opt ListOptions, marker *Image) (walk, bool) {
 		lo, hi := name+"\x00", name+"\x01"
 		// Within one name the twin is in creation order, which by name is also Glance's
 		// order (its tie-breakers take the direction given).
-		w := walk{sets: named, from: lo, to: hi, desc: !asc}
-		if w.desc {
+		w := walk{sets: named, from: lo, to: hi, dir: directionOf(asc)}
+		if w.dir == newestFirst {
 			w.from, w.to = hi, lo
 		}
 		if marker != nil {
@@ -334,13 +355,13 @@ func planWalk(sets []string, opt ListOptions, marker *Image) (walk, bool) {
 		return w, true
 	}
 	if key == "name" {
-		w := walk{sets: named, desc: !asc}
+		w := walk{sets: named, dir: directionOf(asc)}
 		if marker != nil {
 			w.from = nameKey(*marker)
 		}
 		return w, true
 	}
-	w := walk{sets: sets, desc: !asc} // the sets are oldest first
+	w := walk{sets: sets, dir: directionOf(asc)}
 	if marker != nil {
 		w.from = timeKey(marker.CreatedAt, marker.ID)
 	}
@@ -369,7 +390,7 @@ func mergeScan(tx meta.Tx, w walk, keep func(Image) (bool, error)) ([]Image, err
 			return nil
 		}
 		rangeOf := tx.SetRange
-		if w.desc {
+		if w.dir == newestFirst {
 			rangeOf = tx.SetRangeDesc
 		}
 		b, err := rangeOf(c.set, c.last, batch)

@@ -31,7 +31,7 @@ type Member struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-var errNotShared = fmt.Errorf("%w: only shared images have members", ErrForbidden)
+var errNotShared = errorf(Forbidden, "only shared images have members")
 
 // AddMember shares a shared image with project (status pending).
 func (c *Catalog) AddMember(ctx context.Context, pr auth.Principal, id, project string) (Member, error) {
@@ -46,7 +46,7 @@ func (c *Catalog) AddMember(ctx context.Context, pr auth.Principal, id, project 
 		return Member{}, errNotShared
 	}
 	if project == "" || len(project) > 255 {
-		return Member{}, fmt.Errorf("%w: member must be a project id", ErrInvalid)
+		return Member{}, errorf(BadRequest, "member must be a project id")
 	}
 	now := c.Now().UTC().Truncate(1e9)
 	m := Member{ImageID: id, MemberID: project, Status: MemberPending, CreatedAt: now, UpdatedAt: now}
@@ -56,14 +56,14 @@ func (c *Catalog) AddMember(ctx context.Context, pr auth.Principal, id, project 
 			return err
 		}
 		if _, ok := findMember(existing, project); ok {
-			return fmt.Errorf("%w: %s is already a member of image %s", ErrConflict, project, id)
+			return errorf(Conflict, "%s is already a member of image %s", project, id)
 		}
 		n, err := tx.SetLen(keyMembers(id))
 		if err != nil {
 			return err
 		}
 		if n >= MaxMembers {
-			return fmt.Errorf("%w: at most %d members", ErrTooMany, MaxMembers)
+			return errorf(TooMany, "at most %d members", MaxMembers)
 		}
 		if err := putMember(tx, img, m); err != nil {
 			return err
@@ -106,7 +106,9 @@ func (c *Catalog) Members(ctx context.Context, pr auth.Principal, id string) ([]
 	for _, p := range sortedMemberKeys(ms) {
 		if owner || p == callerProject(pr) {
 			out = append(out, ms[p])
-		} else if ok, _ := c.policy.AllowImage(ctx, pr, facts(img, ms), auth.ImageModifyMember, p); ok {
+		} else if ok, err := c.policy.AllowImage(ctx, pr, facts(img, ms), auth.ImageModifyMember, p); err != nil {
+			return nil, fmt.Errorf("may %s see member %s of image %s: %w", pr.UserID, p, id, err)
+		} else if ok {
 			out = append(out, ms[p])
 		}
 	}
@@ -162,7 +164,7 @@ func memberKey(ms map[string]Member, project string) (string, bool) {
 // admin) may.
 func (c *Catalog) SetMemberStatus(ctx context.Context, pr auth.Principal, id, project, status string) (Member, error) {
 	if status != MemberPending && status != MemberAccepted && status != MemberRejected {
-		return Member{}, fmt.Errorf("%w: invalid status %q", ErrInvalid, status)
+		return Member{}, errorf(BadRequest, "invalid status %q", status)
 	}
 	img, ms, err := c.load(ctx, id)
 	if err != nil || img.Status == StatusDeleted {
@@ -181,7 +183,7 @@ func (c *Catalog) SetMemberStatus(ctx context.Context, pr auth.Principal, id, pr
 		return Member{}, err
 	}
 	if !allowed {
-		return Member{}, fmt.Errorf("%w: only the member project may change its status", ErrForbidden)
+		return Member{}, errorf(Forbidden, "only the member project may change its status")
 	}
 	m.Status = status
 	m.UpdatedAt = c.Now().UTC().Truncate(1e9)
@@ -211,8 +213,12 @@ func (c *Catalog) RemoveMember(ctx context.Context, pr auth.Principal, id, proje
 		return ErrNotFound
 	}
 	return c.meta.Update(ctx, func(tx meta.Tx) error {
-		tx.Delete(keyMember(id, project))
-		tx.SetRemove(keyMembers(id), project)
+		if err := tx.Delete(keyMember(id, project)); err != nil {
+			return err
+		}
+		if err := tx.SetRemove(keyMembers(id), project); err != nil {
+			return err
+		}
 		return indexRemove(tx, idxMember(project), img)
 	})
 }

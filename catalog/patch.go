@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 
 	"github.com/xloud/xloud-image/auth"
 )
@@ -59,23 +58,23 @@ func (c *Catalog) Update(ctx context.Context, pr auth.Principal, id string, chan
 func (c *Catalog) precheck(ctx context.Context, pr auth.Principal, id string, ch Change) error {
 	switch {
 	case ch.Op != "add" && ch.Op != "replace" && ch.Op != "remove":
-		return fmt.Errorf("%w: unsupported op %q", ErrInvalid, ch.Op)
+		return errorf(BadRequest, "unsupported op %q", ch.Op)
 	case readOnly[ch.Path]:
-		return fmt.Errorf("%w: attribute '%s' is read-only", ErrForbidden, ch.Path)
+		return errorf(Forbidden, "attribute '%s' is read-only", ch.Path)
 	case ReservedProperty(ch.Path):
-		return fmt.Errorf("%w: attribute '%s' is reserved", ErrForbidden, ch.Path)
+		return errorf(Forbidden, "attribute '%s' is reserved", ch.Path)
 	case ch.Path == "locations":
-		return fmt.Errorf("%w: image locations are not supported", ErrForbidden)
+		return errorf(Forbidden, "image locations are not supported")
 	case baseFields[ch.Path] && ch.Op == "remove":
-		return fmt.Errorf("%w: attribute '%s' may not be removed", ErrForbidden, ch.Path)
+		return errorf(Forbidden, "attribute '%s' may not be removed", ch.Path)
 	case ch.Op != "remove" && ch.Value == nil:
-		return fmt.Errorf("%w: %s of %s needs a value", ErrInvalid, ch.Op, ch.Path)
+		return errorf(BadRequest, "%s of %s needs a value", ch.Op, ch.Path)
 	case ch.Path == "owner" && !pr.Admin:
-		return fmt.Errorf("%w: owner can't be updated by non admin", ErrForbidden)
+		return errorf(Forbidden, "owner can't be updated by non admin")
 	case ch.Path == "visibility":
 		var v Visibility
 		if err := json.Unmarshal(ch.Value, &v); err != nil || !ValidVisibility(v) {
-			return fmt.Errorf("%w: invalid visibility", ErrInvalid)
+			return errorf(BadRequest, "invalid visibility")
 		}
 		old, _, err := c.load(ctx, id) // the policy needs the owner (communitize: a member of it)
 		if err != nil {
@@ -96,7 +95,7 @@ func apply(img *Image, ch Change) error {
 	dec := func(v any) error {
 		d := json.NewDecoder(bytes.NewReader(ch.Value))
 		if err := d.Decode(v); err != nil {
-			return fmt.Errorf("%w: invalid value for %s: %v", ErrInvalid, ch.Path, err)
+			return errorf(BadRequest, "invalid value for %s: %v", ch.Path, err)
 		}
 		return nil
 	}
@@ -124,14 +123,14 @@ func apply(img *Image, ch Change) error {
 		return nil
 	case "disk_format", "container_format":
 		if img.Status != StatusQueued && img.Status != StatusImporting {
-			return fmt.Errorf("%w: attribute %s can be only replaced for a queued image", ErrForbidden, ch.Path)
+			return errorf(Forbidden, "attribute %s can be only replaced for a queued image", ch.Path)
 		}
 		if ch.Path == "disk_format" {
 			return dec(&img.DiskFormat)
 		}
 		return dec(&img.ContainerFormat)
 	}
-	return fmt.Errorf("%w: %s", ErrInvalid, ch.Path)
+	return errorf(BadRequest, "%s", ch.Path)
 }
 
 func applyProperty(img *Image, ch Change) error {
@@ -139,18 +138,18 @@ func applyProperty(img *Image, ch Change) error {
 	switch ch.Op {
 	case "remove":
 		if !exists {
-			return fmt.Errorf("%w: property %s does not exist", ErrConflict, ch.Path)
+			return errorf(Conflict, "property %s does not exist", ch.Path)
 		}
 		delete(img.Properties, ch.Path)
 		return nil
 	case "replace":
 		if !exists {
-			return fmt.Errorf("%w: property %s does not exist", ErrConflict, ch.Path)
+			return errorf(Conflict, "property %s does not exist", ch.Path)
 		}
 	}
 	var v string
 	if err := json.Unmarshal(ch.Value, &v); err != nil {
-		return fmt.Errorf("%w: property %s must be a string", ErrInvalid, ch.Path)
+		return errorf(BadRequest, "property %s must be a string", ch.Path)
 	}
 	img.Properties[ch.Path] = v
 	return nil

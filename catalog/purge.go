@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/xloud/xloud-image/storage/meta"
@@ -25,7 +26,7 @@ func (c *Catalog) Purge(ctx context.Context, cutoff time.Time) ([]string, error)
 		err := c.meta.Update(ctx, func(tx meta.Tx) error {
 			gone = false
 			img, err := getImage(tx, id)
-			if err == ErrNotFound {
+			if errors.Is(err, ErrNotFound) {
 				return tx.SetRemove(setDeleted, k)
 			}
 			if err != nil {
@@ -39,11 +40,13 @@ func (c *Catalog) Purge(ctx context.Context, cutoff time.Time) ([]string, error)
 				return err
 			}
 			for _, p := range ms {
-				tx.Delete(keyMember(id, p))
-				tx.SetRemove(keyMembers(id), p)
-				indexRemove(tx, idxMember(p), img)
+				if err := purgeMember(tx, img, p); err != nil {
+					return err
+				}
 			}
-			tx.SetRemove(setDeleted, k)
+			if err := tx.SetRemove(setDeleted, k); err != nil {
+				return err
+			}
 			gone = true
 			return tx.Delete(keyImage(id))
 		})
@@ -55,4 +58,15 @@ func (c *Catalog) Purge(ctx context.Context, cutoff time.Time) ([]string, error)
 		}
 	}
 	return purged, nil
+}
+
+// purgeMember removes project p's membership of a purged image.
+func purgeMember(tx meta.Tx, img Image, p string) error {
+	if err := tx.Delete(keyMember(img.ID, p)); err != nil {
+		return err
+	}
+	if err := tx.SetRemove(keyMembers(img.ID), p); err != nil {
+		return err
+	}
+	return indexRemove(tx, idxMember(p), img)
 }

@@ -108,8 +108,7 @@ func (c *Catalog) artifactDisk(ctx context.Context, repo string, layers []v1.Des
 		for i, d := range disks {
 			names[i] = cmp.Or(d.name, d.layer.Digest.String())
 		}
-		return nil, fmt.Errorf("%w: artifact with %d disks (%s): an image is one disk, push each as its own artifact",
-			ErrBadData, len(disks), strings.Join(names, ", "))
+		return nil, errorf(BadData, "artifact with %d disks (%s): an image is one disk, push each as its own artifact", len(disks), strings.Join(names, ", "))
 	}
 	if len(disks) == 0 {
 		return nil, nil
@@ -145,7 +144,7 @@ func (c *Catalog) inspectLayer(ctx context.Context, repo string, layer *v1.Descr
 		declared = report.Format
 	}
 	if err := diskformat.Verify(declared, report); err != nil {
-		return nil, fmt.Errorf("%w: layer %s: %v", ErrBadData, cmp.Or(layer.Annotations[v1.AnnotationTitle], layer.Digest.String()), err)
+		return nil, errorf(BadData, "layer %s: %v", cmp.Or(layer.Annotations[v1.AnnotationTitle], layer.Digest.String()), err)
 	}
 	return &pushedDisk{layer: layer, name: layer.Annotations[v1.AnnotationTitle], format: declared, report: report,
 		size: layer.Size, md5: hex.EncodeToString(md5h.Sum(nil)), sha: hex.EncodeToString(shah.Sum(nil))}, nil

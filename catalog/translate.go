@@ -164,7 +164,9 @@ func (c *Catalog) publish(ctx context.Context, img Image, data uploaded) (Image,
 		return putImage(tx, &cur, next)
 	})
 	if err != nil {
-		c.unpublish(context.WithoutCancel(ctx), Image{ID: img.ID, Repository: data.repo, Reference: indexDigest.String()})
+		if uerr := c.unpublish(context.WithoutCancel(ctx), Image{ID: img.ID, Repository: data.repo, Reference: indexDigest.String()}); uerr != nil {
+			c.Log.Error("remove the manifests of an image not published", "image", img.ID, "repository", data.repo, "err", uerr)
+		}
 	}
 	return out, err
 }
@@ -291,7 +293,9 @@ func (c *Catalog) unpublish(ctx context.Context, img Image) error {
 			if err := c.store.DeleteManifest(ctx, repo, d); err != nil && !errors.Is(err, storage.ErrManifestUnknown) {
 				return err
 			}
-			c.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(keyImageRef(repo, d.String())) })
+			if err := c.forgetRef(ctx, repo, d); err != nil {
+				return err
+			}
 		}
 	}
 	if img.Repository == "" || img.Reference == "" {
@@ -315,7 +319,18 @@ func (c *Catalog) unpublish(ctx context.Context, img Image) error {
 		if err := c.store.DeleteManifest(ctx, img.Repository, x); err != nil && !errors.Is(err, storage.ErrManifestUnknown) {
 			return err
 		}
-		c.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(keyImageRef(img.Repository, x.String())) })
+		if err := c.forgetRef(ctx, img.Repository, x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// forgetRef removes the record of which image manifest d of repo stands for.
+func (c *Catalog) forgetRef(ctx context.Context, repo string, d digest.Digest) error {
+	err := c.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(keyImageRef(repo, d.String())) })
+	if err != nil {
+		return fmt.Errorf("forget image manifest %s@%s: %w", repo, d, err)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"archive/tar"
-	"fmt"
 	"path"
 	"strings"
 )
@@ -58,7 +57,7 @@ func (u *unpackTree) resolve(p string) (string, error) {
 			continue
 		}
 		if hops++; hops > 255 {
-			return "", fmt.Errorf("%w: too many symlinks resolving %s", ErrBadData, p)
+			return "", errorf(BadData, "too many symlinks resolving %s", p)
 		}
 		if path.IsAbs(target) {
 			out = "/"
@@ -99,7 +98,7 @@ func (u *unpackTree) whiteout(p string) (bool, error) {
 		u.touched = u.touched || inDisk(target)
 		for q := range u.layer {
 			if under(q, target) {
-				return true, fmt.Errorf("%w: whiteout %s in the layer that wrote %s", ErrBadData, p, q)
+				return true, errorf(BadData, "whiteout %s in the layer that wrote %s", p, q)
 			}
 		}
 		u.remove(target, true)
@@ -142,23 +141,23 @@ func (u *unpackTree) entry(hdr *tar.Header, name, p string) error {
 	u.touched = true
 	switch {
 	case name != p:
-		return fmt.Errorf("%w: %s lands in %s through a symlink", ErrBadData, hdr.Name, p)
+		return errorf(BadData, "%s lands in %s through a symlink", hdr.Name, p)
 	case hdr.Typeflag == tar.TypeSymlink || hdr.Typeflag == tar.TypeLink:
-		return fmt.Errorf("%w: link %s -> %s in %s", ErrBadData, hdr.Name, hdr.Linkname, diskRoot)
+		return errorf(BadData, "link %s -> %s in %s", hdr.Name, hdr.Linkname, diskRoot)
 	case hdr.Typeflag == tar.TypeDir && p == diskRoot:
 		return nil
 	case p == diskRoot:
-		return fmt.Errorf("%w: %s is not a directory", ErrBadData, hdr.Name)
+		return errorf(BadData, "%s is not a directory", hdr.Name)
 	case hdr.Typeflag == tar.TypeDir:
-		return fmt.Errorf("%w: directory %s in %s: the disk file lies directly in it", ErrBadData, hdr.Name, diskRoot)
+		return errorf(BadData, "directory %s in %s: the disk file lies directly in it", hdr.Name, diskRoot)
 	case hdr.Typeflag != tar.TypeReg:
-		return fmt.Errorf("%w: %s in %s is not a regular file (type %q)", ErrBadData, hdr.Name, diskRoot, hdr.Typeflag)
+		return errorf(BadData, "%s in %s is not a regular file (type %q)", hdr.Name, diskRoot, hdr.Typeflag)
 	case path.Dir(p) != diskRoot:
-		return fmt.Errorf("%w: file %s is not directly in %s", ErrBadData, hdr.Name, diskRoot)
+		return errorf(BadData, "file %s is not directly in %s", hdr.Name, diskRoot)
 	case isSparse(hdr):
-		return fmt.Errorf("%w: %s is a sparse tar entry", ErrBadData, hdr.Name)
+		return errorf(BadData, "%s is a sparse tar entry", hdr.Name)
 	case u.disks[p] != nil:
-		return fmt.Errorf("%w: %s appears twice (a later entry would replace the inspected one)", ErrBadData, p)
+		return errorf(BadData, "%s appears twice (a later entry would replace the inspected one)", p)
 	}
 	u.layer[p] = true
 	return nil

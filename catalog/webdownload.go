@@ -63,13 +63,13 @@ const errFiltered = "URI for web-download does not pass filtering"
 func (w *WebDownloader) Check(ctx context.Context, uri string) error {
 	u, err := url.Parse(uri)
 	if err != nil || uri == "" {
-		return fmt.Errorf("%w: web-download needs a valid 'uri'", ErrInvalid)
+		return errorf(BadRequest, "web-download needs a valid 'uri'")
 	}
 	if err := w.checkURL(u); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrInvalid, errFiltered, err)
+		return errorf(BadRequest, "%s: %v", errFiltered, err)
 	}
 	if err := w.checkResolved(ctx, canonicalHost(u.Hostname())); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrInvalid, errFiltered, err)
+		return errorf(BadRequest, "%s: %v", errFiltered, err)
 	}
 	return nil
 }
@@ -349,7 +349,7 @@ func (w *WebDownloader) Fetch(ctx context.Context, uri string) (io.ReadCloser, i
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
 	if err != nil {
 		cancel()
-		return nil, 0, fmt.Errorf("%w: web-download %s: bad request", ErrInvalid, shown)
+		return nil, 0, errorf(BadRequest, "web-download %s: bad request", shown)
 	}
 	resp, err := w.client().Do(req)
 	if err != nil {
@@ -364,7 +364,7 @@ func (w *WebDownloader) Fetch(ctx context.Context, uri string) (io.ReadCloser, i
 	if resp.ContentLength > MaxImageSize {
 		resp.Body.Close()
 		cancel()
-		return nil, 0, fmt.Errorf("%w: web-download %s: %d bytes is over the %d byte limit", ErrTooMany, shown, resp.ContentLength, int64(MaxImageSize))
+		return nil, 0, errorf(TooMany, "web-download %s: %d bytes is over the %d byte limit", shown, resp.ContentLength, int64(MaxImageSize))
 	}
 	r := &idleReader{rc: resp.Body, idle: idle, cancel: cancel, timer: time.AfterFunc(idle, cancel)}
 	return r, resp.ContentLength, nil

@@ -41,20 +41,25 @@ func (e *apiError) withHeader(k, v string) *apiError {
 
 var errUnauthenticated = errorf(http.StatusUnauthorized, "The request you have made requires authentication.")
 
-// statusTable maps domain errors to Glance's status codes, first match wins.
+// kindStatus gives each catalog refusal Glance's status code.
+var kindStatus = map[catalog.Kind]int{
+	catalog.NoData:     http.StatusNoContent,
+	catalog.NotFound:   http.StatusNotFound,
+	catalog.Forbidden:  http.StatusForbidden,
+	catalog.Conflict:   http.StatusConflict,
+	catalog.BadRequest: http.StatusBadRequest,
+	catalog.TooMany:    http.StatusRequestEntityTooLarge,
+	catalog.BadState:   http.StatusConflict, // Glance: 409 for uploads, imports and stages in the wrong state
+	catalog.Gone:       http.StatusGone,
+	catalog.BadData:    http.StatusUnsupportedMediaType, // 2025.1 format mismatch or safety check
+}
+
+// statusTable maps the errors of other packages that reach the door, first match wins; they
+// are answered with the status's default message.
 var statusTable = []struct {
 	err    error
 	status int
 }{
-	{catalog.ErrNoData, http.StatusNoContent},
-	{catalog.ErrNotFound, http.StatusNotFound},
-	{catalog.ErrForbidden, http.StatusForbidden},
-	{catalog.ErrConflict, http.StatusConflict},
-	{catalog.ErrInvalid, http.StatusBadRequest},
-	{catalog.ErrTooMany, http.StatusRequestEntityTooLarge},
-	{catalog.ErrBadState, http.StatusConflict}, // Glance: 409 for uploads, imports and stages in the wrong state
-	{catalog.ErrGone, http.StatusGone},
-	{catalog.ErrBadData, http.StatusUnsupportedMediaType}, // 2025.1 format mismatch or safety check
 	{storage.ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{storage.ErrIncomplete, http.StatusBadRequest},
 	{auth.ErrUnauthorized, http.StatusUnauthorized},
@@ -74,16 +79,15 @@ func statusOf(err error) (int, string, bool) {
 	if errors.As(err, &mbe) {
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("The request body is larger than %d bytes.", mbe.Limit), false
 	}
+	if kind, msg := catalog.KindOf(err); kind != 0 {
+		return kindStatus[kind], msg, false
+	}
 	for _, e := range statusTable {
 		if errors.Is(err, e.err) {
-			msg := strings.TrimPrefix(err.Error(), e.err.Error()+": ")
-			if msg == e.err.Error() {
-				msg = ""
-			}
 			if e.status == http.StatusUnauthorized {
-				msg = errUnauthenticated.msg
+				return e.status, errUnauthenticated.msg, false
 			}
-			return e.status, msg, false
+			return e.status, "", false
 		}
 	}
 	return http.StatusInternalServerError, "The server has either erred or is incapable of performing the requested operation.", true

@@ -5,6 +5,7 @@
 package imageapi
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -32,24 +33,18 @@ type Options struct {
 
 // API serves the Image API v2.
 type API struct {
-	cat    *catalog.Catalog
-	authn  *auth.Authenticator
-	opt    Options
-	routes []route
+	cat   *catalog.Catalog
+	authn *auth.Authenticator
+	opt   Options
+	mux   *http.ServeMux
+	// allow lists each route path's methods in the order routes lists them: the Allow
+	// header of a 405, as Glance's router gives it.
+	allow map[string][]string
 }
 
 // handlerFunc serves one route for an authenticated caller and returns its error instead of
 // writing it.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, pr auth.Principal) error
-
-// route is one endpoint: a method and a path whose {name} segments are captured as path
-// values.
-type route struct {
-	method  string
-	pattern []string
-	public  bool // served without a token (versions, schemas)
-	h       handlerFunc
-}
 
 // New returns the Image API over cat. Every /v2 request but the schemas needs a Keystone
 // token that authn accepts; with authn nil (--auth none) every caller acts as an admin
@@ -58,59 +53,86 @@ func New(cat *catalog.Catalog, authn *auth.Authenticator, opts Options) http.Han
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	a := &API{cat: cat, authn: authn, opt: opts}
-	a.routes = a.routeTable()
+	a := &API{cat: cat, authn: authn, opt: opts, mux: http.NewServeMux(), allow: map[string][]string{}}
+	a.routes()
 	return a
 }
 
-// routeTable lists every endpoint (§1.2). HEAD is served by the GET route.
-func (a *API) routeTable() []route {
-	r := func(method, path string, h handlerFunc) route {
-		return route{method: method, pattern: splitPath(path), h: h}
-	}
-	pub := func(method, path string, h handlerFunc) route {
-		rt := r(method, path, h)
-		rt.public = true
-		return rt
-	}
-	return []route{
-		pub("GET", "/", a.getVersionsRoot),     // §1.1, 300
-		pub("GET", "/versions", a.getVersions), // §1.1, 200
-		pub("GET", "/v2", a.getVersion),
-		pub("GET", "/v2/schemas/image", a.getImageSchema),
-		pub("GET", "/v2/schemas/images", a.getImagesSchema),
-		pub("GET", "/v2/schemas/member", a.getMemberSchema),
-		pub("GET", "/v2/schemas/members", a.getMembersSchema),
-		r("GET", "/v2/images", a.listImages),                               // §1.6
-		r("POST", "/v2/images", a.createImage),                             // §1.4
-		r("GET", "/v2/images/{id}", a.showImage),                           // §1.3
-		r("PATCH", "/v2/images/{id}", a.updateImage),                       // §1.5
-		r("DELETE", "/v2/images/{id}", a.deleteImage),                      // §1.9
-		r("POST", "/v2/images/{id}/actions/deactivate", a.deactivateImage), // §1.2
-		r("POST", "/v2/images/{id}/actions/reactivate", a.reactivateImage), // §1.2
-		r("PUT", "/v2/images/{id}/file", a.uploadImageData),                // §1.7
-		r("GET", "/v2/images/{id}/file", a.downloadImageData),              // §1.7
-		r("PUT", "/v2/images/{id}/stage", a.stageImageData),                // §1.7
-		r("POST", "/v2/images/{id}/import", a.importImage),                 // §1.8
-		r("PUT", "/v2/images/{id}/tags/{tag}", a.addTag),                   // §1.2
-		r("DELETE", "/v2/images/{id}/tags/{tag}", a.deleteTag),             // §1.2
-		r("GET", "/v2/images/{id}/members", a.listMembers),                 // §2.2
-		r("POST", "/v2/images/{id}/members", a.addMember),                  // §2.2
-		r("GET", "/v2/images/{id}/members/{member}", a.showMember),         // §2.2
-		r("PUT", "/v2/images/{id}/members/{member}", a.updateMember),       // §2.2
-		r("DELETE", "/v2/images/{id}/members/{member}", a.removeMember),    // §2.2
-		r("GET", "/v2/info/import", a.getImportInfo),                       // §1.8
-		r("GET", "/v2/info/stores", a.getStoresInfo),                       // §5.6
-		r("GET", "/v2/info/usage", a.getUsage),                             // §5.3
-	}
+// routes lists every endpoint (§1.2). GET routes answer HEAD too; paths are matched after
+// normalize (no trailing slash, the version as v2).
+func (a *API) routes() {
+	a.public("GET /", a.getVersionsRoot)     // §1.1, 300
+	a.public("GET /versions", a.getVersions) // §1.1, 200
+	a.public("GET /v2", a.getVersion)
+	a.public("GET /v2/schemas/image", a.getImageSchema)
+	a.public("GET /v2/schemas/images", a.getImagesSchema)
+	a.public("GET /v2/schemas/member", a.getMemberSchema)
+	a.public("GET /v2/schemas/members", a.getMembersSchema)
+	a.authed("GET /v2/images", a.listImages)                               // §1.6
+	a.authed("POST /v2/images", a.createImage)                             // §1.4
+	a.authed("GET /v2/images/{id}", a.showImage)                           // §1.3
+	a.authed("PATCH /v2/images/{id}", a.updateImage)                       // §1.5
+	a.authed("DELETE /v2/images/{id}", a.deleteImage)                      // §1.9
+	a.authed("POST /v2/images/{id}/actions/deactivate", a.deactivateImage) // §1.2
+	a.authed("POST /v2/images/{id}/actions/reactivate", a.reactivateImage) // §1.2
+	a.authed("PUT /v2/images/{id}/file", a.uploadImageData)                // §1.7
+	a.authed("GET /v2/images/{id}/file", a.downloadImageData)              // §1.7
+	a.authed("PUT /v2/images/{id}/stage", a.stageImageData)                // §1.7
+	a.authed("POST /v2/images/{id}/import", a.importImage)                 // §1.8
+	a.authed("PUT /v2/images/{id}/tags/{tag}", a.addTag)                   // §1.2
+	a.authed("DELETE /v2/images/{id}/tags/{tag}", a.deleteTag)             // §1.2
+	a.authed("GET /v2/images/{id}/members", a.listMembers)                 // §2.2
+	a.authed("POST /v2/images/{id}/members", a.addMember)                  // §2.2
+	a.authed("GET /v2/images/{id}/members/{member}", a.showMember)         // §2.2
+	a.authed("PUT /v2/images/{id}/members/{member}", a.updateMember)       // §2.2
+	a.authed("DELETE /v2/images/{id}/members/{member}", a.removeMember)    // §2.2
+	a.authed("GET /v2/info/import", a.getImportInfo)                       // §1.8
+	a.authed("GET /v2/info/stores", a.getStoresInfo)                       // §5.6
+	a.authed("GET /v2/info/usage", a.getUsage)                             // §5.3
 }
 
-// ServeHTTP tags the response with a request id, finds the route (answering unknown API
-// versions with the versions document), authenticates, and runs the handler.
+// public adds a route served without a token (versions, schemas).
+func (a *API) public(pattern string, h handlerFunc) { a.handle(pattern, false, h) }
+
+// authed adds a route that needs a Keystone token (or --auth none).
+func (a *API) authed(pattern string, h handlerFunc) { a.handle(pattern, true, h) }
+
+func (a *API) handle(pattern string, authed bool, h handlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	a.allow[path] = append(a.allow[path], method)
+	if path == "/" {
+		pattern = method + " /{$}" // the root only, not every path
+	}
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		r.URL = r.Context().Value(requestURL{}).(*url.URL) // as sent: mountPrefix reads it
+		// Image ids are UUIDs in any case, as Glance on MySQL finds them.
+		if id := strings.ToLower(r.PathValue("id")); catalog.ValidID(id) {
+			r.SetPathValue("id", id)
+		}
+		pr := noauthPrincipal
+		if authed {
+			var err error
+			if pr, err = a.authenticate(r); err != nil {
+				a.writeError(w, r, err)
+				return
+			}
+		}
+		if err := h(w, r, pr); err != nil {
+			a.writeError(w, r, err)
+		}
+	})
+}
+
+// requestURL is the context key of the URL as the request came, before normalize.
+type requestURL struct{}
+
+// ServeHTTP tags the response with a request id, answers unknown API versions with the
+// versions document, and routes the normalized path; a path no route takes is Glance's 404,
+// a method the path does not take its 405 with Allow.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Openstack-Request-Id", "req-"+uuid.NewString())
 	segs, ok := pathSegments(r)
-	if !ok {
+	if !ok || slices.Contains(segs, "") { // no route has an empty segment ("//")
 		a.writeError(w, r, errorf(http.StatusNotFound, "The resource could not be found."))
 		return
 	}
@@ -121,27 +143,50 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		segs[0] = "v2"
 	}
-	rt, allowed := a.match(r, segs)
-	if rt == nil {
-		if len(allowed) == 0 {
-			a.writeError(w, r, errorf(http.StatusNotFound, "The resource could not be found."))
-			return
-		}
+	nr := r.WithContext(context.WithValue(r.Context(), requestURL{}, r.URL))
+	nr.URL = normalize(r.URL, segs)
+	if _, pattern := a.mux.Handler(nr); pattern != "" {
+		a.mux.ServeHTTP(w, nr)
+		return
+	}
+	if allowed := a.allowed(nr); len(allowed) > 0 {
 		a.writeError(w, r, errorf(http.StatusMethodNotAllowed, "The method %s is not allowed for this resource.", r.Method).
 			withHeader("Allow", strings.Join(allowed, ", ")))
 		return
 	}
-	pr := noauthPrincipal
-	if !rt.public {
-		var err error
-		if pr, err = a.authenticate(r); err != nil {
-			a.writeError(w, r, err)
-			return
+	a.writeError(w, r, errorf(http.StatusNotFound, "The resource could not be found."))
+}
+
+// allowed is the methods of the route whose path r's path matches, if any.
+func (a *API) allowed(r *http.Request) []string {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := a.mux.Handler(probe); pattern != "" {
+			_, path, _ := strings.Cut(pattern, " ")
+			if path == "/{$}" {
+				path = "/"
+			}
+			return a.allow[path]
 		}
 	}
-	if err := rt.h(w, r, pr); err != nil {
-		a.writeError(w, r, err)
+	return nil
+}
+
+// normalize is u with the path made of segs, escaped so that the mux neither cleans nor
+// splits them: "." and ".." stay segments (ids that find no image), an escaped slash stays
+// in its segment.
+func normalize(u *url.URL, segs []string) *url.URL {
+	out := *u
+	path, raw := make([]string, len(segs)), make([]string, len(segs))
+	for i, s := range segs {
+		path[i], raw[i] = s, url.PathEscape(s)
+		if s == "." || s == ".." {
+			raw[i] = strings.ReplaceAll(s, ".", "%2E")
+		}
 	}
+	out.Path, out.RawPath = "/"+strings.Join(path, "/"), "/"+strings.Join(raw, "/")
+	return &out
 }
 
 // versionRE matches a version path segment: v2, v2.15, v1 …
@@ -168,56 +213,6 @@ func splitPath(p string) []string {
 		return nil
 	}
 	return strings.Split(p, "/")
-}
-
-// match finds the route for segs and sets its path values; without one it returns the
-// methods the path allows.
-func (a *API) match(r *http.Request, segs []string) (*route, []string) {
-	method := r.Method
-	if method == http.MethodHead {
-		method = http.MethodGet
-	}
-	var allowed []string
-	for i := range a.routes {
-		rt := &a.routes[i]
-		vals, ok := matchPattern(rt.pattern, segs)
-		if !ok {
-			continue
-		}
-		if rt.method != method {
-			if !slices.Contains(allowed, rt.method) {
-				allowed = append(allowed, rt.method)
-			}
-			continue
-		}
-		for k, v := range vals {
-			// Image ids are UUIDs in any case, as Glance on MySQL finds them.
-			if lower := strings.ToLower(v); k == "id" && catalog.ValidID(lower) {
-				v = lower
-			}
-			r.SetPathValue(k, v)
-		}
-		return rt, nil
-	}
-	return nil, allowed
-}
-
-func matchPattern(pattern, segs []string) (map[string]string, bool) {
-	if len(pattern) != len(segs) {
-		return nil, false
-	}
-	vals := map[string]string{}
-	for i, p := range pattern {
-		if strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}") {
-			if segs[i] == "" {
-				return nil, false
-			}
-			vals[p[1:len(p)-1]] = segs[i]
-		} else if p != segs[i] {
-			return nil, false
-		}
-	}
-	return vals, true
 }
 
 // noauthPrincipal is every caller with --auth none: an admin without a project.

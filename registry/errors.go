@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/xloud/xloud-image/catalog"
 	"github.com/xloud/xloud-image/manifest"
 	"github.com/xloud/xloud-image/storage"
 )
@@ -136,6 +137,9 @@ func asError(err error) *Error {
 	case errors.Is(err, manifest.ErrInvalid):
 		return E(CodeManifestInvalid).WithMessage("%s", err.Error())
 	}
+	if kind, msg := catalog.KindOf(err); kind != 0 {
+		return catalogError(kind, msg)
+	}
 	return E(CodeUnknown)
 }
 
@@ -161,6 +165,26 @@ func truncate(s string, n int) string {
 	}
 	s = strings.ToValidUTF8(s[:n], "")
 	return s + "… (truncated)"
+}
+
+// catalogError maps a refusal of the image catalog, which the registry meets on manifests
+// (reads, pushes, deletes of images' content), to the code for it; msg, when set, says why.
+func catalogError(kind catalog.Kind, msg string) *Error {
+	var e *Error
+	switch kind {
+	case catalog.BadData, catalog.BadRequest, catalog.TooMany:
+		e = E(CodeManifestInvalid) // a push refused for its content
+	case catalog.Forbidden:
+		e = E(CodeDenied)
+	case catalog.Conflict, catalog.BadState:
+		e = E(CodeDenied).WithStatus(http.StatusConflict)
+	default: // NotFound, Gone, NoData: the image is not there for the caller
+		e = E(CodeManifestUnknown)
+	}
+	if msg != "" {
+		e.Message = msg
+	}
+	return e
 }
 
 type wireError struct {

@@ -117,7 +117,7 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt rout
 	if reg.opt.Catalog != nil {
 		record, err = reg.opt.Catalog.PushManifest(r.Context(), principal(r.Context()), rt.name, d, m, body)
 		if err != nil {
-			return E(CodeManifestInvalid).WithMessage("%v", err)
+			return fmt.Errorf("check manifest %s of %s: %w", d, rt.name, err)
 		}
 	}
 	if err := reg.store.PutManifest(r.Context(), rt.name, put); err != nil {

@@ -210,7 +210,9 @@ func (s *Store) collectUploads(ctx context.Context, cutoff int64, dryRun bool, r
 		// A session started after we listed them would be newer than cutoff.
 		rep.OrphanFiles++
 		if !dryRun {
-			os.Remove(filepath.Join(s.files.root, "uploads", e.Name()))
+			if err := os.Remove(filepath.Join(s.files.root, "uploads", e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				s.Log.Warn("gc: remove orphan upload file", "file", e.Name(), "err", err)
+			}
 		}
 	}
 	return nil

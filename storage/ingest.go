@@ -6,8 +6,6 @@ import (
 	"io"
 	"os"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // Ingest tuning. Buffers rotate between the reader, the hasher and the writer, so memory per
@@ -113,12 +111,6 @@ func ingest(f *os.File, start int64, src io.Reader, max int64, sinks ...io.Write
 		return written, fmt.Errorf("%w: %v", ErrIncomplete, readErr)
 	}
 	return written, writeErr
-}
-
-// startWriteback asks the kernel to begin writing a range of f to disk without waiting, so
-// dirty pages do not pile up for the final fsync. Failure only costs speed.
-func startWriteback(f *os.File, off, n int64) {
-	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
 
 // fill reads into buf until it is full or src ends. Unlike io.ReadFull it keeps src's own

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -22,6 +23,8 @@ type Store struct {
 	Now func() time.Time
 	// UploadLimit caps the open upload sessions of one project (0: no cap).
 	UploadLimit int
+	// Log takes the failures of clean-ups that cannot fail the call they follow.
+	Log *slog.Logger
 
 	uploadLocks keyedMutex
 	manifests   *contentCache
@@ -29,7 +32,7 @@ type Store struct {
 
 // New returns a Store over the blob files and the metadata store.
 func New(files *Files, m meta.Store) *Store {
-	return &Store{files: files, meta: m, Now: time.Now, manifests: newContentCache(64 << 20)}
+	return &Store{files: files, meta: m, Now: time.Now, Log: slog.Default(), manifests: newContentCache(64 << 20)}
 }
 
 // Meta exposes the metadata store to packages that keep their own records beside ours.

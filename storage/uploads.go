@@ -63,7 +63,9 @@ func (s *Store) StartUpload(ctx context.Context, repo string, alg digest.Algorit
 	if err != nil {
 		return Upload{}, fmt.Errorf("start upload: %w", err)
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		return Upload{}, fmt.Errorf("start upload: %w", err)
+	}
 	err = s.meta.Update(ctx, func(tx meta.Tx) error {
 		if err := s.checkUploadLimit(tx, repo); err != nil {
 			return err
@@ -77,7 +79,9 @@ func (s *Store) StartUpload(ctx context.Context, repo string, alg digest.Algorit
 		return putJSON(tx, keyUpload(u.ID), u)
 	})
 	if err != nil {
-		os.Remove(s.files.UploadPath(u.ID))
+		if rerr := os.Remove(s.files.UploadPath(u.ID)); rerr != nil {
+			s.Log.Warn("remove the file of an upload not started; gc takes it", "upload", u.ID, "err", rerr)
+		}
 		if errors.Is(err, ErrTooManyUploads) {
 			return Upload{}, err
 		}
@@ -169,7 +173,7 @@ func (s *Store) appendLocked(ctx context.Context, repo, id string, start int64, 
 		err = f.Sync()
 	}
 	if err != nil {
-		_ = f.Truncate(u.Offset)
+		s.rewind(f, id, u.Offset)
 		return u, fmt.Errorf("write upload %s: %w", id, err)
 	}
 	if n == 0 && u.HashState != nil {
@@ -194,7 +198,7 @@ func (s *Store) appendLocked(ctx context.Context, repo, id string, start int64, 
 		return putJSON(tx, keyUpload(id), u)
 	})
 	if err != nil {
-		_ = f.Truncate(prev)
+		s.rewind(f, id, prev)
 		if errors.Is(err, meta.ErrNotFound) {
 			err = ErrUploadUnknown
 		}
@@ -309,4 +313,12 @@ func (s *Store) removeSession(ctx context.Context, id string, remove func(Upload
 		return fmt.Errorf("remove upload %s: %w", id, err)
 	}
 	return nil
+}
+
+// rewind cuts an upload's file back to what its record says was received, after a failed
+// append. A failure is logged: the next append rewinds again before writing.
+func (s *Store) rewind(f *os.File, id string, offset int64) {
+	if err := f.Truncate(offset); err != nil {
+		s.Log.Warn("rewind upload after a failed append", "upload", id, "offset", offset, "err", err)
+	}
 }

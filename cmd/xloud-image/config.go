@@ -27,6 +27,10 @@ type config struct {
 	TLSKey        string
 	AnonymousPull bool
 
+	// The Image API and the registry's content rules.
+	SparseManifests bool
+	HashAlgo        hashAlgo
+
 	// With --auth keystone: the service credentials and how long Keystone's answers count.
 	KeystoneUser     string
 	KeystonePassword string
@@ -139,4 +143,18 @@ func yamlValue(v any) string {
 		parts[i] = fmt.Sprint(e)
 	}
 	return strings.Join(parts, ",")
+}
+
+// hashAlgo is os_hash_algo of new image data; Set refuses anything but sha256 and sha512, so
+// a flag, XLOUD_HASHING_ALGORITHM and the YAML key are checked alike.
+type hashAlgo string
+
+func (h *hashAlgo) String() string { return string(*h) }
+
+func (h *hashAlgo) Set(v string) error {
+	if v != "sha256" && v != "sha512" {
+		return fmt.Errorf("%q: want sha256 or sha512", v)
+	}
+	*h = hashAlgo(v)
+	return nil
 }

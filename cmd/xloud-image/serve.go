@@ -45,8 +45,9 @@ func cmdServe(args []string) error {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS on both ports with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	fs.BoolVar(&c.AnonymousPull, "anonymous-pull", false, "let anonymous callers pull public content")
-	sparse := fs.Bool("sparse-manifests", false, "accept image manifests whose blobs were not pushed (partial mirrors)")
-	hashAlgo := fs.String("hashing-algorithm", "sha256", "os_hash_algo of new image data: sha256 (one computation with the OCI digest) or sha512 (Glance's default)")
+	fs.BoolVar(&c.SparseManifests, "sparse-manifests", false, "accept image manifests whose blobs were not pushed (partial mirrors)")
+	c.HashAlgo = "sha256"
+	fs.Var(&c.HashAlgo, "hashing-algorithm", "os_hash_algo of new image data: sha256 (one computation with the OCI digest) or sha512 (Glance's default)")
 	limitFlags(fs, &c.Limits)
 	if err := parseFlags(fs, cfgFile, args); err != nil {
 		return err
@@ -57,9 +58,6 @@ func cmdServe(args []string) error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
-	}
-	if *hashAlgo != "sha256" && *hashAlgo != "sha512" {
-		return fmt.Errorf("--hashing-algorithm %q: want sha256 or sha512", *hashAlgo)
 	}
 	web, err := webDownloader(c.Web)
 	if err != nil {
@@ -83,7 +81,7 @@ func cmdServe(args []string) error {
 	}
 	go sec.maintain(ctx)
 	cat := catalog.New(store, sec.imagePolicy())
-	cat.HashAlgo = *hashAlgo
+	cat.HashAlgo = string(c.HashAlgo)
 	if n, err := cat.Migrate(ctx); err != nil {
 		return err
 	} else if n > 0 {
@@ -95,7 +93,7 @@ func cmdServe(args []string) error {
 	leases := make(chan struct{})
 	go func() { defer close(leases); cat.RunLeases(leaseCtx, c.RedisURL == "", slog.Default()) }()
 	defer func() { stopLeases(); <-leases }()
-	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: *sparse,
+	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: c.SparseManifests,
 		Access: sec.registryAccess(), Catalog: cat,
 		ManifestBudget: c.Limits.ManifestBudget, ManifestWait: c.Limits.ManifestWait})
 

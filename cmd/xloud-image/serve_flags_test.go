@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -120,5 +121,55 @@ func TestWebDownloadPorts(t *testing.T) {
 				t.Fatalf("checksum %v, want %x", img["checksum"], sum)
 			}
 		})
+	}
+}
+
+// TestServeSettingsFromEnvAndYAML: the serve settings that live in the config struct take
+// XLOUD_* and YAML like every flag: os_hash_algo from the environment, sparse manifests and
+// web-download ports from the file; a bad hashing algorithm from the environment stops serve.
+func TestServeSettingsFromEnvAndYAML(t *testing.T) {
+	disk := []byte(strings.Repeat("raw disk bytes ", 1000))
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(disk) }))
+	defer origin.Close()
+	u, _ := url.Parse(origin.URL)
+	cfg := filepath.Join(t.TempDir(), "xloud.yaml")
+	if err := os.WriteFile(cfg, []byte("sparse-manifests: true\nweb-download-ports: \"443,"+u.Port()+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XLOUD_HASHING_ALGORITHM", "sha512")
+	srv := testenv.StartServer(t, testenv.ServerOptions{Args: []string{"--config", cfg}})
+	c := &client{t: t, base: "http://" + srv.APIAddr}
+	resp, body, err := c.do("POST", "/v2/images", strings.NewReader(`{"name":"web","disk_format":"raw","container_format":"bare"}`), "Content-Type", "application/json")
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("create: %v %v %s", resp, err, body)
+	}
+	var img map[string]any
+	json.Unmarshal(body, &img)
+	id := img["id"].(string)
+	req := fmt.Sprintf(`{"method":{"name":"web-download","uri":%q}}`, origin.URL+"/disk.raw")
+	if resp, body, err = c.do("POST", "/v2/images/"+id+"/import", strings.NewReader(req), "Content-Type", "application/json"); err != nil || resp.StatusCode != 202 {
+		t.Fatalf("import from the YAML's allowed port: %v %v %s", resp, err, body)
+	}
+	for i := 0; img["status"] != "active" && i < 500; i++ {
+		time.Sleep(10 * time.Millisecond)
+		_, body, _ = c.do("GET", "/v2/images/"+id, nil)
+		json.Unmarshal(body, &img)
+	}
+	if img["status"] != "active" || img["os_hash_algo"] != "sha512" {
+		t.Fatalf("imported image: %s", body)
+	}
+	// A manifest whose blobs were never pushed: accepted with sparse-manifests.
+	reg := &client{t: t, base: "http://" + srv.RegistryAddr}
+	missing := "sha256:" + strings.Repeat("ab", 32)
+	m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":2},"layers":[]}`, missing)
+	if resp, body, err = reg.do("PUT", "/v2/sparse/app/manifests/v1", strings.NewReader(m), "Content-Type", "application/vnd.oci.image.manifest.v1+json"); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("sparse manifest: %v %v %s", resp, err, body)
+	}
+
+	t.Setenv("XLOUD_HASHING_ALGORITHM", "md5")
+	cmd := exec.Command(testenv.Binary(t), "serve", "--data-dir", t.TempDir(), "--auth", "none", "--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "XLOUD_HASHING_ALGORITHM") || !strings.Contains(string(out), "sha256 or sha512") {
+		t.Fatalf("serve with XLOUD_HASHING_ALGORITHM=md5: %v\n%s", err, out)
 	}
 }

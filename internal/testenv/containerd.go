@@ -1,3 +1,7 @@
+//go:build linux
+
+// containerd and its bind mounts are Linux only.
+
 package testenv
 
 import (

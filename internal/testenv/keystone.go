@@ -1,3 +1,7 @@
+//go:build unix
+
+// Keystone runs under process groups and another user's credentials: Unix only.
+
 package testenv
 
 import (

@@ -1,3 +1,7 @@
+//go:build linux
+
+// The benchmark reads /proc and getrusage and kills its servers with Pdeathsig: Linux only.
+
 // Command regbench measures xloud-image against CNCF Distribution on the same machine, in one
 // run, on the same data: a monolithic blob PUT (against the disk's durable write speed too), a
 // blob GET (against a bare net/http ServeContent of the same file), manifest GETs by tag under
