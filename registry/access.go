@@ -163,6 +163,8 @@ func refusalReason(err error) string {
 		return "token expired"
 	case errors.Is(err, auth.ErrTokenMalformed):
 		return "malformed credentials"
+	case errors.Is(err, auth.ErrLockedOut):
+		return "locked out after too many failed sign-ins"
 	case errors.Is(err, auth.ErrUnauthorized):
 		return "invalid credentials"
 	}

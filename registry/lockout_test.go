@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -55,8 +56,15 @@ func TestPasswordLockout(t *testing.T) {
 		tr.expect(resp, body, http.StatusUnauthorized, CodeUnauthorized)
 		wrongBody = body
 	}
+	var logs syncBuf
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewJSONHandler(&logs, nil)))
+	defer slog.SetDefault(prev)
 	resp, body := tr.do("GET", "/token?scope=repository:a/b:pull", nil, basic("right")...)
 	tr.expect(resp, body, http.StatusUnauthorized, CodeUnauthorized)
+	if !strings.Contains(logs.String(), "locked out") {
+		t.Errorf("the lockout is not named in the log: %s", logs.String())
+	}
 	if string(body) != string(wrongBody) {
 		t.Fatalf("locked out answer %s differs from a wrong password's %s", body, wrongBody)
 	}

@@ -88,7 +88,13 @@ func cmdServe(args []string) error {
 		slog.Info("catalog indexes migrated", "images", n)
 	}
 	// Images a stopped server left mid-write go back to queued; on the embedded store no
-	// other server can be writing, so at start every lease found is stale.
+	// other server can be writing, so at start every lease found is stale. The first pass
+	// runs before the listeners open, so no request sees a dead writer's image.
+	if n, err := cat.RecoverLeases(ctx, c.RedisURL == ""); err != nil {
+		slog.Warn("recover leased images", "err", err)
+	} else if n > 0 {
+		slog.Info("images left mid-write by a stopped server returned to queued", "images", n)
+	}
 	leaseCtx, stopLeases := context.WithCancel(ctx)
 	leases := make(chan struct{})
 	go func() { defer close(leases); cat.RunLeases(leaseCtx, c.RedisURL == "", slog.Default()) }()
