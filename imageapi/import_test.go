@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -191,24 +190,6 @@ func TestNoAuth(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects log output written from the import goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestWebDownloadInternalAddresses: through the Image API, web-download refuses internal
 // addresses with Glance's 400 at once (directly, by a name resolving to loopback, the
 // metadata address); an operator-allowed origin that redirects to an internal server leaves
@@ -227,7 +208,7 @@ func TestWebDownloadInternalAddresses(t *testing.T) {
 		http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
 	}))
 	port := strings.TrimPrefix(internal.URL, "http://127.0.0.1:")
-	logs := &lockedBuffer{}
+	logs := &testenv.SyncBuffer{}
 	serve := func(web *catalog.WebDownloader) {
 		srv := httptest.NewServer(imageapi.New(e.cat, nil, imageapi.Options{Web: web, Log: slog.New(slog.NewTextHandler(logs, nil))}))
 		t.Cleanup(srv.Close)

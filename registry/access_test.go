@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -350,13 +349,9 @@ func mustSigner(t *testing.T, s *auth.Signer) *auth.Signer {
 	return other
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// syncBuf collects log lines written while requests are served.
+type syncBuf struct{ testenv.SyncBuffer }
 
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-func (s *syncBuf) count(sub string) int        { return strings.Count(s.String(), sub) }
+func (s *syncBuf) count(sub string) int { return strings.Count(s.String(), sub) }
 
 func sha256Sum(b []byte) []byte { s := sha256.Sum256(b); return s[:] }

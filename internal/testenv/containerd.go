@@ -30,7 +30,7 @@ type Containerd struct {
 	t      testing.TB
 	ctr    string
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *SyncBuffer
 	exited chan struct{}
 	views  map[string]string // target -> snapshot key, for mounts made by the fallback
 }
@@ -88,7 +88,7 @@ func StartContainerd(t testing.TB) *Containerd {
 		Namespace: "xloud-test",
 		t:         t,
 		ctr:       ctr,
-		log:       &syncBuffer{},
+		log:       &SyncBuffer{},
 		exited:    make(chan struct{}),
 		views:     map[string]string{},
 	}

@@ -53,7 +53,7 @@ type Server struct {
 	RegistryAddr string // host:port
 	APIAddr      string
 	cmd          *exec.Cmd
-	log          *syncBuffer
+	log          *SyncBuffer
 	// health and scheme are how readiness is checked: plain HTTP unless StartTLSServer.
 	health *http.Client
 	scheme string
@@ -94,7 +94,7 @@ func (s *Server) Start() {
 	args := append([]string{"serve", "--data-dir", s.DataDir,
 		"--registry-addr", s.RegistryAddr, "--api-addr", s.APIAddr}, s.Args...)
 	s.cmd = exec.Command(Binary(s.t), args...)
-	s.log = &syncBuffer{}
+	s.log = &SyncBuffer{}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start server: %v", err)
@@ -154,19 +154,20 @@ func (s *Server) Stop() {
 // Log returns what the server printed so far.
 func (s *Server) Log() string { return s.log.String() }
 
-// syncBuffer is a bytes.Buffer the server's output goroutine and the test can share.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer that writers on other goroutines (a server's output, a
+// logger) and the test can share.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
