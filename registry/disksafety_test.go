@@ -422,14 +422,17 @@ func TestArtifactDiskLayers(t *testing.T) {
 	push := func(tag string, files ...string) (string, error) {
 		return run(append([]string{"push", "--artifact-type", "application/vnd.example.vm", host + "/a/vm:" + tag}, files...)...)
 	}
-	for tag, files := range map[string][]string{
-		"unsafe-second": {"README.txt", "bad.qcow2"},
-		"unsafe-first":  {"bad.qcow2", "good.qcow2"},
-		"unsafe-typed":  {"README.txt", "bad.qcow2:application/vnd.diskimage.qcow2"},
-		"two-disks":     {"good.qcow2", "data.qcow2"},
+	for tag, c := range map[string]struct {
+		files []string
+		why   string // what oras shows of the refusal
+	}{
+		"unsafe-second": {[]string{"README.txt", "bad.qcow2"}, "manifest invalid: layer bad.qcow2: image failed safety checks: qcow2: image has a backing file"},
+		"unsafe-first":  {[]string{"bad.qcow2", "good.qcow2"}, "manifest invalid: layer bad.qcow2: image failed safety checks"},
+		"unsafe-typed":  {[]string{"README.txt", "bad.qcow2:application/vnd.diskimage.qcow2"}, "manifest invalid: layer bad.qcow2: image failed safety checks"},
+		"two-disks":     {[]string{"good.qcow2", "data.qcow2"}, "manifest invalid: artifact with 2 disks"},
 	} {
-		out, err := push(tag, files...)
-		if err == nil || !strings.Contains(out, "manifest invalid: image data refused") {
+		out, err := push(tag, c.files...)
+		if err == nil || !strings.Contains(out, c.why) {
 			t.Fatalf("oras push %s: %v\n%s", tag, err, out)
 		}
 		if r, _ := s.do("GET", "/v2/a/vm/manifests/"+tag, nil, s.as("member-a")...); r.StatusCode != 404 {
