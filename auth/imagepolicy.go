@@ -34,13 +34,33 @@ type ImageFacts struct {
 	// Members maps member project ids to their status (pending, accepted, rejected); only
 	// shared images grant access through it.
 	Members map[string]string
+	// Repository holds the image's content ("" before it has data): a registry token acts
+	// on the image only through its grants there.
+	Repository string
+}
+
+// tokenAction is what a registry token must grant on an image's repository for act: reads
+// need pull, a delete (of its manifest) needs delete; nothing else is done with a token.
+func tokenAction(act ImageAction) Action {
+	switch act {
+	case ImageGet, ImageDownload:
+		return ActionPull
+	case ImageDelete:
+		return ActionDelete
+	}
+	return ""
 }
 
 // AllowImage decides whether pr may take act on an image, following Glance's default
 // policies. member is the member project act concerns (for modify_member); otherwise empty.
 func (p *Policy) AllowImage(ctx context.Context, pr Principal, img ImageFacts, act ImageAction, member string) (bool, error) {
 	if pr.Bounded {
-		return false, nil // a registry token speaks for repositories, never for images
+		// A registry token acts on an image through its repository grants, then as its user.
+		ta := tokenAction(act)
+		if ta == "" || img.Repository == "" || !pr.granted(img.Repository, ta) {
+			return false, nil
+		}
+		pr.Bounded = false
 	}
 	if pr.Admin {
 		return true, nil

@@ -212,6 +212,14 @@ func (p *Policy) someImageVisible(ctx context.Context, pr Principal, repo string
 	return false, nil
 }
 
+// TokenCovers reports whether pr's credentials reach act on repo at all: always for
+// passwords and Keystone tokens, and for a registry token only when it grants it. A request
+// that needs more than its token covers (a mount's source) is sent back for a wider token,
+// as Distribution does, instead of being answered as if the content were missing.
+func (p *Policy) TokenCovers(pr Principal, repo string, act Action) bool {
+	return pr.granted(repo, act)
+}
+
 // AllowCatalog decides whether pr may list the registry's repositories at all (each one
 // then by ListRepository): signed-in callers, and a registry token only when it grants
 // registry:catalog:*.

@@ -140,12 +140,12 @@ func TestPolicyMatrix(t *testing.T) {
 		visibility, member string
 		active             cells
 	}{
-		{"private", "", cells{"nyyynnnnny", "nyyynnnnny", "nnyynnnnny", "nnnnnnnnny", "nnyynnnnny", "nyyynnnnny", "HAAAHHHHAA", "HAAAHHHHAA"}},
-		{"shared", "pending", cells{"nyyyynynny", "nyyyynynny", "nnyynnnnny", "nnnnnnnnny", "nnyynnnnny", "nyyynnnnny", "HAAAAHAHAA", "HAAAAHAHAA"}},
-		{"shared", "accepted", cells{"nyyyynynny", "nyyyynynny", "nnyynnnnny", "nnnnnnnnny", "nnyynnnnny", "nyyyynynny", "HAAAAHAHAA", "HAAAAHAHAA"}},
-		{"shared", "rejected", cells{"nyyyynynny", "nyyyynynny", "nnyynnnnny", "nnnnnnnnny", "nnyynnnnny", "nyyynnnnny", "HAAAAHAHAA", "HAAAAHAHAA"}},
-		{"community", "", cells{"nyyyyyynny", "nyyyyyynny", "nnyynnnnny", "nnnnnnnnny", "nnyynnnnny", "nyyynnnnnn", "HAAAAAAHAA", "HAAAAAAHAA"}},
-		{"public", "", cells{"yyyyyyynny", "yyyyyyynny", "nnyynnnnny", "nnnnnnnnny", "nnyynnnnny", "yyyyyyynny", "AAAAAAAHAA", "AAAAAAAHAA"}},
+		{"private", "", cells{"nyyynnnnyy", "nyyynnnnyy", "nnyynnnnny", "nnnnnnnnny", "nnyynnnnny", "nyyynnnnny", "HAAAHHHHAA", "HAAAHHHHAA"}},
+		{"shared", "pending", cells{"nyyyynynyy", "nyyyynynyy", "nnyynnnnny", "nnnnnnnnny", "nnyynnnnny", "nyyynnnnny", "HAAAAHAHAA", "HAAAAHAHAA"}},
+		{"shared", "accepted", cells{"nyyyynynyy", "nyyyynynyy", "nnyynnnnny", "nnnnnnnnny", "nnyynnnnny", "nyyyynynny", "HAAAAHAHAA", "HAAAAHAHAA"}},
+		{"shared", "rejected", cells{"nyyyynynyy", "nyyyynynyy", "nnyynnnnny", "nnnnnnnnny", "nnyynnnnny", "nyyynnnnny", "HAAAAHAHAA", "HAAAAHAHAA"}},
+		{"community", "", cells{"nyyyyyynyy", "nyyyyyynyy", "nnyynnnnny", "nnnnnnnnny", "nnyynnnnny", "nyyynnnnnn", "HAAAAAAHAA", "HAAAAAAHAA"}},
+		{"public", "", cells{"yyyyyyynyy", "yyyyyyynyy", "nnyynnnnny", "nnnnnnnnny", "nnyynnnnny", "yyyyyyynny", "AAAAAAAHAA", "AAAAAAAHAA"}},
 	} {
 		rows = append(rows, row{v.visibility, v.member, "active", v.active})
 		// Deactivated: only admins download or pull; who may see the image is told so.
@@ -166,7 +166,7 @@ func TestPolicyMatrix(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, r := range rows {
-		img := ImageFacts{Owner: w.project["a"], Visibility: r.visibility, Status: r.status}
+		img := ImageFacts{Owner: w.project["a"], Visibility: r.visibility, Status: r.status, Repository: "a/img"}
 		if r.member != "" {
 			img.Members = map[string]string{w.project["b"]: r.member}
 		}
@@ -197,6 +197,7 @@ func TestPolicyMatrix(t *testing.T) {
 			{"modify", r.want.modify, image(ImageModify, "")},
 			{"publicize", r.want.publicize, image(ImagePublicize, "")},
 			{"add member", r.want.addMember, image(ImageAddMember, "")},
+			{"delete", r.want.modify, image(ImageDelete, "")}, // a pull token deletes nothing
 			{"list", r.want.list, func(pr Principal) string {
 				projects, err := p.Projects(ctx, pr)
 				return yes(p.ListImage(pr, projects, img, ImageListing{MemberStatus: "accepted"}), err)
@@ -280,6 +281,22 @@ func TestPolicyProjectContent(t *testing.T) {
 		}
 		if got != c.want || listed != c.list {
 			t.Errorf("%s on %s: got %s (listed %s), want %s (listed %s)", c.act, c.repo, got, listed, c.want, c.list)
+		}
+	}
+	// A registry token deletes an image (its manifest) only with delete granted on the
+	// image's repository, and then only as far as its user may.
+	img := ImageFacts{Owner: w.project["a"], Visibility: "private", Status: "active", Repository: "a/img"}
+	for _, c := range []struct {
+		user, repo string
+		want       bool
+	}{{"multi", "a/img", true}, {"multi", "a/other", false}, {"other", "a/img", false}} {
+		u, err := w.id.UserByName(ctx, c.user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr := Principal{UserID: u.ID, Bounded: true, Grants: []Access{{Type: "repository", Name: c.repo, Actions: []string{"delete"}}}}
+		if ok, err := private.AllowImage(ctx, pr, img, ImageDelete, ""); err != nil || ok != c.want {
+			t.Errorf("%s with delete on %s: %v %v, want %v", c.user, c.repo, ok, err, c.want)
 		}
 	}
 }

@@ -234,7 +234,7 @@ func members(tx meta.Tx, id string) (map[string]Member, error) {
 
 // facts is what the policy needs of img.
 func facts(img Image, ms map[string]Member) auth.ImageFacts {
-	f := auth.ImageFacts{Owner: img.Owner, Visibility: string(img.Visibility), Status: string(img.Status)}
+	f := auth.ImageFacts{Owner: img.Owner, Visibility: string(img.Visibility), Status: string(img.Status), Repository: img.Repository}
 	if img.Visibility == VisibilityShared && len(ms) > 0 {
 		f.Members = map[string]string{}
 		for p, m := range ms {

@@ -64,6 +64,10 @@ func (reg *Registry) authorize(r *http.Request, rt route) (*http.Request, error)
 		return r, nil
 	}
 	act := action(rt, r.Method)
+	if from := mountSource(r, rt); from != "" && !acc.Policy.TokenCovers(a.Principal, from, auth.ActionPull) {
+		logRefusal(r, fmt.Errorf("the token does not cover pull on the mount source %s", from))
+		return r, reg.challenge(r, rt, "insufficient_scope")
+	}
 	ok, err := reg.allowed(r.Context(), rt.name, act)
 	if err != nil {
 		return r, err
@@ -121,7 +125,7 @@ func (reg *Registry) challenge(r *http.Request, rt route, errCode string) error 
 			acts = "delete"
 		}
 		scope = "repository:" + rt.name + ":" + acts
-		if from := r.URL.Query().Get("from"); rt.kind == kindUploads && r.URL.Query().Get("mount") != "" && from != "" && from != rt.name && validName(from) {
+		if from := mountSource(r, rt); from != "" {
 			scope += " repository:" + from + ":pull"
 		}
 	}
@@ -133,6 +137,16 @@ func (reg *Registry) challenge(r *http.Request, rt route, errCode string) error 
 		v += fmt.Sprintf(`,error=%q`, errCode)
 	}
 	return E(CodeUnauthorized).WithHeader("WWW-Authenticate", v)
+}
+
+// mountSource is the repository a cross-repository mount names in from, if any.
+func mountSource(r *http.Request, rt route) string {
+	q := r.URL.Query()
+	if from := q.Get("from"); rt.kind == kindUploads && r.Method == http.MethodPost && q.Get("mount") != "" &&
+		from != "" && from != rt.name && validName(from) {
+		return from
+	}
+	return ""
 }
 
 // baseURL is the URL clients reach this registry at.

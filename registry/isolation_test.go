@@ -221,10 +221,17 @@ func TestMountsFollowTheBlobAndTheToken(t *testing.T) {
 		resp, _ := s.do("POST", "/v2/b/x/blobs/uploads/?mount="+blob+"&from=a/golden", nil, hdr...)
 		return resp.StatusCode
 	}
-	// A token for b/x alone does not reach a's blobs, though its user could.
+	// A token for b/x alone does not reach a's blobs, though its user could: the client is
+	// sent for a token that also covers the source, as Distribution does.
 	tok, _ := s.token("member-ab", "repository:b/x:pull,push")
-	if got := mount(bearer(tok), m.toolLayer); got != 202 {
-		t.Errorf("mount with a token for b/x only: %d, want 202", got)
+	resp, _ := s.do("POST", "/v2/b/x/blobs/uploads/?mount="+m.toolLayer+"&from=a/golden", nil, bearer(tok)...)
+	if ch := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 401 ||
+		!strings.Contains(ch, `scope="repository:b/x:pull,push repository:a/golden:pull"`) || !strings.Contains(ch, `error="insufficient_scope"`) {
+		t.Errorf("mount with a token for b/x only: %d %q, want 401 asking for a/golden too", resp.StatusCode, ch)
+	}
+	// Without from, only repositories the token covers are searched: as if missing.
+	if resp, _ := s.do("POST", "/v2/b/x/blobs/uploads/?mount="+m.toolLayer, nil, bearer(tok)...); resp.StatusCode != 202 {
+		t.Errorf("mount without from, token for b/x only: %d, want 202", resp.StatusCode)
 	}
 	tok, _ = s.token("member-ab", "repository:b/x:pull,push%20repository:a/golden:pull")
 	if got := mount(bearer(tok), m.toolLayer); got != 201 {

@@ -126,14 +126,15 @@ func TestWebDownloadPorts(t *testing.T) {
 
 // TestServeSettingsFromEnvAndYAML: the serve settings that live in the config struct take
 // XLOUD_* and YAML like every flag: os_hash_algo from the environment, sparse manifests and
-// web-download ports from the file; a bad hashing algorithm from the environment stops serve.
+// web-download ports and hosts (the origin is on loopback, refused unless named) from the
+// file; a bad hashing algorithm from the environment stops serve.
 func TestServeSettingsFromEnvAndYAML(t *testing.T) {
 	disk := []byte(strings.Repeat("raw disk bytes ", 1000))
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(disk) }))
 	defer origin.Close()
 	u, _ := url.Parse(origin.URL)
 	cfg := filepath.Join(t.TempDir(), "xloud.yaml")
-	if err := os.WriteFile(cfg, []byte("sparse-manifests: true\nweb-download-ports: \"443,"+u.Port()+"\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("sparse-manifests: true\nweb-download-ports: \"443,"+u.Port()+"\"\nweb-download-allowed-hosts: [127.0.0.1]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("XLOUD_HASHING_ALGORITHM", "sha512")

@@ -267,21 +267,24 @@ func (k *Keystone) startKeystone(t testing.TB, pgPort int) {
 	writeFernetKeys(t, fernet)
 	writeFernetKeys(t, cred)
 	// password_hash_rounds: bcrypt's minimum, so password checks cost milliseconds here.
-	// The in-process cache, as production Keystones run with memcached: without it, one token
+	// Receipts (MFA) share the token keys: Keystone reads their repository too, and its default
+	// is under /etc. The in-process cache, as production Keystones run with memcached: without it, one token
 	// validation makes some 200 database transactions (half a second). Revocation
 	// invalidates it.
 	cfg := fmt.Sprintf(`[DEFAULT]
-log_file = %s
+log_file = %[1]s
 use_stderr = false
 [database]
-connection = postgresql+psycopg2://postgres@127.0.0.1:%d/postgres
+connection = postgresql+psycopg2://postgres@127.0.0.1:%[2]d/postgres
 [token]
 provider = fernet
 expiration = 3600
 [fernet_tokens]
-key_repository = %s
+key_repository = %[3]s
+[fernet_receipts]
+key_repository = %[3]s
 [credential]
-key_repository = %s
+key_repository = %[4]s
 [identity]
 password_hash_rounds = 4
 [cache]

@@ -103,18 +103,23 @@ func (s *Server) Start() {
 	if client == nil {
 		client, scheme = http.DefaultClient, "http"
 	}
+	// Both listeners open one after the other: the server is ready when both answer.
 	var last error
+	pending := []string{s.RegistryAddr, s.APIAddr}
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
-		resp, err := client.Get(scheme + "://" + s.RegistryAddr + "/healthz")
+		resp, err := client.Get(scheme + "://" + pending[0] + "/healthz")
 		if err != nil {
 			last = err
 			continue
 		}
 		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
+		if resp.StatusCode != http.StatusOK {
+			last = fmt.Errorf("%s/healthz: %s", pending[0], resp.Status)
+			continue
+		}
+		if pending = pending[1:]; len(pending) == 0 {
 			return
 		}
-		last = fmt.Errorf("/healthz: %s", resp.Status)
 	}
 	s.t.Fatalf("server did not become healthy (%v); log:\n%s", last, s.log.String())
 }
