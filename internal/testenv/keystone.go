@@ -267,10 +267,10 @@ func (k *Keystone) startKeystone(t testing.TB, pgPort int) {
 	writeFernetKeys(t, fernet)
 	writeFernetKeys(t, cred)
 	// password_hash_rounds: bcrypt's minimum, so password checks cost milliseconds here.
-	// Receipts (MFA) share the token keys: Keystone reads their repository too, and its default
-	// is under /etc. The in-process cache, as production Keystones run with memcached: without it, one token
-	// validation makes some 200 database transactions (half a second). Revocation
-	// invalidates it.
+	// Receipts (MFA) share the token keys: Keystone reads their repository too, and its
+	// default is under /etc. The in-process cache, as production Keystones run with
+	// memcached: without it, one token validation makes some 200 database transactions (half
+	// a second). Revocation invalidates it.
 	cfg := fmt.Sprintf(`[DEFAULT]
 log_file = %[1]s
 use_stderr = false
