@@ -85,13 +85,17 @@ func (f *Files) commit(from string, d digest.Digest) error {
 	return nil
 }
 
-// removeBlob deletes the committed blob d; a missing blob is not an error.
-func (f *Files) removeBlob(d digest.Digest) error {
+// removeBlob deletes the committed blob d and reports whether it was there; a missing blob
+// is not an error.
+func (f *Files) removeBlob(d digest.Digest) (bool, error) {
 	err := os.Remove(f.BlobPath(d))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove blob %s: %w", d, err)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
 	}
-	return nil
+	if err != nil {
+		return false, fmt.Errorf("remove blob %s: %w", d, err)
+	}
+	return true, nil
 }
 
 // writeSmall stores small content (a manifest) under d: temp file beside the target, write,

@@ -28,7 +28,8 @@ type GCOptions struct {
 // GCReport says what a pass removed (or, in a dry run, would remove).
 type GCReport struct {
 	Blobs        []digest.Digest `json:"blobs"`
-	BytesFreed   int64           `json:"bytes_freed"`
+	BytesFreed   int64           `json:"bytes_freed"`          // bytes of blob files removed; 0 in a dry run
+	WouldFree    int64           `json:"would_free,omitempty"` // in a dry run, bytes a pass would remove
 	Uploads      []string        `json:"uploads"`
 	OrphanFiles  int             `json:"orphan_files"`
 	BlobsChecked int             `json:"blobs_checked"`
@@ -59,8 +60,13 @@ func (s *Store) CollectGarbage(ctx context.Context, opt GCOptions) (GCReport, er
 		if err != nil {
 			return rep, err
 		}
-		if removed {
-			rep.Blobs = append(rep.Blobs, d)
+		if !removed {
+			continue
+		}
+		rep.Blobs = append(rep.Blobs, d)
+		if opt.DryRun {
+			rep.WouldFree += size
+		} else {
 			rep.BytesFreed += size
 		}
 	}
@@ -96,8 +102,13 @@ func (s *Store) collectBlob(ctx context.Context, d digest.Digest, cutoff int64, 
 	if err != nil || !marked || dryRun {
 		return size, marked, err
 	}
-	if err := s.files.removeBlob(d); err != nil {
+	// Only bytes that were on disk count as freed: a file already gone frees nothing.
+	gone, err := s.files.removeBlob(d)
+	if err != nil {
 		return 0, false, err
+	}
+	if !gone {
+		size = 0
 	}
 	err = s.meta.Update(ctx, func(tx meta.Tx) error {
 		repos, err := tx.SetRange(keyBlobLinks(d), "", 0)
@@ -157,7 +168,7 @@ func (s *Store) collectOrphanFiles(ctx context.Context, cutoff int64, dryRun boo
 		if dryRun {
 			return nil
 		}
-		if err := s.files.removeBlob(d); err != nil {
+		if _, err := s.files.removeBlob(d); err != nil {
 			return err
 		}
 		return s.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(keyBlob(d)) })

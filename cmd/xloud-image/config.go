@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,7 +86,8 @@ func (l limits) check() error {
 func commonFlags(fs *flag.FlagSet, c *config) *string {
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "blobs and the embedded store")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "use Redis as the metadata store (redis://HOST:PORT/DB); default: embedded")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	c.LogLevel = "info"
+	fs.Var(choice(&c.LogLevel, "debug", "info", "warn", "error"), "log-level", "debug, info, warn or error")
 	return fs.String("config", "", "optional YAML file of flag values (keys are flag names)")
 }
 
@@ -156,5 +158,30 @@ func (h *hashAlgo) Set(v string) error {
 		return fmt.Errorf("%q: want sha256 or sha512", v)
 	}
 	*h = hashAlgo(v)
+	return nil
+}
+
+// choiceValue is a flag that takes one of a closed set of values; Set refuses any other, so a
+// flag, its XLOUD_* variable and its YAML key are checked alike.
+type choiceValue struct {
+	p       *string
+	allowed []string
+}
+
+// choice is a flag.Value over *p, which holds the default, accepting only allowed.
+func choice(p *string, allowed ...string) *choiceValue { return &choiceValue{p, allowed} }
+
+func (c *choiceValue) String() string {
+	if c == nil || c.p == nil {
+		return ""
+	}
+	return *c.p
+}
+
+func (c *choiceValue) Set(v string) error {
+	if !slices.Contains(c.allowed, v) {
+		return fmt.Errorf("%q: want one of %s", v, strings.Join(c.allowed, ", "))
+	}
+	*c.p = v
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -22,19 +21,23 @@ import (
 // opens the store itself.
 func cmdGC(args []string) error {
 	var c config
-	fs := flag.NewFlagSet("gc", flag.ContinueOnError)
+	fs := newFlagSet("gc", "", "remove blobs no manifest references and stale upload sessions; print what was removed as JSON")
 	cfgFile := commonFlags(fs, &c)
-	dryRun := fs.Bool("dry-run", false, "report what would be removed, remove nothing")
+	dryRun := fs.Bool("dry-run", false, "report what would be removed (would_free), remove nothing")
 	grace := fs.Duration("grace", time.Hour, "spare blobs pushed or linked more recently than this")
 	uploadAge := fs.Duration("upload-max-age", 24*time.Hour, "remove upload sessions idle longer than this")
 	if err := parseFlags(fs, cfgFile, args); err != nil {
 		return err
 	}
 	setupLogging(c.LogLevel)
+	if err := requireStore(c); err != nil {
+		return err
+	}
 	ctx := context.Background()
 	q := url.Values{"dry-run": {fmt.Sprint(*dryRun)}, "grace": {grace.String()},
 		"upload-max-age": {uploadAge.String()}}
-	rep, err := gcThroughServer(ctx, c.DataDir, q)
+	var rep storage.GCReport
+	err := adminCall(ctx, c.DataDir, "/gc", q, &rep)
 	if errors.Is(err, errNoServer) {
 		rep, err = gcInProcess(ctx, c, storage.GCOptions{DryRun: *dryRun, Grace: *grace, UploadMaxAge: *uploadAge})
 	}
@@ -48,28 +51,33 @@ func cmdGC(args []string) error {
 
 var errNoServer = errors.New("no server on the admin socket")
 
-func gcThroughServer(ctx context.Context, dataDir string, q url.Values) (storage.GCReport, error) {
-	var rep storage.GCReport
+// adminClient reaches the server on the data directory's admin socket.
+func adminClient(dataDir string) *http.Client {
 	sock := adminSocket(dataDir)
-	client := &http.Client{Transport: &http.Transport{
+	return &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		},
 	}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://admin/gc?"+q.Encode(), nil)
-	resp, err := client.Do(req)
+}
+
+// adminCall POSTs one admin command to a running server and decodes its JSON answer into out;
+// errNoServer when no server listens on the socket.
+func adminCall(ctx context.Context, dataDir, path string, q url.Values, out any) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://admin"+path+"?"+q.Encode(), nil)
+	resp, err := adminClient(dataDir).Do(req)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			return rep, errNoServer
+			return errNoServer
 		}
-		return rep, fmt.Errorf("reach server: %w", err)
+		return fmt.Errorf("reach server: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
-		return rep, fmt.Errorf("server: %s: %s", resp.Status, b)
+		return fmt.Errorf("server: %s: %s", resp.Status, b)
 	}
-	return rep, json.NewDecoder(resp.Body).Decode(&rep)
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 func gcInProcess(ctx context.Context, c config, opt storage.GCOptions) (storage.GCReport, error) {

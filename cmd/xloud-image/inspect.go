@@ -14,10 +14,14 @@ import (
 // {"format":…,"virtual_size":…,"safe":…,"reason":…}. An unsafe image is a
 // verdict, not an error: the exit status only reports failure to inspect.
 func cmdInspect(args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: xloud-image inspect FILE")
+	fs := newFlagSet("inspect", "FILE", "print a disk image file's format, virtual size and safety verdict as one JSON object;\nan unsafe image is a verdict (exit 0), not an error")
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
-	r, err := diskformat.InspectFile(args[0])
+	if fs.NArg() != 1 {
+		return errors.New("want one FILE (usage: xloud-image inspect FILE)")
+	}
+	r, err := diskformat.InspectFile(fs.Arg(0))
 	if err != nil {
 		return err
 	}

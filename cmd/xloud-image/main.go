@@ -3,6 +3,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 )
@@ -14,6 +16,7 @@ commands:
   gc         remove blobs no manifest references and stale uploads (--dry-run)
   purge      remove records of images deleted longer ago than --older-than (default 720h)
   inspect    print a disk image file's format, virtual size and safety verdict as JSON
+  version    print the build (module version and VCS revision)
 
 Run "xloud-image <command> -h" for a command's flags. Every flag also reads XLOUD_<FLAG>
 (e.g. XLOUD_REDIS_URL) and the YAML file named by --config.
@@ -34,12 +37,18 @@ func main() {
 		err = cmdPurge(args)
 	case "inspect":
 		err = cmdInspect(args)
+	case "version", "--version":
+		err = cmdVersion(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
 	default:
 		fmt.Fprintf(os.Stderr, "xloud-image: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)
+	}
+	// Help asked for is not a failure: the flag package has printed it.
+	if errors.Is(err, flag.ErrHelp) {
+		return
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "xloud-image %s: %v\n", os.Args[1], err)

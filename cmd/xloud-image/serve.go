@@ -25,13 +25,14 @@ import (
 	"github.com/xloud/xloud-image/storage/meta"
 )
 
-func cmdServe(args []string) error {
+func cmdServe(args []string) (err error) {
 	var c config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgFile := commonFlags(fs, &c)
 	fs.StringVar(&c.RegistryAddr, "registry-addr", ":5000", "Registry API listen address")
 	fs.StringVar(&c.APIAddr, "api-addr", ":9292", "Image and Identity API listen address")
-	fs.StringVar(&c.Auth, "auth", "embedded", "embedded (built-in identity), keystone (external), or none (open, for local trials only)")
+	c.Auth = "embedded"
+	fs.Var(choice(&c.Auth, "embedded", "keystone", "none"), "auth", "embedded (built-in identity), keystone (external), or none (open, for local trials only)")
 	fs.StringVar(&c.KeystoneURL, "keystone-url", "", "with --auth keystone: the Keystone to validate tokens at")
 	fs.StringVar(&c.KeystoneUser, "keystone-user", "", "with --auth keystone: the service user this server signs in to Keystone as")
 	fs.StringVar(&c.KeystonePassword, "keystone-password", "", "with --auth keystone: the service user's password (better: XLOUD_KEYSTONE_PASSWORD)")
@@ -65,6 +66,9 @@ func cmdServe(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	// A start that fails before both listeners open takes back the data directory it made.
+	created, started := createdDataDir(c.DataDir), false
+	defer func() { removeIfFailed(c.DataDir, created && !started, &err) }()
 
 	store, closeStore, err := openStore(ctx, c, 5*time.Second)
 	if err != nil {
@@ -130,7 +134,7 @@ func cmdServe(args []string) error {
 	apiMux.Handle("/", images) // versions at /, the Image API under /v2/
 	sec.mountIdentity(apiMux, c)
 
-	admin, err := listenAdmin(c.DataDir, store)
+	admin, err := listenAdmin(c.DataDir, store, cat)
 	if err != nil {
 		return err
 	}
@@ -147,6 +151,7 @@ func cmdServe(args []string) error {
 		}
 		go func(s *namedServer) { errc <- s.serve() }(s)
 	}
+	started = true
 	select {
 	case <-ctx.Done():
 		slog.Info("shutting down")
@@ -182,6 +187,7 @@ func openStore(ctx context.Context, c config, lockWait time.Duration) (*storage.
 		m, err = meta.OpenRedis(ctx, c.RedisURL, "xloud:")
 	} else {
 		m, err = meta.OpenBolt(filepath.Join(c.DataDir, "meta.db"), lockWait)
+		err = inUseError(c.DataDir, err)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -250,8 +256,9 @@ func (s *namedServer) serve() error {
 // directory, reachable only by whoever may read the data.
 func adminSocket(dataDir string) string { return filepath.Join(dataDir, "admin.sock") }
 
-// listenAdmin serves the admin commands on the unix socket.
-func listenAdmin(dataDir string, store *storage.Store) (net.Listener, error) {
+// listenAdmin serves the admin commands on the unix socket: gc, purge, and the server's pid
+// (which a second serve on the data directory names).
+func listenAdmin(dataDir string, store *storage.Store, cat *catalog.Catalog) (net.Listener, error) {
 	path := adminSocket(dataDir)
 	os.Remove(path) // a leftover from a killed server
 	ln, err := net.Listen("unix", path)
@@ -276,6 +283,20 @@ func listenAdmin(dataDir string, store *storage.Store) (net.Listener, error) {
 		}
 		json.NewEncoder(w).Encode(rep)
 	})
+	mux.HandleFunc("POST /purge", func(w http.ResponseWriter, r *http.Request) {
+		olderThan, err := time.ParseDuration(r.URL.Query().Get("older-than"))
+		if err != nil || olderThan < 0 {
+			http.Error(w, fmt.Sprintf("older-than %q: want a duration of at least 0", r.URL.Query().Get("older-than")), http.StatusBadRequest)
+			return
+		}
+		rep, err := purgeWith(r.Context(), cat, olderThan)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		json.NewEncoder(w).Encode(rep)
+	})
+	mux.HandleFunc("GET /pid", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, os.Getpid()) })
 	go (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
 	return ln, nil
 }

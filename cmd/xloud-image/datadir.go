@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// requireStore refuses a data directory that holds no store, so that a maintenance command
+// given a wrong path says so instead of creating an empty store there and reporting nothing.
+func requireStore(c config) error {
+	marker := filepath.Join(c.DataDir, "meta.db")
+	if c.RedisURL != "" {
+		marker = filepath.Join(c.DataDir, "blobs")
+	}
+	if _, err := os.Stat(marker); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("no store in %s (%s is missing): give --data-dir of a server's data directory",
+				c.DataDir, filepath.Base(marker))
+		}
+		return fmt.Errorf("data directory %s: %w", c.DataDir, err)
+	}
+	return nil
+}
+
+// createdDataDir reports whether dir does not exist yet, so that a start that fails can take
+// back what it made (see removeIfFailed).
+func createdDataDir(dir string) bool {
+	_, err := os.Lstat(dir)
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// removeIfFailed removes the data directory a failed start created, leaving no half-made
+// store (an admin password, an empty meta.db) behind a bad flag or an unreachable Redis.
+func removeIfFailed(dir string, created bool, err *error) {
+	if created && *err != nil {
+		os.RemoveAll(dir)
+	}
+}
+
+// inUseError explains a metadata store that is locked: which process holds it and how that
+// was found, instead of bbolt's bare "timeout".
+func inUseError(dataDir string, err error) error {
+	if !errors.Is(err, bolt.ErrTimeout) {
+		return err
+	}
+	db := filepath.Join(dataDir, "meta.db")
+	if pid := adminPID(dataDir); pid > 0 {
+		return fmt.Errorf("data directory %s is in use by xloud-image pid %d (it answers on the admin socket %s); stop it first, or give another --data-dir",
+			dataDir, pid, adminSocket(dataDir))
+	}
+	if pid := flockHolder(db); pid > 0 {
+		return fmt.Errorf("data directory %s is in use by pid %d (%s: the bbolt lock on %s); stop it first, or give another --data-dir",
+			dataDir, pid, processName(pid), db)
+	}
+	return fmt.Errorf("data directory %s is in use: another process holds the bbolt lock on %s: %w", dataDir, db, err)
+}
+
+// adminPID asks a server on the data directory's admin socket for its process id; 0 when none
+// answers.
+func adminPID(dataDir string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://admin/pid", nil)
+	resp, err := adminClient(dataDir).Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// flockHolder is the process holding a flock on path, from /proc/locks (Linux); 0 when unknown.
+func flockHolder(path string) int {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0
+	}
+	f, err := os.Open("/proc/locks")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	// A line: "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (pid, then maj:min:inode).
+	suffix := ":" + strconv.FormatUint(st.Ino, 10)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 6 || fields[1] != "FLOCK" || !strings.HasSuffix(fields[5], suffix) {
+			continue
+		}
+		if pid, err := strconv.Atoi(fields[4]); err == nil && pid != os.Getpid() {
+			return pid
+		}
+	}
+	return 0
+}
+
+// processName is pid's command name, for the message; "unknown command" when unreadable.
+func processName(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return "unknown command"
+	}
+	return strings.TrimSpace(string(b))
+}
