@@ -28,6 +28,10 @@ func buildVersion() string {
 		settings[s.Key] = s.Value
 	}
 	v := "xloud-image " + bi.Main.Version
+	if settings["vcs.revision"] == "" {
+		// Say so rather than print a version that looks complete.
+		return v + " (revision unknown: built without VCS stamping) " + bi.GoVersion
+	}
 	if rev := settings["vcs.revision"]; rev != "" {
 		v += " (revision " + rev
 		if settings["vcs.modified"] == "true" {
