@@ -141,7 +141,8 @@ func TestMaintenanceRefusesPathWithoutStore(t *testing.T) {
 }
 
 // TestFailedStartLeavesNoDataDir: a start that fails after making its data directory (Redis
-// unreachable, a port taken) removes it; a data directory that was there stays.
+// unreachable, a port taken) removes it, or empties it again when it was empty; a data
+// directory that held something keeps it.
 func TestFailedStartLeavesNoDataDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	_, errOut, code := run(t, nil, "serve", "--data-dir", dir, "--auth", "none",
@@ -159,6 +160,13 @@ func TestFailedStartLeavesNoDataDir(t *testing.T) {
 		t.Fatalf("serve on a taken port: exit %d %q", code, errOut)
 	}
 	mustNotExist(t, dir)
+
+	empty := t.TempDir()
+	run(t, nil, "serve", "--data-dir", empty, "--auth", "none",
+		"--registry-addr", srv.RegistryAddr, "--api-addr", "127.0.0.1:0")
+	if ents, _ := os.ReadDir(empty); len(ents) != 0 {
+		t.Fatalf("a failed start left %v in a data directory that was empty", ents)
+	}
 
 	kept := t.TempDir()
 	if err := os.WriteFile(filepath.Join(kept, "mine"), nil, 0o600); err != nil {

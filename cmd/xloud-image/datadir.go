@@ -34,18 +34,43 @@ func requireStore(c config) error {
 	return nil
 }
 
-// createdDataDir reports whether dir does not exist yet, so that a start that fails can take
-// back what it made (see removeIfFailed).
-func createdDataDir(dir string) bool {
-	_, err := os.Lstat(dir)
-	return errors.Is(err, os.ErrNotExist)
+// dataDirState is what a data directory held before a start: nothing (absent), an empty
+// directory, or something that must stay.
+type dataDirState int
+
+const (
+	dataDirKept dataDirState = iota
+	dataDirAbsent
+	dataDirEmpty
+)
+
+// dataDirBefore reports what dir holds now, so that a start that fails can take back what it
+// made (see removeIfFailed).
+func dataDirBefore(dir string) dataDirState {
+	ents, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return dataDirAbsent
+	case err == nil && len(ents) == 0:
+		return dataDirEmpty
+	}
+	return dataDirKept
 }
 
-// removeIfFailed removes the data directory a failed start created, leaving no half-made
-// store (an admin password, an empty meta.db) behind a bad flag or an unreachable Redis.
-func removeIfFailed(dir string, created bool, err *error) {
-	if created && *err != nil {
+// removeIfFailed takes back what a failed start made in the data directory (an admin
+// password, an empty meta.db), so a bad flag or an unreachable Redis leaves no half-made store:
+// the directory itself when it was absent, its contents when it was empty.
+func removeIfFailed(dir string, before dataDirState, err error) {
+	if err == nil || before == dataDirKept {
+		return
+	}
+	if before == dataDirAbsent {
 		os.RemoveAll(dir)
+		return
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		os.RemoveAll(filepath.Join(dir, e.Name()))
 	}
 }
 

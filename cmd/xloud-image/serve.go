@@ -67,8 +67,12 @@ func cmdServe(args []string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	// A start that fails before both listeners open takes back the data directory it made.
-	created, started := createdDataDir(c.DataDir), false
-	defer func() { removeIfFailed(c.DataDir, created && !started, &err) }()
+	before, started := dataDirBefore(c.DataDir), false
+	defer func() {
+		if !started {
+			removeIfFailed(c.DataDir, before, err)
+		}
+	}()
 
 	store, closeStore, err := openStore(ctx, c, 5*time.Second)
 	if err != nil {
@@ -252,7 +256,7 @@ func (s *namedServer) serve() error {
 	return err
 }
 
-// adminSocket is where `xloud-image gc` reaches a running server: a unix socket in the data
+// adminSocket is where `xloud-image gc` and `purge` reach a running server: a unix socket in the data
 // directory, reachable only by whoever may read the data.
 func adminSocket(dataDir string) string { return filepath.Join(dataDir, "admin.sock") }
 
