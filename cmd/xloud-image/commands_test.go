@@ -119,6 +119,18 @@ func TestEnumeratedFlagsRefuseUnknownValues(t *testing.T) {
 	}
 }
 
+// TestMaintenanceRefusesNegativeDurations: gc and purge refuse durations that would reach
+// into the future (and take blobs being pushed), before touching the store.
+func TestMaintenanceRefusesNegativeDurations(t *testing.T) {
+	srv := testenv.StartServer(t, testenv.ServerOptions{})
+	for _, args := range [][]string{{"gc", "--grace", "-1h"}, {"gc", "--upload-max-age", "-1s"}, {"purge", "--older-than", "-1h"}} {
+		_, errOut, code := run(t, nil, append(args, "--data-dir", srv.DataDir)...)
+		if code != 1 || !strings.Contains(errOut, "cannot be negative") {
+			t.Errorf("%v: exit %d %q", args, code, errOut)
+		}
+	}
+}
+
 // TestMaintenanceRefusesPathWithoutStore: gc and purge given a path that holds no store say
 // so and create nothing there.
 func TestMaintenanceRefusesPathWithoutStore(t *testing.T) {

@@ -30,6 +30,10 @@ func cmdGC(args []string) error {
 		return err
 	}
 	setupLogging(c.LogLevel)
+	// A negative grace would put the cutoff in the future and take blobs being pushed.
+	if *grace < 0 || *uploadAge < 0 {
+		return fmt.Errorf("--grace %s, --upload-max-age %s: cannot be negative", *grace, *uploadAge)
+	}
 	if err := requireStore(c); err != nil {
 		return err
 	}
