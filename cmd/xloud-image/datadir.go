@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,10 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // requireStore refuses a data directory that holds no store, so that a maintenance command
@@ -77,7 +75,7 @@ func removeIfFailed(dir string, before dataDirState, err error) {
 // inUseError explains a metadata store that is locked: which process holds it and how that
 // was found, instead of bbolt's bare "timeout".
 func inUseError(dataDir string, err error) error {
-	if !errors.Is(err, bolt.ErrTimeout) {
+	if !errors.Is(err, berrors.ErrTimeout) {
 		return err
 	}
 	db := filepath.Join(dataDir, "meta.db")
@@ -106,32 +104,6 @@ func adminPID(dataDir string) int {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
-}
-
-// flockHolder is the process holding a flock on path, from /proc/locks (Linux); 0 when unknown.
-func flockHolder(path string) int {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return 0
-	}
-	f, err := os.Open("/proc/locks")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	// A line: "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (pid, then maj:min:inode).
-	suffix := ":" + strconv.FormatUint(st.Ino, 10)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || fields[1] != "FLOCK" || !strings.HasSuffix(fields[5], suffix) {
-			continue
-		}
-		if pid, err := strconv.Atoi(fields[4]); err == nil && pid != os.Getpid() {
-			return pid
-		}
-	}
-	return 0
 }
 
 // processName is pid's command name, for the message; "unknown command" when unreadable.
