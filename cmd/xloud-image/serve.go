@@ -127,7 +127,10 @@ func cmdServe(args []string) error {
 	apiMux.Handle("/metrics", m.Handler())
 	apiMux.Handle("/healthz", health)
 	apiMux.Handle("/readyz", health)
-	apiMux.Handle("/", images) // versions at /, the Image API under /v2/
+	apiURL, regURL := portURL(c.APIPublicURL, c.APIAddr), portURL(c.PublicURL, c.RegistryAddr)
+	mountAPIPointers(regMux, apiURL, regURL)
+	// Versions at /, the Image API under /v2/; registry requests are pointed to the registry.
+	mountRegistryPointers(apiMux, images, regURL)
 	sec.mountIdentity(apiMux, c)
 
 	admin, err := listenAdmin(c.DataDir, store)
@@ -147,6 +150,7 @@ func cmdServe(args []string) error {
 		}
 		go func(s *namedServer) { errc <- s.serve() }(s)
 	}
+	logURLs(c, servers[0].ln.Addr(), servers[1].ln.Addr())
 	select {
 	case <-ctx.Done():
 		slog.Info("shutting down")
