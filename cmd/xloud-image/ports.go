@@ -40,26 +40,43 @@ func portURL(public, addr string) func(*http.Request) string {
 // a Keystone-style error naming the identity URL, and the root with a short document of where
 // each API is, in the same error shape. Both are 404: keystoneauth's discovery gives up on it,
 // then prints the error's message (`openstack` with OS_AUTH_URL at this port says where to go).
-func mountAPIPointers(mux *http.ServeMux, apiURL, registryURL func(*http.Request) string) {
+func mountAPIPointers(mux *http.ServeMux, c config, apiURL, registryURL func(*http.Request) string) {
 	identity := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]any{"error": map[string]any{
-			"code": http.StatusNotFound, "title": "Not Found",
-			"message": "This is the registry port; the Identity API (Keystone v3) is at " +
-				apiURL(r) + "/identity/v3 and the Image API at " + apiURL(r),
-		}})
+		writeJSON(w, http.StatusNotFound, keystoneError("This is the registry port; "+identityAt(c, apiURL(r))+
+			" and the Image API at "+apiURL(r)))
 	})
 	for _, p := range []string{"/v3", "/v3/", "/identity", "/identity/"} {
 		mux.Handle(p, identity)
 	}
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]any{
-			"error": map[string]any{"code": http.StatusNotFound, "title": "Not Found",
-				"message": "This is the registry port (OCI Distribution at /v2/); the Image API and the Identity API are at " + apiURL(r)},
-			"registry":     registryURL(r) + "/v2/",
-			"image_api":    apiURL(r) + "/v2/",
-			"identity_api": apiURL(r) + "/identity/v3",
-		})
+		doc := keystoneError("This is the registry port (OCI Distribution at /v2/); the Image API is at " +
+			apiURL(r) + "; " + identityAt(c, apiURL(r)))
+		doc["registry"], doc["image_api"] = registryURL(r)+"/v2/", apiURL(r)+"/v2/"
+		switch c.Auth {
+		case "embedded":
+			doc["identity_api"] = apiURL(r) + "/identity/v3"
+		case "keystone":
+			doc["identity_api"] = c.KeystoneURL
+		}
+		writeJSON(w, http.StatusNotFound, doc)
 	})
+}
+
+// identityAt says where the Identity API is for --auth: this server's API port, the external
+// Keystone, or nowhere.
+func identityAt(c config, api string) string {
+	switch c.Auth {
+	case "keystone":
+		return "the Identity API is the Keystone at " + c.KeystoneURL
+	case "none":
+		return "this server runs without authentication (--auth none), so it has no Identity API"
+	}
+	return "the Identity API (Keystone v3) is at " + api + "/identity/v3"
+}
+
+// keystoneError is Keystone's 404 error body with message.
+func keystoneError(message string) map[string]any {
+	return map[string]any{"error": map[string]any{"code": http.StatusNotFound, "title": "Not Found", "message": message}}
 }
 
 // mountRegistryPointers answers, on the API port, what an OCI client sends to a registry

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,24 @@ func TestRegistryPortPointsToAPI(t *testing.T) {
 	if resp, body, _ := c.do("GET", "/v3", nil); resp.StatusCode != 404 || !strings.Contains(string(body), "https://images.example.test/identity/v3") {
 		t.Errorf("/v3 with --api-public-url: %d %s", resp.StatusCode, body)
 	}
+	noAuth := testenv.StartServer(t, testenv.ServerOptions{})
+	c.base = "http://" + noAuth.RegistryAddr
+	if resp, body, _ := c.do("GET", "/identity/v3", nil); resp.StatusCode != 404 || !strings.Contains(string(body), "--auth none") ||
+		strings.Contains(string(body), "/identity/v3") {
+		t.Errorf("/identity/v3 with --auth none: %d %s, want no identity URL", resp.StatusCode, body)
+	}
+	// With an external Keystone (unreachable here: the server retries it on use), the pointer
+	// and the start log name it.
+	keystone := "http://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) + "/v3"
+	ks := testenv.StartServer(t, testenv.ServerOptions{Args: []string{"--auth", "keystone", "--keystone-url", keystone,
+		"--keystone-user", "glance", "--keystone-password", "pw"}})
+	c.base = "http://" + ks.RegistryAddr
+	if resp, body, _ := c.do("GET", "/v3", nil); resp.StatusCode != 404 || !strings.Contains(string(body), "the Keystone at "+keystone) {
+		t.Errorf("/v3 with --auth keystone: %d %s, want the Keystone's URL", resp.StatusCode, body)
+	}
+	if line := logLine(t, ks.Log(), "serving"); line["os_auth_url"] != keystone {
+		t.Errorf("start log with --auth keystone: %v, want os_auth_url %s", line, keystone)
+	}
 }
 
 // TestAPIPortPointsToRegistry: on the API port, what an OCI client sends to a registry is
@@ -94,7 +113,9 @@ func TestAPIPortPointsToRegistry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var doc struct{ Errors []struct{ Code, Message string } }
+		var doc struct {
+			Errors []struct{ Code, Message string }
+		}
 		if resp.StatusCode != http.StatusMisdirectedRequest || json.Unmarshal(body, &doc) != nil || len(doc.Errors) != 1 ||
 			doc.Errors[0].Code != "UNSUPPORTED" || !strings.Contains(doc.Errors[0].Message, "the registry is at "+reg) {
 			t.Errorf("%s %s %q on the API port: %d %s, want 421 UNSUPPORTED naming %s", tc.method, tc.path, tc.hdr, resp.StatusCode, body, reg)

@@ -128,7 +128,7 @@ func cmdServe(args []string) error {
 	apiMux.Handle("/healthz", health)
 	apiMux.Handle("/readyz", health)
 	apiURL, regURL := portURL(c.APIPublicURL, c.APIAddr), portURL(c.PublicURL, c.RegistryAddr)
-	mountAPIPointers(regMux, apiURL, regURL)
+	mountAPIPointers(regMux, c, apiURL, regURL)
 	// Versions at /, the Image API under /v2/; registry requests are pointed to the registry.
 	mountRegistryPointers(apiMux, images, regURL)
 	sec.mountIdentity(apiMux, c)
