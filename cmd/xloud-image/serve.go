@@ -135,7 +135,10 @@ func cmdServe(args []string) (err error) {
 	apiMux.Handle("/metrics", m.Handler())
 	apiMux.Handle("/healthz", health)
 	apiMux.Handle("/readyz", health)
-	apiMux.Handle("/", images) // versions at /, the Image API under /v2/
+	apiURL, regURL := portURL(c.APIPublicURL, c.APIAddr), portURL(c.PublicURL, c.RegistryAddr)
+	mountAPIPointers(regMux, c, apiURL, regURL)
+	// Versions at /, the Image API under /v2/; registry requests are pointed to the registry.
+	mountRegistryPointers(apiMux, images, regURL)
 	sec.mountIdentity(apiMux, c)
 
 	admin, err := listenAdmin(c.DataDir, store, cat)
@@ -156,6 +159,7 @@ func cmdServe(args []string) (err error) {
 		go func(s *namedServer) { errc <- s.serve() }(s)
 	}
 	started = true
+	logURLs(c, servers[0].ln.Addr(), servers[1].ln.Addr())
 	select {
 	case <-ctx.Done():
 		slog.Info("shutting down")
