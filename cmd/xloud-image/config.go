@@ -26,6 +26,7 @@ type config struct {
 	TLSCert       string
 	TLSKey        string
 	AnonymousPull bool
+	AccessLog     bool
 
 	// The Image API and the registry's content rules.
 	SparseManifests bool
