@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -26,6 +27,8 @@ type Options struct {
 	Access *Access
 	// Catalog refines reads and deletes of image content; nil: plain registry.
 	Catalog Catalog
+	// Log receives refusals, faults and events; nil: slog.Default().
+	Log *slog.Logger
 }
 
 // DefaultMaxManifestSize is well above the spec's 4 MiB floor and the conformance suite's
@@ -58,6 +61,14 @@ func New(store *storage.Store, opt Options) *Registry {
 	reg := &Registry{store: store, opt: opt, manifestBudget: newByteBudget(opt.ManifestBudget)}
 	reg.routes = reg.handlers()
 	return reg
+}
+
+// log is where the registry's lines go.
+func (reg *Registry) log() *slog.Logger {
+	if reg.opt.Log != nil {
+		return reg.opt.Log
+	}
+	return slog.Default()
 }
 
 // location makes a Location header value for path.
