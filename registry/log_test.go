@@ -62,3 +62,35 @@ func TestRefusalsExplainAndLog(t *testing.T) {
 		t.Errorf("anonymous challenge logged as %v, want one DEBUG line", recs)
 	}
 }
+
+// TestPushAndDeleteLogged: a manifest push and a manifest delete are INFO lines naming the
+// repository, the digest and the caller.
+func TestPushAndDeleteLogged(t *testing.T) {
+	s := newSecured(t)
+	var logs syncBuf
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewJSONHandler(&logs, nil)))
+	defer slog.SetDefault(prev)
+	s.seed() // admin pushes a/app:v1 and b/app:v1
+	resp, body := s.do("DELETE", "/v2/b/app/manifests/v1", nil, s.as("admin")...)
+	s.expect(resp, body, 202, "")
+	var pushed, deleted int
+	for _, rec := range logLines(t, logs.String()) {
+		switch rec["msg"] {
+		case "manifest pushed":
+			if rec["level"] != "INFO" || rec["user"] != "admin" || !strings.HasPrefix(rec["digest"].(string), "sha256:") ||
+				rec["request_id"] == "" || (rec["repository"] != "a/app" && rec["repository"] != "b/app") {
+				t.Errorf("push line %v", rec)
+			}
+			pushed++
+		case "manifest deleted":
+			if rec["repository"] != "b/app" || rec["reference"] != "v1" || rec["user"] != "admin" {
+				t.Errorf("delete line %v", rec)
+			}
+			deleted++
+		}
+	}
+	if pushed != 2 || deleted != 1 {
+		t.Errorf("%d pushes and %d deletes logged, want 2 and 1:\n%s", pushed, deleted, logs.String())
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/internal/reqlog"
 	"github.com/xloud/xloud-image/storage"
 )
 
@@ -69,6 +71,15 @@ func (reg *Registry) log() *slog.Logger {
 		return reg.opt.Log
 	}
 	return slog.Default()
+}
+
+// event logs a change the request made at INFO, with its request id and caller.
+func (reg *Registry) event(r *http.Request, msg string, attrs ...any) {
+	user := ""
+	if a, ok := auth.FromContext(r.Context()); ok {
+		user = a.Principal.UserName
+	}
+	reg.log().InfoContext(r.Context(), msg, append(attrs, "user", user, "request_id", reqlog.ID(r.Context()))...)
 }
 
 // location makes a Location header value for path.

@@ -130,12 +130,21 @@ func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter 
 // events inside a request (slog.InfoContext and friends) name it.
 type Handler struct{ slog.Handler }
 
-// Handle adds request_id when the context has one.
+// Handle adds request_id when the context has one and the line does not name it already.
 func (h Handler) Handle(ctx context.Context, rec slog.Record) error {
-	if id := ID(ctx); id != "" {
+	if id := ID(ctx); id != "" && !hasAttr(rec, "request_id") {
 		rec.AddAttrs(slog.String("request_id", id))
 	}
 	return h.Handler.Handle(ctx, rec)
+}
+
+func hasAttr(rec slog.Record, key string) bool {
+	found := false
+	rec.Attrs(func(a slog.Attr) bool {
+		found = a.Key == key
+		return !found
+	})
+	return found
 }
 
 // WithAttrs keeps the wrapper.
