@@ -372,3 +372,10 @@ func roleWords(roles []Role) string {
 	}
 	return s
 }
+
+// AllowMetrics decides whether pr may read the service's metrics when they are protected:
+// admins only (they name projects' refusals and the whole store's size). A registry token
+// does not reach them.
+func (p *Policy) AllowMetrics(pr Principal) bool {
+	return pr.Admin && !pr.Bounded
+}

@@ -171,6 +171,7 @@ func (a *API) logError(r *http.Request, status int, msg string, fault bool, err 
 	case fault:
 		a.opt.Log.Error("image api fault", append(attrs, "err", err)...)
 	case status >= 400:
+		a.opt.Metrics.Refused("image", strconv.Itoa(status))
 		if msg == "" {
 			msg = err.Error()
 		}

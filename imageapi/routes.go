@@ -15,6 +15,7 @@ import (
 
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/catalog"
+	"github.com/xloud/xloud-image/internal/metrics"
 	"github.com/xloud/xloud-image/internal/reqlog"
 )
 
@@ -28,6 +29,8 @@ type Options struct {
 	Web *catalog.WebDownloader
 	// Log receives faults and failed background imports; nil: slog.Default().
 	Log *slog.Logger
+	// Metrics counts refusals; nil: not counted.
+	Metrics *metrics.Registry
 }
 
 // API serves the Image API v2.

@@ -218,7 +218,10 @@ func (reg *Registry) logError(r *http.Request, e *Error, err error) {
 	switch {
 	case e.Code == CodeUnknown:
 		reg.log().ErrorContext(r.Context(), "registry request failed", append(attrs, "err", err)...)
+	case e.Code == CodeUnauthorized:
+		reg.opt.Metrics.Refused("registry", string(e.Code)) // logged where the challenge is decided
 	case e.Code != CodeUnauthorized:
+		reg.opt.Metrics.Refused("registry", string(e.Code))
 		reg.log().InfoContext(r.Context(), "registry refused", append(attrs, "status", e.Status,
 			"code", string(e.Code), "reason", truncate(e.Message, maxErrorMessage))...)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/internal/metrics"
 	"github.com/xloud/xloud-image/internal/reqlog"
 	"github.com/xloud/xloud-image/storage"
 )
@@ -31,6 +32,8 @@ type Options struct {
 	Catalog Catalog
 	// Log receives refusals, faults and events; nil: slog.Default().
 	Log *slog.Logger
+	// Metrics counts refusals; nil: not counted.
+	Metrics *metrics.Registry
 }
 
 // DefaultMaxManifestSize is well above the spec's 4 MiB floor and the conformance suite's

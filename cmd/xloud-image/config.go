@@ -27,6 +27,7 @@ type config struct {
 	TLSKey        string
 	AnonymousPull bool
 	AccessLog     bool
+	MetricsAuth   bool
 
 	// The Image API and the registry's content rules.
 	SparseManifests bool

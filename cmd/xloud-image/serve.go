@@ -49,6 +49,7 @@ func cmdServe(args []string) error {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	fs.BoolVar(&c.AnonymousPull, "anonymous-pull", false, "let anonymous callers pull public content")
 	fs.BoolVar(&c.AccessLog, "access-log", true, "log one JSON line per request (method, path, status, bytes, duration, request id, user, project)")
+	fs.BoolVar(&c.MetricsAuth, "metrics-auth", false, "require admin credentials (Basic or a token) for /metrics")
 	fs.BoolVar(&c.SparseManifests, "sparse-manifests", false, "accept image manifests whose blobs were not pushed (partial mirrors)")
 	c.HashAlgo = "sha256"
 	fs.Var(&c.HashAlgo, "hashing-algorithm", "os_hash_algo of new image data: sha256 (one computation with the OCI digest) or sha512 (Glance's default)")
@@ -103,14 +104,19 @@ func cmdServe(args []string) error {
 	leases := make(chan struct{})
 	go func() { defer close(leases); cat.RunLeases(leaseCtx, c.RedisURL == "", slog.Default()) }()
 	defer func() { stopLeases(); <-leases }()
+	m := metrics.New()
+	m.Observe(metricSources(cat, store))
 	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: c.SparseManifests,
-		Access: sec.registryAccess(), Catalog: cat,
+		Access: sec.registryAccess(), Catalog: cat, Metrics: m,
 		ManifestBudget: c.Limits.ManifestBudget, ManifestWait: c.Limits.ManifestWait})
 
 	health := healthHandler(store)
-	m := metrics.New()
+	metricsHandler, err := metricsEndpoint(c, sec, m)
+	if err != nil {
+		return err
+	}
 	regMux := http.NewServeMux()
-	regMux.Handle("/metrics", m.Handler())
+	regMux.Handle("/metrics", metricsHandler)
 	regMux.Handle("/v2/", reg)
 	regMux.Handle("/v2", reg)
 	regMux.Handle("/healthz", health)
@@ -121,20 +127,20 @@ func cmdServe(args []string) error {
 	}
 	// The Image API on the API port, and under /image on the registry port, each advertising
 	// its own base.
-	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web})
-	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web})
+	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, Metrics: m})
+	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, Metrics: m})
 	regMux.Handle("/image/", http.StripPrefix("/image", regImages))
 	if sec != nil {
 		regMux.Handle("/token", reg.TokenHandler())
 	}
 	apiMux := http.NewServeMux()
-	apiMux.Handle("/metrics", m.Handler())
+	apiMux.Handle("/metrics", metricsHandler)
 	apiMux.Handle("/healthz", health)
 	apiMux.Handle("/readyz", health)
 	apiMux.Handle("/", images) // versions at /, the Image API under /v2/
 	sec.mountIdentity(apiMux, c)
 
-	admin, err := listenAdmin(c.DataDir, store)
+	admin, err := listenAdmin(c.DataDir, store, m)
 	if err != nil {
 		return err
 	}
@@ -257,7 +263,7 @@ func (s *namedServer) serve() error {
 func adminSocket(dataDir string) string { return filepath.Join(dataDir, "admin.sock") }
 
 // listenAdmin serves the admin commands on the unix socket.
-func listenAdmin(dataDir string, store *storage.Store) (net.Listener, error) {
+func listenAdmin(dataDir string, store *storage.Store, m *metrics.Registry) (net.Listener, error) {
 	path := adminSocket(dataDir)
 	os.Remove(path) // a leftover from a killed server
 	ln, err := net.Listen("unix", path)
@@ -277,8 +283,14 @@ func listenAdmin(dataDir string, store *storage.Store) (net.Listener, error) {
 		}
 		rep, err := store.CollectGarbage(r.Context(), opt)
 		if err != nil {
+			slog.Error("garbage collection failed", "err", err)
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
+		}
+		slog.Info("garbage collected", "dry_run", rep.DryRun, "blobs", len(rep.Blobs), "bytes_freed", rep.BytesFreed,
+			"uploads", len(rep.Uploads), "orphan_files", rep.OrphanFiles, "blobs_checked", rep.BlobsChecked)
+		if !rep.DryRun {
+			m.GCRun(rep.BytesFreed)
 		}
 		json.NewEncoder(w).Encode(rep)
 	})
