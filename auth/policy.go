@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -340,4 +341,41 @@ func (p *Policy) ReadBlob(ctx context.Context, pr Principal, repo string, d dige
 		best = max(best, dec)
 	}
 	return best, nil
+}
+
+// Explain says, for a caller AllowRepository refused, what act on repo would need, in words
+// for the refusal: the rules it names are the ones AllowRepository applies.
+func (p *Policy) Explain(ctx context.Context, pr Principal, repo string, act Action) string {
+	if !pr.granted(repo, act) {
+		return fmt.Sprintf("the registry token does not grant %s on %s", act, repo)
+	}
+	first, _, _ := strings.Cut(repo, "/")
+	proj, err := p.RepositoryProject(ctx, first)
+	if err != nil {
+		return fmt.Sprintf("%s on %s needs a project named %q (the repository's first component), and there is none", act, repo, first)
+	}
+	if act == ActionPull {
+		return fmt.Sprintf("%s on %s needs %s on project %s, or an image there you may see", act, repo, roleWords(readerRoles), proj.Name)
+	}
+	return fmt.Sprintf("%s on %s needs %s on project %s", act, repo, roleWords(writerRoles), proj.Name)
+}
+
+// roleWords names the least of roles and the others that also do.
+func roleWords(roles []Role) string {
+	s := "the " + string(roles[0]) + " role"
+	if len(roles) > 1 {
+		rest := make([]string, len(roles)-1)
+		for i, r := range roles[1:] {
+			rest[i] = string(r)
+		}
+		s += " (or " + strings.Join(rest, ", ") + ")"
+	}
+	return s
+}
+
+// AllowMetrics decides whether pr may read the service's metrics when they are protected:
+// admins only (they name projects' refusals and the whole store's size). A registry token
+// does not reach them.
+func (p *Policy) AllowMetrics(pr Principal) bool {
+	return pr.Admin && !pr.Bounded
 }

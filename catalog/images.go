@@ -76,11 +76,11 @@ func (c *Catalog) Create(ctx context.Context, pr auth.Principal, in NewImage) (I
 	if err := c.checkVisibilityChange(ctx, pr, img, nil); err != nil {
 		return img, err
 	}
-	err := c.meta.Update(ctx, func(tx meta.Tx) error {
+	err := c.updateImages(ctx, func(tx meta.Tx, ev *events) error {
 		if _, err := tx.Get(keyImage(img.ID)); err == nil {
 			return errorf(Conflict, "an image with id %s exists", img.ID)
 		}
-		return putImage(tx, nil, img)
+		return ev.put(tx, nil, img)
 	})
 	return img, err
 }
@@ -187,7 +187,7 @@ func (c *Catalog) mutate(ctx context.Context, pr auth.Principal, id string, act 
 		return img, err
 	}
 	var out Image
-	err = c.meta.Update(ctx, func(tx meta.Tx) error {
+	err = c.updateImages(ctx, func(tx meta.Tx, ev *events) error {
 		cur, err := getImage(tx, id)
 		if err != nil {
 			return err
@@ -204,7 +204,7 @@ func (c *Catalog) mutate(ctx context.Context, pr auth.Principal, id string, act 
 		}
 		next.UpdatedAt = c.Now().UTC().Truncate(1e9)
 		out = next
-		return putImage(tx, &cur, next)
+		return ev.put(tx, &cur, next)
 	})
 	return out, err
 }

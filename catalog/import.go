@@ -60,7 +60,7 @@ func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int
 		return img, err
 	}
 	var out Image
-	err = c.meta.Update(ctx, func(tx meta.Tx) error {
+	err = c.updateImages(ctx, func(tx meta.Tx, ev *events) error {
 		cur, err := getImage(tx, img.ID)
 		if err != nil {
 			return err
@@ -75,7 +75,7 @@ func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int
 		next.Lease = "" // staged: at rest until the import
 		next.UpdatedAt = c.Now().UTC().Truncate(1e9)
 		out = next
-		return putImage(tx, &cur, next)
+		return ev.put(tx, &cur, next)
 	})
 	return out, err
 }
@@ -84,13 +84,13 @@ func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int
 // unless it left status from meanwhile (was deleted) or is no longer this write's (its
 // lease was recovered and another write began).
 func (c *Catalog) requeue(ctx context.Context, img Image, from Status) {
-	err := c.meta.Update(ctx, func(tx meta.Tx) error {
+	err := c.updateImages(ctx, func(tx meta.Tx, ev *events) error {
 		cur, err := getImage(tx, img.ID)
 		if err != nil || cur.Status != from || cur.Lease != img.Lease {
 			return err
 		}
 		next := cur.requeued(c.Now())
-		return putImage(tx, &cur, next)
+		return ev.put(tx, &cur, next)
 	})
 	if err != nil {
 		// The lease janitor requeues it later.

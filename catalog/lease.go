@@ -109,7 +109,7 @@ func (c *Catalog) RecoverLeases(ctx context.Context, all bool) (int, error) {
 	recovered := 0
 	for _, id := range ids {
 		requeued := false
-		err := c.meta.Update(ctx, func(tx meta.Tx) error {
+		err := c.updateImages(ctx, func(tx meta.Tx, ev *events) error {
 			requeued = false // the function may run again
 			img, err := getImage(tx, id)
 			if errors.Is(err, meta.ErrNotFound) {
@@ -125,7 +125,7 @@ func (c *Catalog) RecoverLeases(ctx context.Context, all bool) (int, error) {
 				return nil
 			}
 			next := img.requeued(c.Now())
-			if err := putImage(tx, &img, next); err != nil {
+			if err := ev.put(tx, &img, next); err != nil {
 				return err
 			}
 			requeued = true

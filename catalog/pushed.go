@@ -203,7 +203,7 @@ func (c *Catalog) recordPushed(ctx context.Context, pr auth.Principal, repo stri
 		img.Reference = index.String()
 		refs = append(refs, index, cd)
 	}
-	return c.meta.Update(ctx, func(tx meta.Tx) error {
+	return c.updateImages(ctx, func(tx meta.Tx, ev *events) error {
 		if _, err := tx.Get(keyImageRef(repo, d.String())); err == nil {
 			return nil
 		}
@@ -212,7 +212,7 @@ func (c *Catalog) recordPushed(ctx context.Context, pr auth.Principal, repo stri
 				return err
 			}
 		}
-		return putImage(tx, nil, img)
+		return ev.put(tx, nil, img)
 	})
 }
 

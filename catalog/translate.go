@@ -130,7 +130,7 @@ func (c *Catalog) publish(ctx context.Context, img Image, data uploaded) (Image,
 		referrer = base.Repository + "@" + artDesc.Digest.String()
 	}
 	var out Image
-	err = c.meta.Update(ctx, func(tx meta.Tx) error {
+	err = c.updateImages(ctx, func(tx meta.Tx, ev *events) error {
 		cur, err := getImage(tx, img.ID)
 		if err != nil {
 			return err
@@ -161,7 +161,7 @@ func (c *Catalog) publish(ctx context.Context, img Image, data uploaded) (Image,
 				return err
 			}
 		}
-		return putImage(tx, &cur, next)
+		return ev.put(tx, &cur, next)
 	})
 	if err != nil {
 		if uerr := c.unpublish(context.WithoutCancel(ctx), Image{ID: img.ID, Repository: data.repo, Reference: indexDigest.String()}); uerr != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/catalog"
+	"github.com/xloud/xloud-image/internal/reqlog"
 	"github.com/xloud/xloud-image/storage"
 )
 
@@ -114,9 +115,7 @@ var titles = map[int]string{
 // application/json, plain text otherwise. HEAD gets no body.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, msg, fault := statusOf(err)
-	if fault {
-		a.opt.Log.Error("image api fault", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
+	a.logError(r, status, msg, fault, err)
 	var ae *apiError
 	if errors.As(err, &ae) {
 		for k, v := range ae.header {
@@ -158,6 +157,25 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
 		w.Write([]byte(body))
+	}
+}
+
+// logError logs a fault at ERROR and a refusal at INFO with the reason its body gives, so
+// the operator reads in the log what the caller was told.
+func (a *API) logError(r *http.Request, status int, msg string, fault bool, err error) {
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "request_id", reqlog.ID(r.Context())}
+	if id := r.PathValue("id"); id != "" {
+		attrs = append(attrs, "image", id)
+	}
+	switch {
+	case fault:
+		a.opt.Log.Error("image api fault", append(attrs, "err", err)...)
+	case status >= 400:
+		a.opt.Metrics.Refused("image", strconv.Itoa(status))
+		if msg == "" {
+			msg = err.Error()
+		}
+		a.opt.Log.Info("image api refused", append(attrs, "status", status, "reason", msg)...)
 	}
 }
 

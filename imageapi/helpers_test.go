@@ -30,13 +30,14 @@ type env struct {
 	store   *storage.Store
 	token   map[string]string
 	project map[string]string
+	ident   *auth.Identity
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	store := testenv.OpenStore(t, "")
 	id := auth.NewIdentity(store.Meta())
-	e := &env{t: t, store: store, token: map[string]string{}, project: map[string]string{}}
+	e := &env{t: t, store: store, token: map[string]string{}, project: map[string]string{}, ident: id}
 	for _, p := range []string{"admin", "a", "b"} {
 		proj, err := id.CreateProject(ctx, auth.Project{Name: p, Enabled: true})
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/catalog"
+	"github.com/xloud/xloud-image/internal/reqlog"
 )
 
 // stageImageData is PUT /v2/images/{id}/stage (§1.7): data for a later glance-direct
@@ -55,10 +56,15 @@ func (a *API) importImage(w http.ResponseWriter, r *http.Request, pr auth.Princi
 	if err != nil {
 		return err
 	}
+	reqID := reqlog.ID(r.Context())
+	a.opt.Log.Info("image import started", "image", id, "method", req.Method.Name, "user", pr.UserName, "request_id", reqID)
 	go func() {
 		if err := run(context.WithoutCancel(r.Context())); err != nil {
-			a.opt.Log.Warn("image import failed; the image is queued again", "image", id, "method", req.Method.Name, "err", err)
+			a.opt.Log.Warn("image import failed; the image is queued again", "image", id, "method", req.Method.Name,
+				"request_id", reqID, "err", err)
+			return
 		}
+		a.opt.Log.Info("image import finished", "image", id, "method", req.Method.Name, "request_id", reqID)
 	}()
 	w.WriteHeader(http.StatusAccepted)
 	return nil

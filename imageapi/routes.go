@@ -13,10 +13,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/google/uuid"
-
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/catalog"
+	"github.com/xloud/xloud-image/internal/metrics"
+	"github.com/xloud/xloud-image/internal/reqlog"
 )
 
 // Options configure the Image API.
@@ -29,6 +29,8 @@ type Options struct {
 	Web *catalog.WebDownloader
 	// Log receives faults and failed background imports; nil: slog.Default().
 	Log *slog.Logger
+	// Metrics counts refusals; nil: not counted.
+	Metrics *metrics.Registry
 }
 
 // API serves the Image API v2.
@@ -116,6 +118,7 @@ func (a *API) handle(pattern string, authed bool, h handlerFunc) {
 				a.writeError(w, r, err)
 				return
 			}
+			reqlog.SetCaller(r.Context(), pr.UserName, pr.ProjectID)
 		}
 		if err := h(w, r, pr); err != nil {
 			a.writeError(w, r, err)
@@ -130,7 +133,8 @@ type requestURL struct{}
 // versions document, and routes the normalized path; a path no route takes is Glance's 404,
 // a method the path does not take its 405 with Allow.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Openstack-Request-Id", "req-"+uuid.NewString())
+	r = withRequestID(r)
+	w.Header().Set("X-Openstack-Request-Id", reqlog.ID(r.Context()))
 	segs, ok := pathSegments(r)
 	if !ok || slices.Contains(segs, "") { // no route has an empty segment ("//")
 		a.writeError(w, r, errorf(http.StatusNotFound, "The resource could not be found."))
@@ -259,4 +263,13 @@ func mountPrefix(r *http.Request) string {
 		return strings.TrimRight(orig[:len(orig)-len(cur)], "/")
 	}
 	return ""
+}
+
+// withRequestID keeps the id the server gave r (the one its access line and events carry),
+// or gives it one when the API is served on its own.
+func withRequestID(r *http.Request) *http.Request {
+	if reqlog.ID(r.Context()) != "" {
+		return r
+	}
+	return r.WithContext(reqlog.WithID(r.Context()))
 }

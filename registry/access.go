@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/internal/reqlog"
 )
 
 // Access is how the registry asks who a caller is and what they may do. Nil means an open
@@ -43,10 +44,11 @@ func (reg *Registry) authorize(r *http.Request, rt route) (*http.Request, error)
 		if !auth.IsAuthError(err) {
 			return r, err
 		}
-		logRefusal(r, err)
+		reg.logRefusal(r, slog.LevelWarn, err)
 		return r, reg.challenge(r, rt, "invalid_token")
 	}
 	r = r.WithContext(auth.WithAuthenticated(r.Context(), a))
+	reqlog.SetCaller(r.Context(), a.Principal.UserName, a.Principal.ProjectID)
 	switch rt.kind {
 	case kindBase:
 		// Clients learn the realm here: without credentials, always a challenge.
@@ -65,7 +67,7 @@ func (reg *Registry) authorize(r *http.Request, rt route) (*http.Request, error)
 	}
 	act := action(rt, r.Method)
 	if from := mountSource(r, rt); from != "" && !acc.Policy.TokenCovers(a.Principal, from, auth.ActionPull) {
-		logRefusal(r, fmt.Errorf("the token does not cover pull on the mount source %s", from))
+		reg.logRefusal(r, slog.LevelInfo, fmt.Errorf("the token does not cover pull on the mount source %s", from))
 		return r, reg.challenge(r, rt, "insufficient_scope")
 	}
 	ok, err := reg.allowed(r.Context(), rt.name, act)
@@ -75,14 +77,19 @@ func (reg *Registry) authorize(r *http.Request, rt route) (*http.Request, error)
 	if ok {
 		return r, nil
 	}
-	logRefusal(r, fmt.Errorf("%s on %s not allowed for %s", act, rt.name, principalName(a.Principal)))
 	if a.Kind == auth.CredNone {
+		// Every client's first request: the challenge sends it for credentials.
+		reg.logRefusal(r, slog.LevelDebug, fmt.Errorf("%s on %s: anonymous caller challenged", act, rt.name))
 		return r, reg.challenge(r, rt, "")
 	}
+	why := acc.Policy.Explain(r.Context(), a.Principal, rt.name, act)
 	if a.Principal.Anonymous || a.Claims != nil {
+		// Registry tokens are challenged for a wider one: clients re-authenticate on 401.
+		reg.logRefusal(r, slog.LevelInfo, fmt.Errorf("%s: %s", principalName(a.Principal), why))
 		return r, reg.challenge(r, rt, "insufficient_scope")
 	}
-	return r, E(CodeDenied)
+	// A signed-in caller learns what they lack; writeError logs it.
+	return r, E(CodeDenied).WithMessage("%s: %s", principalName(a.Principal), why)
 }
 
 // allowed asks the policy whether the caller recorded in ctx may act on repo; a registry
@@ -161,14 +168,15 @@ func (reg *Registry) baseURL(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
-// logRefusal logs a refused request once, without its credentials.
-func logRefusal(r *http.Request, err error) {
+// logRefusal logs a refused request once, without its credentials: failed sign-ins at WARN,
+// refusals at INFO, the anonymous challenge every client meets first at DEBUG.
+func (reg *Registry) logRefusal(r *http.Request, level slog.Level, err error) {
 	user := ""
 	if u, _, ok := r.BasicAuth(); ok {
 		user = u
 	}
-	slog.Warn("registry access refused", "method", r.Method, "path", r.URL.Path,
-		"remote", r.RemoteAddr, "user", user, "reason", refusalReason(err))
+	reg.log().Log(r.Context(), level, "registry access refused", "method", r.Method, "path", r.URL.Path,
+		"remote", r.RemoteAddr, "user", user, "reason", refusalReason(err), "request_id", reqlog.ID(r.Context()))
 }
 
 func refusalReason(err error) string {

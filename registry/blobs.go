@@ -58,6 +58,7 @@ func (reg *Registry) deleteBlob(w http.ResponseWriter, r *http.Request, rt route
 	if err := reg.store.DeleteBlob(r.Context(), rt.name, d); err != nil {
 		return err
 	}
+	reg.event(r, "blob deleted", "repository", rt.name, "digest", d.String())
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil

@@ -13,10 +13,13 @@ const misdirected = http.StatusMisdirectedRequest
 // Elsewhere answers a registry request that came to a port other than the registry's with
 // UNSUPPORTED naming the registry's URL, which registryURL gives for the request, so that
 // `oras login` or a pull against the wrong port fails and says where to go.
-func Elsewhere(registryURL func(*http.Request) string) http.Handler {
+// The refusal is logged and counted like any of the registry's (a Registry with no store
+// suffices: only its log and metrics options are used).
+func Elsewhere(registryURL func(*http.Request) string, opt Options) http.Handler {
+	reg := &Registry{opt: opt}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-		writeError(w, r, E(CodeUnsupported).WithStatus(misdirected).WithMessage(
+		reg.writeError(w, r, E(CodeUnsupported).WithStatus(misdirected).WithMessage(
 			"this port serves the Image API, not the registry: the registry is at %s", registryURL(r)))
 	})
 }

@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 
 	"github.com/xloud/xloud-image/catalog"
+	"github.com/xloud/xloud-image/internal/reqlog"
 	"github.com/xloud/xloud-image/manifest"
 	"github.com/xloud/xloud-image/storage"
 )
@@ -193,13 +193,11 @@ type wireError struct {
 	Detail  any    `json:"detail,omitempty"`
 }
 
-// writeError writes err as the spec's JSON error body (no body on HEAD) and logs server
-// faults.
-func writeError(w http.ResponseWriter, r *http.Request, err error) {
+// writeError writes err as the spec's JSON error body (no body on HEAD) and logs it: server
+// faults at ERROR, refusals at INFO with the reason the body gives.
+func (reg *Registry) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := asError(err)
-	if e.Code == CodeUnknown {
-		slog.Error("registry request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
+	reg.logError(r, e, err)
 	for k, v := range e.Header {
 		w.Header()[k] = v
 	}
@@ -212,4 +210,19 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 	w.WriteHeader(e.Status)
 	w.Write(body)
+}
+
+// logError logs what writeError answers. Challenges (401) are logged where they are decided.
+func (reg *Registry) logError(r *http.Request, e *Error, err error) {
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "request_id", reqlog.ID(r.Context())}
+	switch {
+	case e.Code == CodeUnknown:
+		reg.log().ErrorContext(r.Context(), "registry request failed", append(attrs, "err", err)...)
+	case e.Code == CodeUnauthorized:
+		reg.opt.Metrics.Refused("registry", string(e.Code)) // logged where the challenge is decided
+	case e.Code != CodeUnauthorized:
+		reg.opt.Metrics.Refused("registry", string(e.Code))
+		reg.log().InfoContext(r.Context(), "registry refused", append(attrs, "status", e.Status,
+			"code", string(e.Code), "reason", truncate(e.Message, maxErrorMessage))...)
+	}
 }

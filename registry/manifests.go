@@ -128,6 +128,8 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt rout
 			return fmt.Errorf("record image of %s: %w", d, err)
 		}
 	}
+	reg.event(r, "manifest pushed", "repository", rt.name, "digest", d.String(), "media_type", m.MediaType,
+		"tags", tags, "size", len(body))
 	h := w.Header()
 	h.Set("Location", reg.location("/v2/"+rt.name+"/manifests/"+d.String()))
 	h.Set("Docker-Content-Digest", d.String())
@@ -218,6 +220,7 @@ func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request, rt r
 	if err != nil {
 		return err
 	}
+	reg.event(r, "manifest deleted", "repository", rt.name, "reference", rt.ref)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil

@@ -1,10 +1,14 @@
 package registry
 
 import (
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/internal/metrics"
+	"github.com/xloud/xloud-image/internal/reqlog"
 	"github.com/xloud/xloud-image/storage"
 )
 
@@ -26,6 +30,10 @@ type Options struct {
 	Access *Access
 	// Catalog refines reads and deletes of image content; nil: plain registry.
 	Catalog Catalog
+	// Log receives refusals, faults and events; nil: slog.Default().
+	Log *slog.Logger
+	// Metrics counts refusals; nil: not counted.
+	Metrics *metrics.Registry
 }
 
 // DefaultMaxManifestSize is well above the spec's 4 MiB floor and the conformance suite's
@@ -58,6 +66,23 @@ func New(store *storage.Store, opt Options) *Registry {
 	reg := &Registry{store: store, opt: opt, manifestBudget: newByteBudget(opt.ManifestBudget)}
 	reg.routes = reg.handlers()
 	return reg
+}
+
+// log is where the registry's lines go.
+func (reg *Registry) log() *slog.Logger {
+	if reg.opt.Log != nil {
+		return reg.opt.Log
+	}
+	return slog.Default()
+}
+
+// event logs a change the request made at INFO, with its request id and caller.
+func (reg *Registry) event(r *http.Request, msg string, attrs ...any) {
+	user := ""
+	if a, ok := auth.FromContext(r.Context()); ok {
+		user = a.Principal.UserName
+	}
+	reg.log().InfoContext(r.Context(), msg, append(attrs, "user", user, "request_id", reqlog.ID(r.Context()))...)
 }
 
 // location makes a Location header value for path.

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+
+	"github.com/xloud/xloud-image/internal/reqlog"
 )
 
 // kind names the resource a /v2/ path addresses.
@@ -112,13 +114,17 @@ func (reg *Registry) handlers() map[kind]map[string]handlerFunc {
 // ServeHTTP routes a /v2/ request, checks the name, runs the handler and writes its error.
 func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if reqlog.ID(r.Context()) == "" { // served on its own, without the server's middleware
+		r = r.WithContext(reqlog.WithID(r.Context()))
+		w.Header().Set(reqlog.Header, reqlog.ID(r.Context()))
+	}
 	rt, ok := parseRoute(r.URL.Path)
 	if !ok {
-		writeError(w, r, E(CodeNameUnknown).WithMessage("no such endpoint"))
+		reg.writeError(w, r, E(CodeNameUnknown).WithMessage("no such endpoint"))
 		return
 	}
 	if rt.kind != kindBase && rt.kind != kindCatalog && !validName(rt.name) {
-		writeError(w, r, E(CodeNameInvalid).WithDetail(map[string]string{"name": rt.name}))
+		reg.writeError(w, r, E(CodeNameInvalid).WithDetail(map[string]string{"name": rt.name}))
 		return
 	}
 	method := r.Method
@@ -127,15 +133,15 @@ func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h, ok := reg.routes[rt.kind][method]
 	if !ok {
-		writeError(w, r, E(CodeUnsupported).WithMessage("method %s not allowed here", r.Method))
+		reg.writeError(w, r, E(CodeUnsupported).WithMessage("method %s not allowed here", r.Method))
 		return
 	}
 	r, err := reg.authorize(r, rt)
 	if err != nil {
-		writeError(w, r, err)
+		reg.writeError(w, r, err)
 		return
 	}
 	if err := h(w, r, rt); err != nil {
-		writeError(w, r, err)
+		reg.writeError(w, r, err)
 	}
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -16,7 +17,7 @@ import (
 func (reg *Registry) TokenHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := reg.issueToken(w, r); err != nil {
-			writeError(w, r, err)
+			reg.writeError(w, r, err)
 		}
 	})
 }
@@ -41,7 +42,7 @@ func (reg *Registry) issueToken(w http.ResponseWriter, r *http.Request) error {
 		if !auth.IsAuthError(err) {
 			return err
 		}
-		logRefusal(r, err)
+		reg.logRefusal(r, slog.LevelWarn, err)
 		return E(CodeUnauthorized).WithMessage("invalid credentials")
 	}
 	if a.Kind == auth.CredRegistryToken {

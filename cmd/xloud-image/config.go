@@ -27,6 +27,8 @@ type config struct {
 	TLSCert       string
 	TLSKey        string
 	AnonymousPull bool
+	AccessLog     bool
+	MetricsAuth   bool
 
 	// The Image API and the registry's content rules.
 	SparseManifests bool

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/xloud/xloud-image/internal/metrics"
 	"github.com/xloud/xloud-image/registry"
 )
 
@@ -82,8 +83,8 @@ func keystoneError(message string) map[string]any {
 // mountRegistryPointers answers, on the API port, what an OCI client sends to a registry
 // (registry.IsRegistryRequest, and the token endpoint) with the registry's OCI error naming
 // the registry port; everything else goes to next, the Image API.
-func mountRegistryPointers(mux *http.ServeMux, next http.Handler, registryURL func(*http.Request) string) {
-	elsewhere := registry.Elsewhere(registryURL)
+func mountRegistryPointers(mux *http.ServeMux, next http.Handler, registryURL func(*http.Request) string, m *metrics.Registry) {
+	elsewhere := registry.Elsewhere(registryURL, registry.Options{Metrics: m})
 	mux.Handle("/token", elsewhere)
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if registry.IsRegistryRequest(r) {

@@ -16,10 +16,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/catalog"
 	"github.com/xloud/xloud-image/imageapi"
 	"github.com/xloud/xloud-image/internal/metrics"
+	"github.com/xloud/xloud-image/internal/reqlog"
 	"github.com/xloud/xloud-image/registry"
 	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
@@ -46,6 +49,8 @@ func cmdServe(args []string) (err error) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS on both ports with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	fs.BoolVar(&c.AnonymousPull, "anonymous-pull", false, "let anonymous callers pull public content")
+	fs.BoolVar(&c.AccessLog, "access-log", true, "log one JSON line per request (method, path, status, bytes, duration, request id, user, project)")
+	fs.BoolVar(&c.MetricsAuth, "metrics-auth", false, "require admin credentials (Basic or a token) for /metrics")
 	fs.BoolVar(&c.SparseManifests, "sparse-manifests", false, "accept image manifests whose blobs were not pushed (partial mirrors)")
 	c.HashAlgo = "sha256"
 	fs.Var(&c.HashAlgo, "hashing-algorithm", "os_hash_algo of new image data: sha256 (one computation with the OCI digest) or sha512 (Glance's default)")
@@ -107,14 +112,19 @@ func cmdServe(args []string) (err error) {
 	leases := make(chan struct{})
 	go func() { defer close(leases); cat.RunLeases(leaseCtx, c.RedisURL == "", slog.Default()) }()
 	defer func() { stopLeases(); <-leases }()
+	m := metrics.New()
+	m.Observe(metricSources(cat, store))
 	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: c.SparseManifests,
-		Access: sec.registryAccess(), Catalog: cat,
+		Access: sec.registryAccess(), Catalog: cat, Metrics: m,
 		ManifestBudget: c.Limits.ManifestBudget, ManifestWait: c.Limits.ManifestWait})
 
 	health := healthHandler(store)
-	m := metrics.New()
+	metricsHandler, err := metricsEndpoint(c, sec, m)
+	if err != nil {
+		return err
+	}
 	regMux := http.NewServeMux()
-	regMux.Handle("/metrics", m.Handler())
+	regMux.Handle("/metrics", metricsHandler)
 	regMux.Handle("/v2/", reg)
 	regMux.Handle("/v2", reg)
 	regMux.Handle("/healthz", health)
@@ -125,31 +135,31 @@ func cmdServe(args []string) (err error) {
 	}
 	// The Image API on the API port, and under /image on the registry port, each advertising
 	// its own base.
-	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web})
-	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web})
+	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, Metrics: m})
+	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, Metrics: m})
 	regMux.Handle("/image/", http.StripPrefix("/image", regImages))
 	if sec != nil {
 		regMux.Handle("/token", reg.TokenHandler())
 	}
 	apiMux := http.NewServeMux()
-	apiMux.Handle("/metrics", m.Handler())
+	apiMux.Handle("/metrics", metricsHandler)
 	apiMux.Handle("/healthz", health)
 	apiMux.Handle("/readyz", health)
 	apiURL, regURL := portURL(c.APIPublicURL, c.APIAddr), portURL(c.PublicURL, c.RegistryAddr)
 	mountAPIPointers(regMux, c, apiURL, regURL)
 	// Versions at /, the Image API under /v2/; registry requests are pointed to the registry.
-	mountRegistryPointers(apiMux, images, regURL)
+	mountRegistryPointers(apiMux, images, regURL, m)
 	sec.mountIdentity(apiMux, c)
 
-	admin, err := listenAdmin(c.DataDir, store, cat)
+	admin, err := listenAdmin(c.DataDir, store, cat, m)
 	if err != nil {
 		return err
 	}
 	defer admin.Close()
 
 	servers := []*namedServer{
-		{name: "registry", addr: c.RegistryAddr, handler: idleBodies(m.Instrument("registry", regMux), c.Limits.BodyIdleTimeout), certFile: c.TLSCert, keyFile: c.TLSKey},
-		{name: "api", addr: c.APIAddr, handler: idleBodies(m.Instrument("api", apiMux), c.Limits.BodyIdleTimeout), certFile: c.TLSCert, keyFile: c.TLSKey},
+		{name: "registry", addr: c.RegistryAddr, handler: reqlog.Middleware("registry", c.AccessLog, slog.Default(), idleBodies(m.Instrument("registry", regMux), c.Limits.BodyIdleTimeout)), certFile: c.TLSCert, keyFile: c.TLSKey},
+		{name: "api", addr: c.APIAddr, handler: reqlog.Middleware("api", c.AccessLog, slog.Default(), idleBodies(m.Instrument("api", apiMux), c.Limits.BodyIdleTimeout)), certFile: c.TLSCert, keyFile: c.TLSKey},
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
@@ -178,7 +188,9 @@ func setupLogging(level string) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
-	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})))
+	slog.SetDefault(slog.New(reqlog.Handler{Handler: slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})}))
+	// go-redis prints through its own logger; its lines go out as JSON like every other.
+	redis.SetLogger(reqlog.Logf{Log: slog.Default()})
 }
 
 // openStore opens the blob files and the configured metadata store.
@@ -266,7 +278,7 @@ func adminSocket(dataDir string) string { return filepath.Join(dataDir, "admin.s
 
 // listenAdmin serves the admin commands on the unix socket: gc, purge, and the server's pid
 // (which a second serve on the data directory names).
-func listenAdmin(dataDir string, store *storage.Store, cat *catalog.Catalog) (net.Listener, error) {
+func listenAdmin(dataDir string, store *storage.Store, cat *catalog.Catalog, m *metrics.Registry) (net.Listener, error) {
 	path := adminSocket(dataDir)
 	os.Remove(path) // a leftover from a killed server
 	ln, err := net.Listen("unix", path)
@@ -286,8 +298,14 @@ func listenAdmin(dataDir string, store *storage.Store, cat *catalog.Catalog) (ne
 		}
 		rep, err := store.CollectGarbage(r.Context(), opt)
 		if err != nil {
+			slog.Error("garbage collection failed", "err", err)
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
+		}
+		slog.Info("garbage collected", "dry_run", rep.DryRun, "blobs", len(rep.Blobs), "bytes_freed", rep.BytesFreed,
+			"uploads", len(rep.Uploads), "orphan_files", rep.OrphanFiles, "blobs_checked", rep.BlobsChecked)
+		if !rep.DryRun {
+			m.GCRun(rep.BytesFreed)
 		}
 		json.NewEncoder(w).Encode(rep)
 	})

@@ -1,5 +1,6 @@
 // Package metrics exposes the service's Prometheus metrics: requests per listener, method
-// and status, and their latency.
+// and status, and their latency; images by status, bytes stored, uploads in flight,
+// refusals by reason and garbage collections.
 package metrics
 
 import (
@@ -18,6 +19,7 @@ type Registry struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	domain
 }
 
 // New returns a registry with the Go runtime and process collectors and the HTTP metrics.
@@ -33,8 +35,9 @@ func New() *Registry {
 			Help:    "Time to answer HTTP requests (to the end of the body), by listener and method.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}, []string{"listener", "method"}),
+		domain: newDomain(),
 	}
-	r.reg.MustRegister(r.requests, r.latency,
+	r.reg.MustRegister(r.requests, r.latency, r.refusals, r.gcRuns, r.gcFreed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
 }
