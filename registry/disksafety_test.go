@@ -266,7 +266,7 @@ func TestAcceptedContainerDisksUnpack(t *testing.T) {
 			img := recs[0]
 			got, _ := os.ReadFile(file)
 			md5sum, sha := md5.Sum(got), sha256.Sum256(got)
-			if *img.Name != filepath.Base(file) || *img.Size != int64(len(got)) || *img.DiskFormat != report.Format ||
+			if *img.Name != repo+":v1" || *img.Size != int64(len(got)) || *img.DiskFormat != report.Format ||
 				*img.VirtualSize != report.VirtualSize || *img.Checksum != hex.EncodeToString(md5sum[:]) || *img.HashValue != hex.EncodeToString(sha[:]) {
 				t.Fatalf("record %+v does not describe %s (%d bytes, %+v)", img, file, len(got), report)
 			}
@@ -477,7 +477,7 @@ func TestArtifactDiskLayers(t *testing.T) {
 		t.Fatalf("oras push: %v\n%s", err, out)
 	}
 	imgs := s.images(t)
-	if len(imgs) != 1 || *imgs[0].Name != "good.qcow2" || *imgs[0].DiskFormat != "qcow2" || *imgs[0].VirtualSize != 16<<20 {
+	if len(imgs) != 1 || *imgs[0].Name != "a/vm:ok" || *imgs[0].DiskFormat != "qcow2" || *imgs[0].VirtualSize != 16<<20 {
 		t.Fatalf("records: %+v", imgs)
 	}
 	if out, err := run("pull", "-o", "pulled", host+"/a/vm:ok"); err != nil {
