@@ -89,9 +89,6 @@ func (c *Catalog) PushManifest(ctx context.Context, pr auth.Principal, repo stri
 	return func(ctx context.Context) error { return c.recordPushed(ctx, pr, repo, d, name, *disk) }, nil
 }
 
-// maxNameLen is Glance's limit on an image name.
-const maxNameLen = 255
-
 // pushedName names the image of a push as its pusher named the content, the repository and
 // its first tag (`demo/pushed:v1`), or the digest for a push by digest: a listing then says
 // where each image came from, where the file name (every layer a `disk.img`) would not.
@@ -100,8 +97,8 @@ func pushedName(repo string, d digest.Digest, tags []string) string {
 	if len(tags) > 0 {
 		name = repo + ":" + tags[0]
 	}
-	if len(name) > maxNameLen {
-		name = name[:maxNameLen]
+	if len(name) > MaxNameLen {
+		name = name[:MaxNameLen]
 	}
 	return name
 }

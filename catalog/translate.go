@@ -58,6 +58,21 @@ func (c *Catalog) repositoryFor(ctx context.Context, img Image) (string, error) 
 	return project + "/" + slug(deref(img.Name)), nil
 }
 
+// OCIReference is where the registry serves img, without the registry's host (the catalog
+// cannot know the address clients reach the registry at; the doors add it):
+// `<repository>:<image id>` where img's index is tagged with its id (data uploaded through
+// the Image API, a pushed qcow2 or raw disk), else `<repository>@<digest>` of the pushed
+// manifest; empty while img has no data.
+func OCIReference(img Image) string {
+	if img.Repository == "" || img.Reference == "" {
+		return ""
+	}
+	if img.Pushed && (img.DiskOffset != 0 || !containerDiskFormat(img)) {
+		return img.Repository + "@" + img.Reference
+	}
+	return img.Repository + ":" + img.ID
+}
+
 // containerDiskFormat: containerDisks exist for qcow2 and raw only.
 func containerDiskFormat(img Image) bool {
 	f := deref(img.DiskFormat)

@@ -270,6 +270,11 @@ func TestAcceptedContainerDisksUnpack(t *testing.T) {
 				*img.VirtualSize != report.VirtualSize || *img.Checksum != hex.EncodeToString(md5sum[:]) || *img.HashValue != hex.EncodeToString(sha[:]) {
 				t.Fatalf("record %+v does not describe %s (%d bytes, %+v)", img, file, len(got), report)
 			}
+			// A containerDisk is not tagged with the image id: its reference is the digest.
+			if ref := catalog.OCIReference(img); ref != repo+"@"+img.Reference {
+				t.Fatalf("reference %q, want %s@%s", ref, repo, img.Reference)
+			}
+			s.requireResolves(t, catalog.OCIReference(img), s.as("member-a"))
 			_, rd, _, err := s.catalog.Open(ctx, s.scoped(t, "member-a", "a"), img.ID)
 			if err != nil {
 				t.Fatal(err)

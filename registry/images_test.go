@@ -159,6 +159,27 @@ func TestPushedImageNames(t *testing.T) {
 		!strings.HasPrefix(three, "a/three@sha256:") || len(three) != len("a/three@sha256:")+64 {
 		t.Fatalf("image names by repository: %v; want a/one:v1, a/two:v1, a/three@<digest>", names)
 	}
+	for _, img := range s.images(t) {
+		s.requireResolves(t, catalog.OCIReference(img), hdr)
+	}
+}
+
+// requireResolves checks that ref (`repo:tag` or `repo@digest`) is a manifest the registry
+// serves.
+func (s *secured) requireResolves(t *testing.T, ref string, hdr []string) {
+	t.Helper()
+	repo, tag, ok := strings.Cut(ref, "@")
+	if !ok {
+		i := strings.LastIndex(ref, ":")
+		if i < 0 {
+			t.Fatalf("reference %q names no tag or digest", ref)
+		}
+		repo, tag = ref[:i], ref[i+1:]
+	}
+	r, body := s.do("GET", "/v2/"+repo+"/manifests/"+tag, nil, append(hdr, "Accept", v1.MediaTypeImageIndex+","+v1.MediaTypeImageManifest)...)
+	if r.StatusCode != 200 {
+		t.Fatalf("GET the reference %s: %d %s", ref, r.StatusCode, body)
+	}
 }
 
 // TestPushedDiskBecomesImage: a qcow2 pushed as an artifact through the Registry API is an
