@@ -26,7 +26,6 @@ import (
 // with the image id and `latest`.
 
 var (
-	componentRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
 	slugStrip   = regexp.MustCompile(`[^a-z0-9]+`)
 )
 
@@ -45,15 +44,16 @@ func slug(name string) string {
 	return s
 }
 
-// repositoryFor is where an image's content goes: its owner project's name (or id, when the
-// name is not a valid path component) and the slug of its name, fixed at first upload.
+// repositoryFor is where an image's content goes: its owner project's namespace (its name, or
+// its id when the name is not a valid path component) and the slug of its name, fixed at
+// first upload.
 func (c *Catalog) repositoryFor(ctx context.Context, img Image) (string, error) {
 	if img.Repository != "" {
 		return img.Repository, nil
 	}
 	project := cmp.Or(img.Owner, "library") // ownerless images (--auth none)
-	if p, err := c.policy.Directory.GetProject(ctx, img.Owner); err == nil && componentRE.MatchString(strings.ToLower(p.Name)) {
-		project = strings.ToLower(p.Name)
+	if p, err := c.policy.Directory.GetProject(ctx, img.Owner); err == nil {
+		project = auth.RepositoryNamespace(p)
 	}
 	return project + "/" + slug(deref(img.Name)), nil
 }

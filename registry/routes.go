@@ -131,6 +131,9 @@ func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r, err := reg.authorize(r, rt)
+	if err == nil {
+		err = reg.checkNamespace(r, rt)
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return
