@@ -26,7 +26,7 @@ import (
 // with the image id and `latest`.
 
 var (
-	slugStrip   = regexp.MustCompile(`[^a-z0-9]+`)
+	slugStrip = regexp.MustCompile(`[^a-z0-9]+`)
 )
 
 // TagLatest moves to the newest active image of a repository.
