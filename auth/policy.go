@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -124,6 +125,42 @@ func (p *Policy) RepositoryProject(ctx context.Context, repo string) (Project, e
 		return proj, ErrNotFound
 	}
 	return proj, err
+}
+
+// componentRE is the OCI grammar of one repository path component.
+var componentRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
+
+// RepositoryNamespace is the first path component of every repository of proj: its name in
+// lower case, or its id when the name is no valid path component.
+func RepositoryNamespace(proj Project) string {
+	if name := strings.ToLower(proj.Name); componentRE.MatchString(name) {
+		return name
+	}
+	return proj.ID
+}
+
+// CanonicalRepository is where content pushed to repo belongs: repo itself, unless its first
+// component is the id of a project whose namespace is its name, when it is the same path
+// under the name. A project has one namespace, so a push by id and by name cannot make two
+// repositories of the same content; the door refuses the id form rather than alias it (see
+// registry.checkNamespace).
+func (p *Policy) CanonicalRepository(ctx context.Context, repo string) (string, error) {
+	first, rest, _ := strings.Cut(repo, "/")
+	if _, err := p.Directory.ProjectByName(ctx, first); err == nil || !errors.Is(err, ErrNotFound) {
+		return repo, ignoreNotFound(err)
+	}
+	proj, err := p.Directory.GetProject(ctx, first)
+	if err != nil {
+		return repo, ignoreNotFound(err)
+	}
+	return RepositoryNamespace(proj) + "/" + rest, nil
+}
+
+func ignoreNotFound(err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // RolesOn returns the roles pr holds on project.

@@ -90,7 +90,7 @@ func (c *countingReader) Seek(off int64, whence int) (int64, error) {
 // safe, the layers must all be readable, and exactly one file must remain, directly in disk/,
 // with no link, duplicate or ambiguous whiteout on the way. That file in a plain tar layer
 // becomes an image read in place; in a compressed layer it is checked, not catalogued.
-func (c *Catalog) pushContainerDisk(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, layers []v1.Descriptor) (func(context.Context) error, error) {
+func (c *Catalog) pushContainerDisk(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, name string, layers []v1.Descriptor) (func(context.Context) error, error) {
 	u := newUnpackTree()
 	var unreadable []string
 	for i := range layers {
@@ -109,7 +109,7 @@ func (c *Catalog) pushContainerDisk(ctx context.Context, pr auth.Principal, repo
 	if err != nil || disk == nil || disk.offset < 0 {
 		return nil, err
 	}
-	return func(ctx context.Context) error { return c.recordPushed(ctx, pr, repo, d, *disk) }, nil
+	return func(ctx context.Context) error { return c.recordPushed(ctx, pr, repo, d, name, *disk) }, nil
 }
 
 // theDisk is the one disk file unpacking leaves, nil for an ordinary container image.

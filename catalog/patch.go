@@ -21,6 +21,7 @@ var readOnly = map[string]bool{
 	"created_at": true, "updated_at": true, "status": true, "checksum": true, "size": true,
 	"virtual_size": true, "direct_url": true, "self": true, "file": true, "schema": true,
 	"id": true, "os_hash_algo": true, "os_hash_value": true, "stores": true,
+	"xloud_oci_reference": true, // derived from where the content is (OCIReference)
 }
 
 // baseFields are the image's own fields (everything else is an extra property).

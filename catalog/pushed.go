@@ -64,14 +64,16 @@ func declaredFormat(l *v1.Descriptor) string {
 	return ""
 }
 
-// PushManifest inspects a manifest about to be stored through the Registry API. For a VM
-// disk it checks the disk is safe (an error refuses the push) and returns a function that
-// records the image once the manifest is stored; for other content it returns nil, nil.
-func (c *Catalog) PushManifest(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, m *manifest.Manifest, content []byte) (func(context.Context) error, error) {
+// PushManifest inspects a manifest about to be stored through the Registry API, under tags
+// (none for a push by digest). For a VM disk it checks the disk is safe (an error refuses
+// the push) and returns a function that records the image once the manifest is stored; for
+// other content it returns nil, nil.
+func (c *Catalog) PushManifest(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, tags []string, m *manifest.Manifest, content []byte) (func(context.Context) error, error) {
+	name := pushedName(repo, d, tags)
 	if layers, ok := runnableLayers(m, content); ok {
 		// A runtime may unpack the tar layers of an image that also carries a disk-typed
 		// layer, so such an image passes both checks.
-		record, err := c.pushContainerDisk(ctx, pr, repo, d, layers)
+		record, err := c.pushContainerDisk(ctx, pr, repo, d, name, layers)
 		if err != nil || record != nil || !slices.ContainsFunc(layers, isDiskTyped) {
 			return record, err
 		}
@@ -84,7 +86,21 @@ func (c *Catalog) PushManifest(ctx context.Context, pr auth.Principal, repo stri
 	if err != nil || disk == nil {
 		return nil, err
 	}
-	return func(ctx context.Context) error { return c.recordPushed(ctx, pr, repo, d, *disk) }, nil
+	return func(ctx context.Context) error { return c.recordPushed(ctx, pr, repo, d, name, *disk) }, nil
+}
+
+// pushedName names the image of a push as its pusher named the content, the repository and
+// its first tag (`demo/pushed:v1`), or the digest for a push by digest: a listing then says
+// where each image came from, where the file name (every layer a `disk.img`) would not.
+func pushedName(repo string, d digest.Digest, tags []string) string {
+	name := repo + "@" + d.String()
+	if len(tags) > 0 {
+		name = repo + ":" + tags[0]
+	}
+	if len(name) > MaxNameLen {
+		name = name[:MaxNameLen]
+	}
+	return name
 }
 
 // artifactDisk inspects every layer of an artifact and returns its one disk, nil if it has
@@ -161,17 +177,13 @@ type pushedDisk struct {
 	md5, sha string
 }
 
-// recordPushed makes the image record of a pushed disk artifact (once per repository and
-// manifest).
-func (c *Catalog) recordPushed(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, disk pushedDisk) error {
+// recordPushed makes the image record, named name, of a pushed disk artifact (once per
+// repository and manifest).
+func (c *Catalog) recordPushed(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, name string, disk pushedDisk) error {
 	proj, err := c.policy.RepositoryProject(ctx, repo)
 	owner := proj.ID
 	if err != nil {
 		owner = pr.ProjectID // --auth none, or a repository named after no project
-	}
-	name := disk.name
-	if name == "" {
-		name = path.Base(repo)
 	}
 	now := c.Now().UTC().Truncate(1e9)
 	size, algo, format, sum, sha := disk.size, "sha256", disk.format, disk.md5, disk.sha

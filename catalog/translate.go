@@ -26,8 +26,7 @@ import (
 // with the image id and `latest`.
 
 var (
-	componentRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
-	slugStrip   = regexp.MustCompile(`[^a-z0-9]+`)
+	slugStrip = regexp.MustCompile(`[^a-z0-9]+`)
 )
 
 // TagLatest moves to the newest active image of a repository.
@@ -45,17 +44,33 @@ func slug(name string) string {
 	return s
 }
 
-// repositoryFor is where an image's content goes: its owner project's name (or id, when the
-// name is not a valid path component) and the slug of its name, fixed at first upload.
+// repositoryFor is where an image's content goes: its owner project's namespace (its name, or
+// its id when the name is not a valid path component) and the slug of its name, fixed at
+// first upload.
 func (c *Catalog) repositoryFor(ctx context.Context, img Image) (string, error) {
 	if img.Repository != "" {
 		return img.Repository, nil
 	}
 	project := cmp.Or(img.Owner, "library") // ownerless images (--auth none)
-	if p, err := c.policy.Directory.GetProject(ctx, img.Owner); err == nil && componentRE.MatchString(strings.ToLower(p.Name)) {
-		project = strings.ToLower(p.Name)
+	if p, err := c.policy.Directory.GetProject(ctx, img.Owner); err == nil {
+		project = auth.RepositoryNamespace(p)
 	}
 	return project + "/" + slug(deref(img.Name)), nil
+}
+
+// OCIReference is where the registry serves img, without the registry's host (the catalog
+// cannot know the address clients reach the registry at; the doors add it):
+// `<repository>:<image id>` where img's index is tagged with its id (data uploaded through
+// the Image API, a pushed qcow2 or raw disk), else `<repository>@<digest>` of the pushed
+// manifest; empty while img has no data.
+func OCIReference(img Image) string {
+	if img.Repository == "" || img.Reference == "" {
+		return ""
+	}
+	if img.Pushed && (img.DiskOffset != 0 || !containerDiskFormat(img)) {
+		return img.Repository + "@" + img.Reference
+	}
+	return img.Repository + ":" + img.ID
 }
 
 // containerDiskFormat: containerDisks exist for qcow2 and raw only.

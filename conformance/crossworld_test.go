@@ -250,14 +250,15 @@ func crossPushThenList(t *testing.T, w crossWorld) {
 
 	type pushed struct {
 		file, ref, mediaType string
+		name                 string // of the image: the repository and tag pushed to
 		manifest             digest.Digest
 		want                 digest.Digest
 		size                 int64
 	}
 	ref := w.reg + "/demo/pushed"
 	pushes := []*pushed{
-		{file: "pushed.qcow2", ref: ref + ":v1", mediaType: "application/vnd.diskimage.qcow2"},
-		{file: "second.qcow2", ref: ref + ":v2", mediaType: ocispec.MediaTypeImageLayer}, // oras' default
+		{file: "pushed.qcow2", ref: ref + ":v1", name: "demo/pushed:v1", mediaType: "application/vnd.diskimage.qcow2"},
+		{file: "second.qcow2", ref: ref + ":v2", name: "demo/pushed:v2", mediaType: ocispec.MediaTypeImageLayer}, // oras' default
 	}
 	for _, p := range pushes {
 		p.want, p.size = fileDigest(t, filepath.Join(dir, p.file))
@@ -283,9 +284,9 @@ func crossPushThenList(t *testing.T, w crossWorld) {
 	rows := w.cli.list(t, "--long")
 	ids := map[string]string{}
 	for _, p := range pushes {
-		r, ok := rows[p.file]
+		r, ok := rows[p.name]
 		if !ok {
-			t.Errorf("openstack image list --long has no %s (pushed to %s): %v", p.file, p.ref, rows)
+			t.Errorf("openstack image list --long has no %s (%s pushed there): %v", p.name, p.file, rows)
 			continue
 		}
 		if r.Status != "active" || r.Size == nil || *r.Size != p.size || r.DiskFormat != "qcow2" || r.Project != w.demoID {

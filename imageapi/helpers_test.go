@@ -67,7 +67,8 @@ func newEnv(t *testing.T) *env {
 		clock = clock.Add(time.Second)
 		return clock
 	}
-	h := imageapi.New(e.cat, &auth.Authenticator{Passwords: id, Tokens: id}, imageapi.Options{Web: &catalog.WebDownloader{AllowedHosts: []string{"127.0.0.1"}}})
+	h := imageapi.New(e.cat, &auth.Authenticator{Passwords: id, Tokens: id}, imageapi.Options{Web: &catalog.WebDownloader{AllowedHosts: []string{"127.0.0.1"}},
+		RegistryPort: "5000"})
 	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
 	return e

@@ -28,7 +28,7 @@ func (a *API) createImage(w http.ResponseWriter, r *http.Request, pr auth.Princi
 	}
 	w.Header().Set("Location", a.baseURL(r)+"/v2/images/"+img.ID)
 	w.Header().Set("OpenStack-image-import-methods", strings.Join(catalog.ImportMethods, ","))
-	return writeJSON(w, http.StatusCreated, imageJSON(img))
+	return writeJSON(w, http.StatusCreated, imageJSON(img, a.registryHost(r)))
 }
 
 // parseNewImage reads a create body: base fields typed as the schema says, read-only and
@@ -80,7 +80,7 @@ func (a *API) showImage(w http.ResponseWriter, r *http.Request, pr auth.Principa
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, imageJSON(img))
+	return writeJSON(w, http.StatusOK, imageJSON(img, a.registryHost(r)))
 }
 
 // updateImage is PATCH /v2/images/{id} (§1.5): JSON-patch in either of Glance's media types.
@@ -106,7 +106,7 @@ func (a *API) updateImage(w http.ResponseWriter, r *http.Request, pr auth.Princi
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, imageJSON(img))
+	return writeJSON(w, http.StatusOK, imageJSON(img, a.registryHost(r)))
 }
 
 // deleteImage is DELETE /v2/images/{id}: 204.
@@ -152,7 +152,7 @@ func (a *API) listImages(w http.ResponseWriter, r *http.Request, pr auth.Princip
 	}
 	list := make([]map[string]any, 0, len(imgs))
 	for _, img := range imgs {
-		list = append(list, imageJSON(img))
+		list = append(list, imageJSON(img, a.registryHost(r)))
 	}
 	q.Del("marker")
 	body := map[string]any{"images": list, "schema": "/v2/schemas/images", "first": "/v2/images"}

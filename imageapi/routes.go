@@ -7,6 +7,7 @@ package imageapi
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -27,6 +28,11 @@ type Options struct {
 	// Web fetches web-download imports; nil: catalog.DefaultWebDownloader (http and https on
 	// ports 80 and 443 to public addresses, as Glance's default import filter).
 	Web *catalog.WebDownloader
+	// RegistryHost is the host (and port) clients reach the registry at, shown in each
+	// image's xloud_oci_reference: the host of --public-url. Empty: the host the request came
+	// to with RegistryPort, the port the registry listens on; both empty: no host.
+	RegistryHost string
+	RegistryPort string
 	// Log receives faults and failed background imports; nil: slog.Default().
 	Log *slog.Logger
 	// Metrics counts refusals; nil: not counted.
@@ -250,6 +256,18 @@ func (a *API) baseURL(r *http.Request) string {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host + mountPrefix(r)
+}
+
+// registryHost is the registry's host for references shown to this request's client.
+func (a *API) registryHost(r *http.Request) string {
+	if a.opt.RegistryHost != "" || a.opt.RegistryPort == "" {
+		return a.opt.RegistryHost
+	}
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = strings.Trim(r.Host, "[]") // no port in the Host header
+	}
+	return net.JoinHostPort(host, a.opt.RegistryPort)
 }
 
 // mountPrefix is what a StripPrefix in front of the API removed from the path.

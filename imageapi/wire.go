@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xloud/xloud-image/catalog"
@@ -19,13 +20,17 @@ var hiddenProperties = map[string]bool{"os_glance_stage_host": true, "os_glance_
 
 // imageJSON is the image representation of §1.3: every base field, null where there is no
 // value; extra properties as strings flat at the top level; self, file and schema as
-// relative paths.
-func imageJSON(img catalog.Image) map[string]any {
-	out := make(map[string]any, 24+len(img.Properties))
+// relative paths. An image with data also shows where the registry serves it,
+// xloud_oci_reference, under registry (a host, or "" for the reference without one).
+func imageJSON(img catalog.Image, registry string) map[string]any {
+	out := make(map[string]any, 25+len(img.Properties))
 	for k, v := range img.Properties {
 		if !hiddenProperties[k] {
 			out[k] = v
 		}
+	}
+	if ref := catalog.OCIReference(img); ref != "" {
+		out["xloud_oci_reference"] = strings.TrimPrefix(registry+"/"+ref, "/")
 	}
 	tags := img.Tags
 	if tags == nil {

@@ -19,10 +19,10 @@ type Catalog interface {
 	// DeleteManifest deletes the image that manifest d of repo stands for, as the Image API
 	// would; handled is false when d stands for no image.
 	DeleteManifest(ctx context.Context, pr auth.Principal, repo string, d digest.Digest) (handled bool, err error)
-	// PushManifest checks a manifest about to be stored: a VM disk must be safe (an error
-	// refuses the push). It returns what to do once the manifest is stored (record the
-	// image), or nil for content that is no VM disk.
-	PushManifest(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, m *manifest.Manifest, content []byte) (func(context.Context) error, error)
+	// PushManifest checks a manifest about to be stored under tags (none when pushed by
+	// digest): a VM disk must be safe (an error refuses the push). It returns what to do once
+	// the manifest is stored (record the image), or nil for content that is no VM disk.
+	PushManifest(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, tags []string, m *manifest.Manifest, content []byte) (func(context.Context) error, error)
 }
 
 // principal is the caller recorded by authorize; with authentication off (--auth none)

@@ -266,10 +266,15 @@ func TestAcceptedContainerDisksUnpack(t *testing.T) {
 			img := recs[0]
 			got, _ := os.ReadFile(file)
 			md5sum, sha := md5.Sum(got), sha256.Sum256(got)
-			if *img.Name != filepath.Base(file) || *img.Size != int64(len(got)) || *img.DiskFormat != report.Format ||
+			if *img.Name != repo+":v1" || *img.Size != int64(len(got)) || *img.DiskFormat != report.Format ||
 				*img.VirtualSize != report.VirtualSize || *img.Checksum != hex.EncodeToString(md5sum[:]) || *img.HashValue != hex.EncodeToString(sha[:]) {
 				t.Fatalf("record %+v does not describe %s (%d bytes, %+v)", img, file, len(got), report)
 			}
+			// A containerDisk is not tagged with the image id: its reference is the digest.
+			if ref := catalog.OCIReference(img); ref != repo+"@"+img.Reference {
+				t.Fatalf("reference %q, want %s@%s", ref, repo, img.Reference)
+			}
+			s.requireResolves(t, catalog.OCIReference(img), s.as("member-a"))
 			_, rd, _, err := s.catalog.Open(ctx, s.scoped(t, "member-a", "a"), img.ID)
 			if err != nil {
 				t.Fatal(err)
@@ -477,7 +482,7 @@ func TestArtifactDiskLayers(t *testing.T) {
 		t.Fatalf("oras push: %v\n%s", err, out)
 	}
 	imgs := s.images(t)
-	if len(imgs) != 1 || *imgs[0].Name != "good.qcow2" || *imgs[0].DiskFormat != "qcow2" || *imgs[0].VirtualSize != 16<<20 {
+	if len(imgs) != 1 || *imgs[0].Name != "a/vm:ok" || *imgs[0].DiskFormat != "qcow2" || *imgs[0].VirtualSize != 16<<20 {
 		t.Fatalf("records: %+v", imgs)
 	}
 	if out, err := run("pull", "-o", "pulled", host+"/a/vm:ok"); err != nil {

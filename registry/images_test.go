@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -122,6 +123,65 @@ func TestImageRulesOnRegistryReads(t *testing.T) {
 	}
 }
 
+// pushDiskArtifact pushes file as the one layer of a disk artifact (titled with its file
+// name, as oras does) to repo, under ref (a tag, or the digest the manifest will have when
+// ref is "@"; use the manifest URL with that digest).
+func (s *secured) pushDiskArtifact(repo, ref, file string, hdr []string) (*http.Response, []byte) {
+	disk, _ := os.ReadFile(file)
+	ld := s.pushBlobAs(repo, disk, hdr)
+	cd := s.pushBlobAs(repo, []byte("{}"), hdr)
+	m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.example.disk","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":%q,"size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d,"annotations":{"org.opencontainers.image.title":%q}}]}`,
+		cd, ld, len(disk), filepath.Base(file))
+	if ref == "@" {
+		ref = digest.FromString(m).String()
+	}
+	return s.do("PUT", "/v2/"+repo+"/manifests/"+ref, []byte(m), append(hdr, "Content-Type", "application/vnd.oci.image.manifest.v1+json")...)
+}
+
+// TestPushedImageNames: a pushed disk's image is named after the repository and tag it was
+// pushed to (the digest for a push by digest), not its file, so one file pushed to two
+// repositories gives two images told apart by name.
+func TestPushedImageNames(t *testing.T) {
+	s := newSecured(t)
+	good, _ := qcow2Pair(t, "16M")
+	hdr := s.as("member-a")
+	for _, p := range []struct{ repo, ref string }{{"a/one", "v1"}, {"a/two", "v1"}, {"a/three", "@"}} {
+		if r, body := s.pushDiskArtifact(p.repo, p.ref, good, hdr); r.StatusCode != 201 {
+			t.Fatalf("push to %s: %d %s", p.repo, r.StatusCode, body)
+		}
+	}
+	names := map[string]string{}
+	for _, img := range s.images(t) {
+		names[img.Repository] = *img.Name
+	}
+	three := names["a/three"]
+	if len(names) != 3 || names["a/one"] != "a/one:v1" || names["a/two"] != "a/two:v1" ||
+		!strings.HasPrefix(three, "a/three@sha256:") || len(three) != len("a/three@sha256:")+64 {
+		t.Fatalf("image names by repository: %v; want a/one:v1, a/two:v1, a/three@<digest>", names)
+	}
+	for _, img := range s.images(t) {
+		s.requireResolves(t, catalog.OCIReference(img), hdr)
+	}
+}
+
+// requireResolves checks that ref (`repo:tag` or `repo@digest`) is a manifest the registry
+// serves.
+func (s *secured) requireResolves(t *testing.T, ref string, hdr []string) {
+	t.Helper()
+	repo, tag, ok := strings.Cut(ref, "@")
+	if !ok {
+		i := strings.LastIndex(ref, ":")
+		if i < 0 {
+			t.Fatalf("reference %q names no tag or digest", ref)
+		}
+		repo, tag = ref[:i], ref[i+1:]
+	}
+	r, body := s.do("GET", "/v2/"+repo+"/manifests/"+tag, nil, append(hdr, "Accept", v1.MediaTypeImageIndex+","+v1.MediaTypeImageManifest)...)
+	if r.StatusCode != 200 {
+		t.Fatalf("GET the reference %s: %d %s", ref, r.StatusCode, body)
+	}
+}
+
 // TestPushedDiskBecomesImage: a qcow2 pushed as an artifact through the Registry API is an
 // image in the catalog; an unsafe one is refused with MANIFEST_INVALID naming the reason
 // and never enters the catalog.
@@ -130,14 +190,7 @@ func TestPushedDiskBecomesImage(t *testing.T) {
 	ctx := context.Background()
 	good, bad := qcow2Pair(t, "32M")
 	hdr := s.as("member-a")
-	push := func(file, tag string) (*http.Response, []byte) {
-		disk, _ := os.ReadFile(file)
-		ld := s.pushBlobAs("a/disks", disk, hdr)
-		cd := s.pushBlobAs("a/disks", []byte("{}"), hdr)
-		m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.example.disk","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":%q,"size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d,"annotations":{"org.opencontainers.image.title":%q}}]}`,
-			cd, ld, len(disk), filepath.Base(file))
-		return s.do("PUT", "/v2/a/disks/manifests/"+tag, []byte(m), append(hdr, "Content-Type", "application/vnd.oci.image.manifest.v1+json")...)
-	}
+	push := func(file, tag string) (*http.Response, []byte) { return s.pushDiskArtifact("a/disks", tag, file, hdr) }
 	r, body := push(bad, "bad")
 	if r.StatusCode != 400 || !bytes.Contains(body, []byte("MANIFEST_INVALID")) || !bytes.Contains(body, []byte("backing")) {
 		t.Fatalf("unsafe disk push: %d %s", r.StatusCode, body)
@@ -156,7 +209,7 @@ func TestPushedDiskBecomesImage(t *testing.T) {
 	img := imgs[0]
 	info, _ := os.Stat(good)
 	if img.Status != catalog.StatusActive || *img.DiskFormat != "qcow2" || *img.Size != info.Size() ||
-		*img.VirtualSize != 32<<20 || *img.Name != "good.qcow2" || img.Owner != s.scoped(t, "member-a", "a").ProjectID {
+		*img.VirtualSize != 32<<20 || *img.Name != "a/disks:good" || img.Owner != s.scoped(t, "member-a", "a").ProjectID {
 		t.Fatalf("pushed image: %+v", img)
 	}
 	// The Image API side downloads the same bytes.

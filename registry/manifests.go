@@ -115,7 +115,7 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt rout
 	}
 	var record func(context.Context) error
 	if reg.opt.Catalog != nil {
-		record, err = reg.opt.Catalog.PushManifest(r.Context(), principal(r.Context()), rt.name, d, m, body)
+		record, err = reg.opt.Catalog.PushManifest(r.Context(), principal(r.Context()), rt.name, d, tags, m, body)
 		if err != nil {
 			return fmt.Errorf("check manifest %s of %s: %w", d, rt.name, err)
 		}

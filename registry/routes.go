@@ -137,6 +137,9 @@ func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r, err := reg.authorize(r, rt)
+	if err == nil {
+		err = reg.checkNamespace(r, rt)
+	}
 	if err != nil {
 		reg.writeError(w, r, err)
 		return

@@ -135,8 +135,9 @@ func cmdServe(args []string) (err error) {
 	}
 	// The Image API on the API port, and under /image on the registry port, each advertising
 	// its own base.
-	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, Metrics: m})
-	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, Metrics: m})
+	regHost, regPort := registryHost(c)
+	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m})
+	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m})
 	regMux.Handle("/image/", http.StripPrefix("/image", regImages))
 	if sec != nil {
 		regMux.Handle("/token", reg.TokenHandler())
