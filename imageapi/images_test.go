@@ -588,6 +588,9 @@ func TestInfoAndSchemas(t *testing.T) {
 			t.Errorf("image schema lacks %s", k)
 		}
 	}
+	if ref, _ := props["xloud_oci_reference"].(map[string]any); ref["readOnly"] != true {
+		t.Errorf("image schema: xloud_oci_reference %v, want a read-only property", ref)
+	}
 	if props["os_distro"].(map[string]any)["is_base"] != false || s["additionalProperties"].(map[string]any)["type"] != "string" {
 		t.Fatalf("image schema: %v", s)
 	}
