@@ -24,6 +24,22 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// FreePorts returns n distinct free loopback ports: each listener stays open until all are
+// chosen, so two calls of FreePort cannot hand out the same port twice.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find free port: %v", err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
+}
+
 // StartRedis starts a private redis-server on a free loopback port for the life of the test
 // and returns its URL. A missing redis-server fails the test: scripts/install-deps.sh installs
 // it.

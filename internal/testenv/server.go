@@ -89,8 +89,9 @@ func (s *Server) Start() {
 	s.t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.RegistryAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(s.t))
-	s.APIAddr = fmt.Sprintf("127.0.0.1:%d", FreePort(s.t))
+	ports := FreePorts(s.t, 2) // distinct: two FreePort calls may return the same port
+	s.RegistryAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	s.APIAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
 	args := append([]string{"serve", "--data-dir", s.DataDir,
 		"--registry-addr", s.RegistryAddr, "--api-addr", s.APIAddr}, s.Args...)
 	s.cmd = exec.Command(Binary(s.t), args...)
