@@ -11,7 +11,7 @@ RACE_PKGS := ./storage/... ./registry/... ./internal/... ./catalog/... ./auth
 .PHONY: build run deps test lint unit fuzz conformance bench clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/xloud-image
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/xloud-image
 
 run: build
 	./$(BIN) serve

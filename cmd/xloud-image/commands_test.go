@@ -89,6 +89,17 @@ func TestVersionPrintsBuild(t *testing.T) {
 			t.Errorf("version %q lacks %q (build info:\n%s)", out, w, info)
 		}
 	}
+	// Built from a git clone (as make build and the tests build it), the binary names the
+	// commit it was built from, whatever GOFLAGS the machine sets. (The go command reads only
+	// a .git directory: a linked worktree's .git file gives no stamp.)
+	if fi, err := os.Stat("../../.git"); err != nil || !fi.IsDir() {
+		return
+	}
+	if head, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		if rev := strings.TrimSpace(string(head)); !strings.Contains(out, "revision "+rev) {
+			t.Errorf("version %q does not name the checkout's revision %s", out, rev)
+		}
+	}
 }
 
 // TestEnumeratedFlagsRefuseUnknownValues: --log-level, --auth and --hashing-algorithm take only

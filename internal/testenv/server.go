@@ -32,7 +32,9 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "xloud-image")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/xloud-image")
+		// -buildvcs=auto overrides a GOFLAGS=-buildvcs=false of the machine, so the binary
+		// says which revision it is, as `make build` stamps it.
+		cmd := exec.Command("go", "build", "-buildvcs=auto", "-o", binPath, "./cmd/xloud-image")
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
