@@ -101,9 +101,8 @@ func TestReadmeWalkthrough(t *testing.T) {
 			if len(runs) == 0 {
 				t.Fatalf("a text block before any sh block in README's walkthrough:\n%s", b.body)
 			}
-			for _, l := range strings.Split(strings.TrimSpace(ports.Replace(b.body)), "\n") {
-				expect[len(runs)-1] = append(expect[len(runs)-1], l)
-			}
+			lines := strings.Split(strings.TrimSpace(ports.Replace(b.body)), "\n")
+			expect[len(runs)-1] = append(expect[len(runs)-1], lines...)
 		}
 	}
 	if len(runs) < 3 || len(expect) < 2 {
