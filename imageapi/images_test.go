@@ -30,8 +30,9 @@ func TestVersionsAndAuthentication(t *testing.T) {
 		{"", "POST", "/v2/images", http.StatusUnauthorized},
 		{"", "GET", "/v2/info/import", http.StatusUnauthorized},
 		{"reader-a", "GET", "/v2/images", http.StatusOK},
-		{"reader-a", "GET", "/v2.7/images", http.StatusOK}, // a minor version prefix is v2
-		{"reader-a", "GET", "/v2/images/", http.StatusOK},  // a trailing slash is ignored
+		{"reader-a", "GET", "/v2.7/images", http.StatusOK},       // a minor version prefix is v2
+		{"reader-a", "GET", "/v2/images/", http.StatusNotFound},  // the empty image id, as Glance
+		{"reader-a", "GET", "/v2/schemas/image/", http.StatusOK}, // elsewhere a trailing slash is ignored
 		{"reader-a", "GET", "/v2/nothing", http.StatusNotFound},
 		{"reader-a", "PUT", "/v2/images", http.StatusMethodNotAllowed},
 		{"reader-a", "POST", "/versions", http.StatusMethodNotAllowed},

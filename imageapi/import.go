@@ -3,6 +3,7 @@ package imageapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	"github.com/xloud/xloud-image/auth"
@@ -31,8 +32,8 @@ type importRequest struct {
 		URI  string `json:"uri"`
 	} `json:"method"`
 	Stores               []string `json:"stores"`
-	AllStores            *bool    `json:"all_stores"`
-	AllStoresMustSucceed *bool    `json:"all_stores_must_succeed"`
+	AllStores            *bool    `json:"all_stores"`              // a non-boolean is refused by Unmarshal
+	AllStoresMustSucceed *bool    `json:"all_stores_must_succeed"` // likewise
 }
 
 // importImage is POST /v2/images/{id}/import (§1.8): glance-direct or web-download. The
@@ -44,12 +45,24 @@ func (a *API) importImage(w http.ResponseWriter, r *http.Request, pr auth.Princi
 		return err
 	}
 	var req importRequest
-	if err := json.Unmarshal(b, &req); err != nil || req.Method == nil || req.Method.Name == "" {
+	if err := json.Unmarshal(b, &req); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			return errorf(http.StatusBadRequest, "'%s' must be a %s.", typeErr.Field, typeErr.Type)
+		}
+		return errorf(http.StatusBadRequest, "The import request is not valid JSON: %v", err)
+	}
+	if req.Method == nil || req.Method.Name == "" {
 		return errorf(http.StatusBadRequest, "The import request needs a method: {\"method\": {\"name\": \"glance-direct\"}}.")
 	}
-	if len(req.Stores) > 0 || (req.AllStores != nil && *req.AllStores) ||
-		(req.AllStoresMustSucceed != nil && !*req.AllStoresMustSucceed) {
-		return errorf(http.StatusBadRequest, "Multiple stores are not enabled at this site: 'stores', 'all_stores' and 'all_stores_must_succeed' cannot be used.")
+	// With one store, Glance imports to it whatever "all_stores" says (tempest sends
+	// all_stores: true to every server). Naming stores, or letting some fail, is a choice
+	// that exists only with several: refused rather than silently ignored as Glance does.
+	if len(req.Stores) > 0 {
+		return errorf(http.StatusBadRequest, "Multiple stores are not enabled at this site: 'stores' cannot be used.")
+	}
+	if req.AllStoresMustSucceed != nil && !*req.AllStoresMustSucceed {
+		return errorf(http.StatusBadRequest, "'all_stores_must_succeed' can only be false when several stores are enabled.")
 	}
 	id := r.PathValue("id")
 	run, err := a.cat.Import(r.Context(), pr, id, catalog.ImportRequest{Method: req.Method.Name, URI: req.Method.URI, Web: a.opt.Web})

@@ -23,7 +23,8 @@ func TestGlanceDirectImport(t *testing.T) {
 	e := newEnv(t)
 	data := rawImage(70000)
 	id := e.create("member-a", map[string]any{"name": "gd", "disk_format": "raw", "container_format": "bare"})
-	importBody := map[string]any{"method": map[string]any{"name": "glance-direct"}}
+	// all_stores: true, as tempest sends it: with one store, that store.
+	importBody := map[string]any{"method": map[string]any{"name": "glance-direct"}, "all_stores": true}
 	if r := e.do("member-a", "POST", "/v2/images/"+id+"/import", importBody); r.status != 409 {
 		t.Fatalf("import before staging: %d %s", r.status, r.body)
 	}
@@ -71,6 +72,8 @@ func TestGlanceDirectImport(t *testing.T) {
 		{map[string]any{"method": map[string]any{"name": "copy-image"}}, 400},
 		{map[string]any{"method": map[string]any{"name": "glance-direct"}, "stores": []string{"fast"}}, 400},
 		{map[string]any{"method": map[string]any{"name": "glance-direct"}, "all_stores_must_succeed": "yes"}, 400},
+		{map[string]any{"method": map[string]any{"name": "glance-direct"}, "all_stores_must_succeed": false}, 400},
+		{map[string]any{"method": map[string]any{"name": "glance-direct"}, "all_stores": "all"}, 400},
 		{map[string]any{"method": map[string]any{"name": "web-download", "uri": "http://x/y"}}, 409},
 	} {
 		if r := e.do("member-a", "POST", "/v2/images/"+id+"/import", bad.body); r.status != bad.want {

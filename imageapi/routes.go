@@ -154,6 +154,15 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		segs[0] = "v2"
 	}
 	nr := r.WithContext(context.WithValue(r.Context(), requestURL{}, r.URL))
+	if len(segs) > 0 && strings.HasSuffix(r.URL.EscapedPath(), "/") {
+		// A trailing slash after a collection names its empty member ("GET /v2/images/" is
+		// a show of id ""): Glance finds no such resource, so neither do we.
+		nr.URL = normalize(r.URL, append(segs[:len(segs):len(segs)], "x"))
+		if _, pattern := a.mux.Handler(nr); pattern != "" {
+			a.writeError(w, r, errorf(http.StatusNotFound, "The resource could not be found."))
+			return
+		}
+	}
 	nr.URL = normalize(r.URL, segs)
 	if _, pattern := a.mux.Handler(nr); pattern != "" {
 		a.mux.ServeHTTP(w, nr)
