@@ -106,6 +106,8 @@ func NewIdentity(m meta.Store) *Identity {
 //	set roles:<user>:<project>   role names of a user on a project
 //	set userprojects:<user>      projects where the user has a role
 //	set projectusers:<project>   users with a role on the project
+//	set systemroles:<user>       role names of a user on the system (Keystone's system scope)
+//	set systemusers              users with a role on the system
 //	token:<sha256 of token>      Token
 //	set tokens                   <expiry>|<sha256 of token>, for purging expired ones
 //	set usertokens:<user>        the same entries per user, revoked with a password change
@@ -120,6 +122,9 @@ func keyUserName(name string) string        { return "username:" + strings.ToLow
 func keyRoles(user, project string) string  { return "roles:" + user + ":" + project }
 func keyUserProjects(user string) string    { return "userprojects:" + user }
 func keyProjectUsers(project string) string { return "projectusers:" + project }
+func keySystemRoles(user string) string     { return "systemroles:" + user }
+
+const setSystemUsers = "systemusers"
 
 const (
 	setProjects = "projects"
@@ -434,6 +439,12 @@ func (id *Identity) DeleteUser(ctx context.Context, uid string) error {
 				return err
 			}
 		}
+		if err := tx.Delete(keySystemRoles(uid)); err != nil {
+			return err
+		}
+		if err := tx.SetRemove(setSystemUsers, uid); err != nil {
+			return err
+		}
 		if err := revokeUserTokens(tx, uid); err != nil {
 			return err
 		}
@@ -549,9 +560,90 @@ func (id *Identity) Assignments(ctx context.Context, userID, projectID string) (
 	return out, err
 }
 
-// IsAdmin reports whether the user holds the admin role on any project: under the default
-// policies of Keystone and Glance, the admin role is cloud-wide.
+// GrantSystem gives user the role on the system: Keystone's system scope, which a token can
+// be scoped to instead of a project (tempest's system_admin, operators' cloud-wide tools).
+func (id *Identity) GrantSystem(ctx context.Context, userID string, r Role) error {
+	if !ValidRole(r) {
+		return fmt.Errorf("%w: role %q", ErrNotFound, r)
+	}
+	return id.meta.Update(ctx, func(tx meta.Tx) error {
+		var u User
+		if err := getJSON(tx, keyUser(userID), &u); err != nil {
+			return fmt.Errorf("user %s: %w", userID, err)
+		}
+		if err := tx.SetAdd(keySystemRoles(userID), string(r)); err != nil {
+			return err
+		}
+		return tx.SetAdd(setSystemUsers, userID)
+	})
+}
+
+// RevokeSystem takes a system role away; one the user does not have is ErrNotFound.
+func (id *Identity) RevokeSystem(ctx context.Context, userID string, r Role) error {
+	return id.meta.Update(ctx, func(tx meta.Tx) error {
+		ok, err := tx.SetHas(keySystemRoles(userID), string(r))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotFound
+		}
+		if err := tx.SetRemove(keySystemRoles(userID), string(r)); err != nil {
+			return err
+		}
+		if n, err := tx.SetLen(keySystemRoles(userID)); err != nil || n > 0 {
+			return err
+		}
+		return tx.SetRemove(setSystemUsers, userID)
+	})
+}
+
+// SystemRoles returns the roles user holds on the system.
+func (id *Identity) SystemRoles(ctx context.Context, userID string) ([]Role, error) {
+	var out []Role
+	err := id.meta.View(ctx, func(tx meta.Tx) error {
+		rs, err := tx.SetRange(keySystemRoles(userID), "", 0)
+		for _, r := range rs {
+			out = append(out, Role(r))
+		}
+		return err
+	})
+	return out, err
+}
+
+// SystemAssignments lists the system role assignments, of one user when userID is set; their
+// ProjectID is empty.
+func (id *Identity) SystemAssignments(ctx context.Context, userID string) ([]Assignment, error) {
+	var out []Assignment
+	err := id.meta.View(ctx, func(tx meta.Tx) error {
+		users := []string{userID}
+		if userID == "" {
+			var err error
+			if users, err = tx.SetRange(setSystemUsers, "", 0); err != nil {
+				return err
+			}
+		}
+		for _, u := range users {
+			rs, err := tx.SetRange(keySystemRoles(u), "", 0)
+			if err != nil {
+				return err
+			}
+			for _, r := range rs {
+				out = append(out, Assignment{UserID: u, Role: Role(r)})
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// IsAdmin reports whether the user holds the admin role on any project or on the system:
+// under the default policies of Keystone and Glance, the admin role is cloud-wide.
 func (id *Identity) IsAdmin(ctx context.Context, userID string) (bool, error) {
+	sys, err := id.SystemRoles(ctx, userID)
+	if err != nil || slices.Contains(sys, RoleAdmin) {
+		return err == nil, err
+	}
 	as, err := id.Assignments(ctx, userID, "")
 	if err != nil {
 		return false, err

@@ -28,6 +28,10 @@ const (
 	IdentityListGrants          IdentityAction = "identity:list_grants"
 	IdentityRevokeGrant         IdentityAction = "identity:revoke_grant"
 	IdentityListRoleAssignments IdentityAction = "identity:list_role_assignments"
+	IdentityCreateSystemGrant   IdentityAction = "identity:create_system_grant_for_user"
+	IdentityCheckSystemGrant    IdentityAction = "identity:check_system_grant_for_user"
+	IdentityListSystemGrants    IdentityAction = "identity:list_system_grants_for_user"
+	IdentityRevokeSystemGrant   IdentityAction = "identity:revoke_system_grant_for_user"
 	IdentityValidateToken       IdentityAction = "identity:validate_token"
 	IdentityRevokeToken         IdentityAction = "identity:revoke_token"
 )

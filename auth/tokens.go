@@ -22,6 +22,7 @@ const DefaultTokenTTL = time.Hour
 type Token struct {
 	UserID    string    `json:"user_id"`
 	ProjectID string    `json:"project_id,omitempty"`
+	System    bool      `json:"system,omitempty"` // scoped to the system ("all"), not a project
 	Methods   []string  `json:"methods"`
 	Issued    time.Time `json:"issued_at"`
 	Expires   time.Time `json:"expires_at"`
@@ -101,11 +102,29 @@ const maxTokenLen = 4096
 // a role there), expiring at expires (zero: now + DefaultTokenTTL). It returns the secret the
 // client sends as X-Auth-Token; only its hash is stored.
 func (id *Identity) IssueToken(ctx context.Context, u User, projectID string, methods []string, expires time.Time) (Token, string, error) {
+	return id.issue(ctx, Token{UserID: u.ID, ProjectID: projectID}, methods, expires)
+}
+
+// IssueSystemToken makes a token for user scoped to the system; the user must hold a role
+// on the system.
+func (id *Identity) IssueSystemToken(ctx context.Context, u User, methods []string, expires time.Time) (Token, string, error) {
+	roles, err := id.SystemRoles(ctx, u.ID)
+	if err != nil {
+		return Token{}, "", err
+	}
+	if len(roles) == 0 {
+		return Token{}, "", fmt.Errorf("%w: no role on the system", ErrUnauthorized)
+	}
+	return id.issue(ctx, Token{UserID: u.ID, System: true}, methods, expires)
+}
+
+func (id *Identity) issue(ctx context.Context, t Token, methods []string, expires time.Time) (Token, string, error) {
 	now := id.Now().UTC()
 	if expires.IsZero() {
 		expires = now.Add(DefaultTokenTTL)
 	}
-	t := Token{UserID: u.ID, ProjectID: projectID, Methods: methods, Issued: now, Expires: expires.UTC(), AuditID: randomString(16)}
+	u, projectID := User{ID: t.UserID}, t.ProjectID
+	t.Methods, t.Issued, t.Expires, t.AuditID = methods, now, expires.UTC(), randomString(16)
 	if projectID != "" {
 		if p, err := id.GetProject(ctx, projectID); err != nil || !p.Enabled {
 			return t, "", fmt.Errorf("%w: project %s is not available", ErrUnauthorized, projectID)
@@ -161,6 +180,15 @@ func (id *Identity) ValidateToken(ctx context.Context, secret string) (Token, er
 			return t, ErrUnauthorized
 		}
 		if t.Roles, err = id.RolesOn(ctx, t.UserID, t.ProjectID); err != nil {
+			return t, err
+		}
+		if len(t.Roles) == 0 {
+			return t, ErrUnauthorized
+		}
+	}
+	if t.System {
+		// Roles as they are now: a revoked system role ends the token at once.
+		if t.Roles, err = id.SystemRoles(ctx, t.UserID); err != nil {
 			return t, err
 		}
 		if len(t.Roles) == 0 {

@@ -194,6 +194,15 @@ func preProvision(t *testing.T, api, adminPW string) string {
 		id.User(t, pid, user, "pw-"+user, "admin")
 		fmt.Fprintf(&b, "- username: %s\n  project_name: %s\n  password: pw-%s\n  domain_name: Default\n  types: [admin]\n", user, project, user)
 	}
+	// ImageQuotaTest sets limits as a system admin, as Keystone's policies want.
+	uid, err := id.CreateUser("tempest-sysadmin", "pw-tempest-sysadmin")
+	if err == nil {
+		err = id.GrantSystem(uid, "admin")
+	}
+	if err != nil {
+		t.Fatalf("identity: system admin: %v", err)
+	}
+	b.WriteString("- username: tempest-sysadmin\n  password: pw-tempest-sysadmin\n  domain_name: Default\n  system: all\n  roles: [admin]\n")
 	return b.String()
 }
 

@@ -21,12 +21,23 @@ func (h *Handler) handleListRoleAssignments(w http.ResponseWriter, r *http.Reque
 		return err
 	}
 	out := []assignmentJSON{}
-	if q.Has("group.id") || q.Has("scope.domain.id") || q.Has("scope.system") || q.Has("scope.OS-INHERIT:inherited_to") {
+	if q.Has("group.id") || q.Has("scope.domain.id") || q.Has("scope.OS-INHERIT:inherited_to") ||
+		(q.Has("scope.system") && q.Get("scope.system") != "all") || (q.Has("scope.system") && pid != "") {
 		return h.writeAssignments(w, r, out)
 	}
-	as, err := h.id.Assignments(r.Context(), uid, pid)
-	if err != nil {
-		return err
+	var as []auth.Assignment
+	if !q.Has("scope.system") {
+		var err error
+		if as, err = h.id.Assignments(r.Context(), uid, pid); err != nil {
+			return err
+		}
+	}
+	if pid == "" { // the system's assignments, ProjectID empty
+		sys, err := h.id.SystemAssignments(r.Context(), uid)
+		if err != nil {
+			return err
+		}
+		as = append(as, sys...)
 	}
 	if flag(r, "effective") {
 		as = effective(as)
@@ -57,8 +68,13 @@ func (h *Handler) assignmentOut(r *http.Request, names *namer, a auth.Assignment
 	var e assignmentJSON
 	e.Role = assignmentRef{ID: auth.RoleID(a.Role)}
 	e.User = assignmentRef{ID: a.UserID}
-	e.Scope.Project = assignmentRef{ID: a.ProjectID}
-	e.Links.Assignment = h.v3(r) + "/projects/" + a.ProjectID + "/users/" + a.UserID + "/roles/" + auth.RoleID(a.Role)
+	if a.ProjectID == "" {
+		e.Scope.System = map[string]bool{"all": true}
+		e.Links.Assignment = h.v3(r) + "/system/users/" + a.UserID + "/roles/" + auth.RoleID(a.Role)
+	} else {
+		e.Scope.Project = &assignmentRef{ID: a.ProjectID}
+		e.Links.Assignment = h.v3(r) + "/projects/" + a.ProjectID + "/users/" + a.UserID + "/roles/" + auth.RoleID(a.Role)
+	}
 	if !names.on {
 		return e, nil
 	}
@@ -66,12 +82,15 @@ func (h *Handler) assignmentOut(r *http.Request, names *namer, a auth.Assignment
 	if err != nil {
 		return e, err
 	}
+	e.Role.Name = string(a.Role)
+	e.User.Name, e.User.Domain = u.Name, &defaultDomain
+	if a.ProjectID == "" {
+		return e, nil
+	}
 	p, err := names.project(r.Context(), a.ProjectID)
 	if err != nil {
 		return e, err
 	}
-	e.Role.Name = string(a.Role)
-	e.User.Name, e.User.Domain = u.Name, &defaultDomain
 	e.Scope.Project.Name, e.Scope.Project.Domain = p.Name, &defaultDomain
 	return e, nil
 }

@@ -60,9 +60,10 @@ func (h *Handler) catalog(r *http.Request) []catalogEntry {
 	return out
 }
 
-// catalogFor is the catalog a token carries: scoped tokens only, unless nocatalog is asked.
+// catalogFor is the catalog a token carries: project- and system-scoped tokens only, unless
+// nocatalog is asked.
 func (h *Handler) catalogFor(r *http.Request, t auth.Token) []catalogEntry {
-	if t.ProjectID == "" || flag(r, "nocatalog") {
+	if (t.ProjectID == "" && !t.System) || flag(r, "nocatalog") {
 		return nil
 	}
 	return h.catalog(r)

@@ -39,5 +39,9 @@ func (h *Handler) routes() {
 	h.handle("PUT "+v3+"/projects/{project}/users/{user}/roles/{role}", h.authed(h.handleCreateGrant))
 	h.handle("GET "+v3+"/projects/{project}/users/{user}/roles/{role}", h.authed(h.handleCheckGrant))
 	h.handle("DELETE "+v3+"/projects/{project}/users/{user}/roles/{role}", h.authed(h.handleRevokeGrant))
+	h.handle("GET "+v3+"/system/users/{user}/roles", h.authed(h.handleListSystemGrants))
+	h.handle("PUT "+v3+"/system/users/{user}/roles/{role}", h.authed(h.handleCreateSystemGrant))
+	h.handle("GET "+v3+"/system/users/{user}/roles/{role}", h.authed(h.handleCheckSystemGrant))
+	h.handle("DELETE "+v3+"/system/users/{user}/roles/{role}", h.authed(h.handleRevokeSystemGrant))
 	h.handle("GET "+v3+"/role_assignments", h.authed(h.handleListRoleAssignments))
 }

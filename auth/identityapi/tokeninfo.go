@@ -47,9 +47,10 @@ func (h *Handler) handleRevokeToken(w http.ResponseWriter, r *http.Request, call
 	return nil
 }
 
-// handleGetCatalog answers GET /v3/auth/catalog; only a scoped token has a catalog.
+// handleGetCatalog answers GET /v3/auth/catalog; only a project- or system-scoped token has a
+// catalog.
 func (h *Handler) handleGetCatalog(w http.ResponseWriter, r *http.Request, caller auth.Token) error {
-	if caller.ProjectID == "" {
+	if caller.ProjectID == "" && !caller.System {
 		return &Error{Status: http.StatusForbidden, Message: "A project-scoped token is required to produce a service catalog."}
 	}
 	return writeJSON(w, r, http.StatusOK, map[string]any{"catalog": h.catalog(r), "links": collectionLinks(r, h.v3(r))})

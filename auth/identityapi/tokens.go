@@ -83,7 +83,7 @@ func (h *Handler) handleCreateToken(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	projectID, err := h.scopeProject(r.Context(), user, req.Auth.Scope)
+	projectID, system, err := h.scopeProject(r.Context(), user, req.Auth.Scope)
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,13 @@ func (h *Handler) handleCreateToken(w http.ResponseWriter, r *http.Request) erro
 	if parent != nil { // a token from a token keeps the methods and expiry it came from
 		methods, expires = mergeMethods(parent.Methods, methods), parent.Expires
 	}
-	t, secret, err := h.id.IssueToken(r.Context(), user, projectID, methods, expires)
+	var t auth.Token
+	var secret string
+	if system {
+		t, secret, err = h.id.IssueSystemToken(r.Context(), user, methods, expires)
+	} else {
+		t, secret, err = h.id.IssueToken(r.Context(), user, projectID, methods, expires)
+	}
 	if err != nil {
 		return err
 	}
@@ -173,26 +179,43 @@ func (h *Handler) passwordUser(ctx context.Context, addr string, c *userCredenti
 	return u, nil
 }
 
-// scopeProject resolves the requested scope to a project id ("" for unscoped). Without a
-// scope, the user's default project is used when the user holds a role on it (Keystone).
-func (h *Handler) scopeProject(ctx context.Context, u auth.User, raw json.RawMessage) (string, error) {
+// scopeProject resolves the requested scope to a project id ("" for unscoped), or to the
+// system ({"system": {"all": true}}). Without a scope, the user's default project is used
+// when the user holds a role on it (Keystone).
+func (h *Handler) scopeProject(ctx context.Context, u auth.User, raw json.RawMessage) (string, bool, error) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return h.defaultProject(ctx, u)
+		pid, err := h.defaultProject(ctx, u)
+		return pid, false, err
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
 		if s != "unscoped" {
-			return "", badRequest("Invalid scope %q.", s)
+			return "", false, badRequest("Invalid scope %q.", s)
 		}
-		return "", nil
+		return "", false, nil
 	}
 	var sc scopeRequest
 	if err := json.Unmarshal(raw, &sc); err != nil {
-		return "", badRequest("Malformed scope: %v.", err)
+		return "", false, badRequest("Malformed scope: %v.", err)
 	}
+	if len(sc.System) > 0 {
+		var sys struct {
+			All *bool `json:"all"`
+		}
+		if err := json.Unmarshal(sc.System, &sys); err != nil || sys.All == nil || !*sys.All || sc.Project != nil || sc.Domain != nil {
+			return "", false, badRequest(`The system scope is {"system": {"all": true}}, alone.`)
+		}
+		return "", true, nil
+	}
+	pid, err := h.scopeToProject(ctx, sc)
+	return pid, false, err
+}
+
+// scopeToProject resolves a project scope, by id or by name and domain.
+func (h *Handler) scopeToProject(ctx context.Context, sc scopeRequest) (string, error) {
 	switch {
-	case sc.Domain != nil || len(sc.System) > 0:
-		return "", unauthorized("domain and system scopes are not supported")
+	case sc.Domain != nil:
+		return "", unauthorized("domain scopes are not supported")
 	case sc.Project == nil:
 		return "", missing("project", "scope")
 	case sc.Project.ID != "":

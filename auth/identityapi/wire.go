@@ -142,15 +142,16 @@ func domainOut(base string) domainJSON {
 
 // tokenJSON is the body of a token (POST and GET /v3/auth/tokens).
 type tokenJSON struct {
-	Methods   []string       `json:"methods"`
-	User      tokenUser      `json:"user"`
-	AuditIDs  []string       `json:"audit_ids"`
-	ExpiresAt string         `json:"expires_at"`
-	IssuedAt  string         `json:"issued_at"`
-	Project   *tokenProject  `json:"project,omitempty"`
-	IsDomain  *bool          `json:"is_domain,omitempty"`
-	Roles     []tokenRole    `json:"roles,omitempty"`
-	Catalog   []catalogEntry `json:"catalog,omitempty"`
+	Methods   []string        `json:"methods"`
+	User      tokenUser       `json:"user"`
+	AuditIDs  []string        `json:"audit_ids"`
+	ExpiresAt string          `json:"expires_at"`
+	IssuedAt  string          `json:"issued_at"`
+	Project   *tokenProject   `json:"project,omitempty"`
+	System    map[string]bool `json:"system,omitempty"`
+	IsDomain  *bool           `json:"is_domain,omitempty"`
+	Roles     []tokenRole     `json:"roles,omitempty"`
+	Catalog   []catalogEntry  `json:"catalog,omitempty"`
 }
 
 type tokenUser struct {
@@ -180,12 +181,16 @@ func tokenOut(t auth.Token, catalog []catalogEntry) tokenJSON {
 	out := tokenJSON{Methods: methods, AuditIDs: []string{t.AuditID},
 		User:      tokenUser{ID: t.User.ID, Name: t.User.Name, Domain: defaultDomain},
 		ExpiresAt: formatTime(t.Expires), IssuedAt: formatTime(t.Issued)}
-	if t.ProjectID == "" {
+	switch {
+	case t.System:
+		out.System = map[string]bool{"all": true}
+	case t.ProjectID != "":
+		no := false
+		out.IsDomain = &no
+		out.Project = &tokenProject{ID: t.Project.ID, Name: t.Project.Name, Domain: defaultDomain}
+	default:
 		return out
 	}
-	no := false
-	out.IsDomain = &no
-	out.Project = &tokenProject{ID: t.Project.ID, Name: t.Project.Name, Domain: defaultDomain}
 	for _, r := range impliedRoles(t.Roles) {
 		out.Roles = append(out.Roles, tokenRole{ID: auth.RoleID(r), Name: string(r)})
 	}
@@ -210,7 +215,8 @@ type assignmentRef struct {
 }
 
 type assignmentScope struct {
-	Project assignmentRef `json:"project"`
+	Project *assignmentRef  `json:"project,omitempty"`
+	System  map[string]bool `json:"system,omitempty"`
 }
 
 // optString is a string field of a request that may be absent, null or a string.

@@ -90,6 +90,12 @@ func (c *IdentityClient) Grant(projectID, userID, role string) error {
 	return err
 }
 
+// GrantSystem gives user the role on the system (Keystone's system scope).
+func (c *IdentityClient) GrantSystem(userID, role string) error {
+	_, _, err := c.call("PUT", "/system/users/"+url.PathEscape(userID)+"/roles/role-"+role, nil, nil, http.StatusNoContent)
+	return err
+}
+
 // Project creates a project and returns its id, failing the test on error.
 func (c *IdentityClient) Project(t testing.TB, name string) string {
 	t.Helper()
