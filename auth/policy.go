@@ -100,6 +100,9 @@ type Policy struct {
 	AnonymousPull bool
 	// Content tells registry content apart; nil: all of it is its project's.
 	Content ContentFacts
+	// Protections rule who may touch which extra image properties; nil: everyone who may
+	// change an image may change any of them (reserved names aside).
+	Protections *PropertyProtections
 }
 
 // Decision is the answer to a read of one piece of content.

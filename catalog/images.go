@@ -54,7 +54,7 @@ func (c *Catalog) Create(ctx context.Context, pr auth.Principal, in NewImage) (I
 		img.Properties = map[string]string{}
 	}
 	for k := range img.Properties {
-		if ReservedProperty(k) {
+		if ReservedProperty(k) || !c.policy.AllowProperty(pr, k, auth.PropertyCreate) {
 			return img, errorf(Forbidden, "attribute '%s' is reserved", k)
 		}
 	}
@@ -82,7 +82,7 @@ func (c *Catalog) Create(ctx context.Context, pr auth.Principal, in NewImage) (I
 		}
 		return ev.put(tx, nil, img)
 	})
-	return img, err
+	return c.readable(pr, img), err
 }
 
 // ValidID reports whether id is a UUID in canonical form.
@@ -170,7 +170,46 @@ func (c *Catalog) Get(ctx context.Context, pr auth.Principal, id string) (Image,
 	if img.Status == StatusDeleted && !pr.Admin {
 		return img, ErrNotFound
 	}
-	return img, c.allow(ctx, pr, img, ms, auth.ImageGet)
+	if err := c.allow(ctx, pr, img, ms, auth.ImageGet); err != nil {
+		return img, err
+	}
+	return c.readable(pr, img), nil
+}
+
+// readable is img as pr may see it: without the extra properties the property protections
+// keep from pr (Glance omits them from every answer).
+func (c *Catalog) readable(pr auth.Principal, img Image) Image {
+	if c.policy.Protections == nil {
+		return img
+	}
+	out := img.clone()
+	for k := range out.Properties {
+		if !c.policy.AllowProperty(pr, k, auth.PropertyRead) {
+			delete(out.Properties, k)
+		}
+	}
+	return out
+}
+
+// allowPropertyChange asks the property protections about one change of an extra property
+// of img: adding a new one is a create, setting an existing one an update, removing one a
+// delete; a property the caller may not read cannot be changed either.
+func (c *Catalog) allowPropertyChange(pr auth.Principal, img Image, key, op string) error {
+	if c.policy.Protections == nil {
+		return nil
+	}
+	_, exists := img.Properties[key]
+	act := auth.PropertyCreate
+	switch {
+	case op == "remove":
+		act = auth.PropertyDelete
+	case exists:
+		act = auth.PropertyUpdate
+	}
+	if (exists && !c.policy.AllowProperty(pr, key, auth.PropertyRead)) || !c.policy.AllowProperty(pr, key, act) {
+		return errorf(Forbidden, "attribute '%s' is reserved", key)
+	}
+	return nil
 }
 
 // mutate loads an image, checks act, lets fn change it and stores it, all in one

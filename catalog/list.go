@@ -145,7 +145,11 @@ func (c *Catalog) List(ctx context.Context, pr auth.Principal, opt ListOptions) 
 		out = all
 		return nil
 	})
-	return out, len(out) == opt.Limit, err
+	full := len(out) == opt.Limit
+	for i := range out {
+		out[i] = c.readable(pr, out[i])
+	}
+	return out, full, err
 }
 
 // candidateSets are the index sets holding every image the caller could list.
@@ -182,6 +186,12 @@ func (c *Catalog) candidateSets(pr auth.Principal, projects []string, f Filter) 
 func (c *Catalog) listable(tx meta.Tx, pr auth.Principal, projects []string, img Image, f Filter) (bool, error) {
 	if !f.match(img) {
 		return false, nil
+	}
+	for k := range f.Properties {
+		// A filter on a property the caller may not read matches nothing it could tell.
+		if !c.policy.AllowProperty(pr, k, auth.PropertyRead) {
+			return false, nil
+		}
 	}
 	fs := facts(img, nil)
 	if img.Visibility == VisibilityShared {

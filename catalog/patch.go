@@ -44,14 +44,23 @@ func (c *Catalog) Update(ctx context.Context, pr auth.Principal, id string, chan
 			return Image{}, err
 		}
 	}
-	return c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
+	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
 		for _, ch := range changes {
+			if !baseFields[ch.Path] {
+				if err := c.allowPropertyChange(pr, *img, ch.Path, ch.Op); err != nil {
+					return err
+				}
+			}
 			if err := apply(img, ch); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return img, err
+	}
+	return c.readable(pr, img), nil
 }
 
 // precheck refuses what no state of the image could allow, and asks the policy about

@@ -33,7 +33,9 @@ type env struct {
 	ident   *auth.Identity
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv is an Image API over a fresh store with projects admin, a and b and their users;
+// configure adjusts the policy (property protections) before the catalog takes it.
+func newEnv(t *testing.T, configure ...func(*auth.Policy)) *env {
 	t.Helper()
 	store := testenv.OpenStore(t, "")
 	id := auth.NewIdentity(store.Meta())
@@ -58,7 +60,11 @@ func newEnv(t *testing.T) *env {
 		}
 		e.issue(id, u.name, user, e.project[u.project])
 	}
-	e.cat = catalog.New(store, &auth.Policy{Directory: id})
+	policy := &auth.Policy{Directory: id}
+	for _, f := range configure {
+		f(policy)
+	}
+	e.cat = catalog.New(store, policy)
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	e.cat.Now = func() time.Time { // a second per call: creation order is list order

@@ -31,8 +31,9 @@ type config struct {
 	MetricsAuth   bool
 
 	// The Image API and the registry's content rules.
-	SparseManifests bool
-	HashAlgo        hashAlgo
+	SparseManifests     bool
+	PropertyProtections string // path of a roles-format property protections file; empty: off
+	HashAlgo            hashAlgo
 
 	// With --auth keystone: the service credentials and how long Keystone's answers count.
 	KeystoneUser     string

@@ -51,6 +51,7 @@ func cmdServe(args []string) (err error) {
 	fs.BoolVar(&c.AnonymousPull, "anonymous-pull", false, "let anonymous callers pull public content")
 	fs.BoolVar(&c.AccessLog, "access-log", true, "log one JSON line per request (method, path, status, bytes, duration, request id, user, project)")
 	fs.BoolVar(&c.MetricsAuth, "metrics-auth", false, "require admin credentials (Basic or a token) for /metrics")
+	fs.StringVar(&c.PropertyProtections, "property-protections", "", "Glance's property protections file (roles format): who may create, read, update and delete which extra image properties")
 	fs.BoolVar(&c.SparseManifests, "sparse-manifests", false, "accept image manifests whose blobs were not pushed (partial mirrors)")
 	c.HashAlgo = "sha256"
 	fs.Var(&c.HashAlgo, "hashing-algorithm", "os_hash_algo of new image data: sha256 (one computation with the OCI digest) or sha512 (Glance's default)")
@@ -93,7 +94,14 @@ func cmdServe(args []string) (err error) {
 		return err
 	}
 	go sec.maintain(ctx)
-	cat := catalog.New(store, sec.imagePolicy())
+	policy := sec.imagePolicy()
+	if c.PropertyProtections != "" {
+		// A fault in the file stops the start, as it stops glance-api.
+		if policy.Protections, err = auth.LoadPropertyProtections(c.PropertyProtections); err != nil {
+			return err
+		}
+	}
+	cat := catalog.New(store, policy)
 	cat.HashAlgo = string(c.HashAlgo)
 	if n, err := cat.Migrate(ctx); err != nil {
 		return err
