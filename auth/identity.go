@@ -157,17 +157,24 @@ func putJSON(tx meta.Tx, key string, v any) error {
 	return tx.Put(key, b)
 }
 
+// Name limits are Keystone's: projects 64 characters, users 255 (tempest's dynamic user
+// names pass 64).
+const (
+	maxProjectName = 64
+	maxUserName    = 255
+)
+
 // validName: names are what users type; keep them printable and bounded.
-func validName(name string) error {
-	if name == "" || len(name) > 64 || strings.ContainsAny(name, "\x00\n\r\t/:") {
-		return fmt.Errorf("%w: name must be 1-64 printable characters without '/' or ':'", ErrInvalid)
+func validName(name string, limit int) error {
+	if name == "" || len(name) > limit || strings.ContainsAny(name, "\x00\n\r\t/:") {
+		return fmt.Errorf("%w: name must be 1-%d printable characters without '/' or ':'", ErrInvalid, limit)
 	}
 	return nil
 }
 
 // CreateProject adds a project; names are unique, case-insensitively.
 func (id *Identity) CreateProject(ctx context.Context, p Project) (Project, error) {
-	if err := validName(p.Name); err != nil {
+	if err := validName(p.Name, maxProjectName); err != nil {
 		return p, err
 	}
 	if p.ID == "" {
@@ -247,7 +254,7 @@ func (id *Identity) UpdateProject(ctx context.Context, pid string, fn func(*Proj
 		}
 		p.ID = pid
 		if p.Name != old {
-			if err := validName(p.Name); err != nil {
+			if err := validName(p.Name, maxProjectName); err != nil {
 				return err
 			}
 			if v, err := tx.Get(keyProjectName(p.Name)); err == nil && string(v) != pid {
@@ -301,7 +308,7 @@ func dropAssignments(tx meta.Tx, user, project string) error {
 
 // CreateUser adds a user with a password (stored as a salted slow hash).
 func (id *Identity) CreateUser(ctx context.Context, u User, password string) (User, error) {
-	if err := validName(u.Name); err != nil {
+	if err := validName(u.Name, maxUserName); err != nil {
 		return u, err
 	}
 	if u.ID == "" {
@@ -404,7 +411,7 @@ func (id *Identity) UpdateUser(ctx context.Context, uid string, password string,
 			}
 		}
 		if u.Name != old {
-			if err := validName(u.Name); err != nil {
+			if err := validName(u.Name, maxUserName); err != nil {
 				return err
 			}
 			if v, err := tx.Get(keyUserName(u.Name)); err == nil && string(v) != uid {

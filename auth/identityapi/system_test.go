@@ -2,6 +2,7 @@ package identityapi
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/xloud/xloud-image/auth"
@@ -78,5 +79,24 @@ func TestSystemScope(t *testing.T) {
 	}
 	ta.run([]call{
 		{name: "system reader cannot create projects", method: "POST", path: v3 + "/projects", token: resp.Header.Get("X-Subject-Token"), body: `{"project":{"name":"x"}}`, status: 403},
+	})
+}
+
+// TestNameLimits: user names up to 255 characters (Keystone's limit; tempest's dynamic users
+// pass 64), project names up to 64.
+func TestNameLimits(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, Options{})
+	user := func(n int) string {
+		return `{"user":{"name":"` + strings.Repeat("u", n) + `","password":"pw","domain_id":"default"}}`
+	}
+	project := func(n int) string {
+		return `{"project":{"name":"` + strings.Repeat("p", n) + `","domain_id":"default"}}`
+	}
+	ta.run([]call{
+		{name: "user 255", method: "POST", path: "/identity/v3/users", token: ta.adminToken, body: user(255), status: 201},
+		{name: "user 256", method: "POST", path: "/identity/v3/users", token: ta.adminToken, body: user(256), status: 400},
+		{name: "project 64", method: "POST", path: "/identity/v3/projects", token: ta.adminToken, body: project(64), status: 201},
+		{name: "project 65", method: "POST", path: "/identity/v3/projects", token: ta.adminToken, body: project(65), status: 400},
 	})
 }
