@@ -145,7 +145,7 @@ type Namespace struct {
 	Description  *string             `json:"description,omitempty"`
 	Visibility   string              `json:"visibility"`
 	Protected    bool                `json:"protected"`
-	Owner        string              `json:"owner"`
+	Owner        string              `json:"owner,omitempty"`
 	CreatedAt    Timestamp           `json:"created_at"`
 	UpdatedAt    Timestamp           `json:"updated_at"`
 	Associations []Association       `json:"resource_type_associations,omitempty"`

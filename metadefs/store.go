@@ -24,7 +24,7 @@ import (
 //	set metadef:resource_types  every resource type name
 //	metadef:gen                 a counter bumped by every write (the property checker's cache key)
 //	metadef:seeded              set once the shipped definitions were loaded on a first start
-func keyNamespace(name string) string { return "metadef:ns:" + name }
+func keyNamespace(name string) string    { return "metadef:ns:" + name }
 func keyResourceType(name string) string { return "metadef:rt:" + name }
 
 const (
