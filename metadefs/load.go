@@ -2,6 +2,7 @@ package metadefs
 
 import (
 	"context"
+	"encoding/json"
 	"embed"
 	"errors"
 	"fmt"
@@ -57,29 +58,29 @@ type LoadReport struct {
 	Skipped     []string `json:"skipped"`
 }
 
-// ReadDefinitions reads and checks every *.json file at the top of dir, in name order. Any
-// bad file (not a regular file, too large, not a namespace, a namespace twice) fails the
-// whole read, naming it: a load changes nothing unless every file is good.
-func ReadDefinitions(dir fs.FS) ([]Namespace, error) {
+// File is one definition file: its name (for errors) and its bytes.
+type File struct {
+	Name string          `json:"name"`
+	Data json.RawMessage `json:"data"`
+}
+
+// ReadFiles reads every *.json file at the top of dir, in name order. A file that is not
+// regular or is too large fails the read, naming it.
+func ReadFiles(dir fs.FS) ([]File, error) {
 	entries, err := fs.ReadDir(dir, ".")
 	if err != nil {
 		return nil, fmt.Errorf("read definitions: %w", err)
 	}
-	var out []Namespace
-	seen := map[string]string{}
+	var out []File
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		ns, err := readDefinition(dir, e)
+		b, err := readFile(dir, e)
 		if err != nil {
 			return nil, fmt.Errorf("definition file %s: %w", e.Name(), err)
 		}
-		if other, dup := seen[ns.Namespace]; dup {
-			return nil, fmt.Errorf("definition file %s: namespace %s is also defined in %s", e.Name(), ns.Namespace, other)
-		}
-		seen[ns.Namespace] = e.Name()
-		out = append(out, ns)
+		out = append(out, File{Name: e.Name(), Data: b})
 	}
 	if len(out) == 0 {
 		return nil, errors.New("read definitions: no *.json files")
@@ -87,29 +88,61 @@ func ReadDefinitions(dir fs.FS) ([]Namespace, error) {
 	return out, nil
 }
 
-func readDefinition(dir fs.FS, e fs.DirEntry) (Namespace, error) {
+func readFile(dir fs.FS, e fs.DirEntry) ([]byte, error) {
 	if !e.Type().IsRegular() {
-		return Namespace{}, errors.New("not a regular file")
+		return nil, errors.New("not a regular file")
 	}
 	f, err := dir.Open(e.Name())
 	if err != nil {
-		return Namespace{}, err
+		return nil, err
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
-		return Namespace{}, err
+		return nil, err
 	}
 	if len(b) > MaxFileSize {
-		return Namespace{}, fmt.Errorf("larger than %d bytes", MaxFileSize)
+		return nil, fmt.Errorf("larger than %d bytes", MaxFileSize)
 	}
-	ns, err := DecodeNamespace(b)
-	if err != nil {
-		if _, msg := catalog.KindOf(err); msg != "" {
-			return ns, errors.New(msg)
+	return b, nil
+}
+
+// ParseDefinitions checks every file as a namespace definition (the checks of a namespace
+// create). Any bad file, or a namespace defined twice, fails the whole parse, naming the
+// file: a load changes nothing unless every file is good.
+func ParseDefinitions(files []File) ([]Namespace, error) {
+	var out []Namespace
+	seen := map[string]string{}
+	for _, f := range files {
+		if len(f.Data) > MaxFileSize {
+			return nil, fmt.Errorf("definition file %s: larger than %d bytes", f.Name, MaxFileSize)
 		}
+		ns, err := DecodeNamespace(f.Data)
+		if err != nil {
+			if _, msg := catalog.KindOf(err); msg != "" {
+				err = errors.New(msg)
+			}
+			return nil, fmt.Errorf("definition file %s: %w", f.Name, err)
+		}
+		if other, dup := seen[ns.Namespace]; dup {
+			return nil, fmt.Errorf("definition file %s: namespace %s is also defined in %s", f.Name, ns.Namespace, other)
+		}
+		seen[ns.Namespace] = f.Name
+		out = append(out, ns)
 	}
-	return ns, err
+	if len(out) == 0 {
+		return nil, errors.New("no definition files")
+	}
+	return out, nil
+}
+
+// ReadDefinitions reads and parses the definition files of dir.
+func ReadDefinitions(dir fs.FS) ([]Namespace, error) {
+	files, err := ReadFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDefinitions(files)
 }
 
 // Load stores the definitions read from files, as an operator does (no policy): each

@@ -33,6 +33,8 @@ type config struct {
 	// The Image API and the registry's content rules.
 	SparseManifests bool
 	HashAlgo        hashAlgo
+	// ValidateMetadefProperties checks image properties against the metadata definitions.
+	ValidateMetadefProperties bool
 
 	// With --auth keystone: the service credentials and how long Keystone's answers count.
 	KeystoneUser     string
