@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -207,8 +208,16 @@ func decodeStrict(schema string, b []byte, readOnly []string, v any) error {
 			return invalid(schema, "None is not valid under any of the given schemas (%s)", k)
 		}
 	}
+	// Only the top level is closed (additionalProperties: false); Glance's schemas leave the
+	// items of nested lists open, and glanceclient sends back what it read (timestamps,
+	// links) inside them.
+	known := fieldNames(reflect.TypeOf(v).Elem())
+	for k := range keys {
+		if !known[k] {
+			return invalid(schema, "Additional properties are not allowed ('%s' was unexpected)", k)
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return invalid(schema, "%s", schemaWords(err))
 	}
@@ -216,6 +225,18 @@ func decodeStrict(schema string, b []byte, readOnly []string, v any) error {
 		return badRequest("The request body must be one JSON object.")
 	}
 	return nil
+}
+
+// fieldNames are the JSON names of a struct's fields.
+func fieldNames(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			out[name] = true
+		}
+	}
+	return out
 }
 
 // schemaWords says what encoding/json found wrong the way jsonschema says it.
