@@ -1,6 +1,7 @@
 package imageapi
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -180,11 +181,16 @@ func (a *API) createNamespace(w http.ResponseWriter, r *http.Request, pr auth.Pr
 // showNamespace is GET /v2/metadefs/namespaces/{ns}: the namespace with its contents; with
 // ?resource_type= property names carry that association's prefix.
 func (a *API) showNamespace(w http.ResponseWriter, r *http.Request, pr auth.Principal) error {
-	ns, err := a.md().GetNamespace(r.Context(), pr, r.PathValue("ns"), r.URL.Query().Get("resource_type"))
+	body, err := a.md().ShowNamespace(r.Context(), pr, r.PathValue("ns"), r.URL.Query().Get("resource_type"),
+		func(ns metadefs.Namespace) ([]byte, error) { return json.Marshal(toNamespaceJSON(ns)) })
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, toNamespaceJSON(ns))
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(body) // a client gone away has nothing left to be told
+	return nil
 }
 
 // updateNamespace is PUT /v2/metadefs/namespaces/{ns} (admin): replaces the namespace's

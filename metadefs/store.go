@@ -48,7 +48,21 @@ type Store struct {
 
 	mu    sync.Mutex
 	rules *ruleIndex // the property checker's index, with the generation it was built at
+	shown map[shownKey]shown
 }
+
+// shownKey and shown are a namespace show as encoded for the wire, kept until the
+// definitions' generation moves on (every write bumps it, on every node).
+type shownKey struct{ name, resourceType string }
+
+type shown struct {
+	gen   int64
+	facts auth.MetadefFacts
+	body  []byte
+}
+
+// maxShown bounds the encoded shows kept (all are dropped when full).
+const maxShown = 1024
 
 // New returns the definitions over m, deciding access with policy.
 func New(m meta.Store, policy *auth.Policy) *Store {
@@ -293,8 +307,12 @@ func (s *Store) GetNamespace(ctx context.Context, pr auth.Principal, name, resou
 	for i := range ns.Objects {
 		o := &ns.Objects[i]
 		o.Properties = prefixed(o.Properties, prefix)
-		for j := range o.Required {
-			o.Required[j] = prefix + o.Required[j]
+		req := make([]string, len(o.Required))
+		for j, r := range o.Required {
+			req[j] = prefix + r
+		}
+		if o.Required != nil {
+			o.Required = req
 		}
 	}
 	return ns, nil
@@ -316,6 +334,49 @@ func prefixed(props map[string]Property, prefix string) map[string]Property {
 		out[prefix+k] = v
 	}
 	return out
+}
+
+// ShowNamespace is GetNamespace encoded by encode, kept until the definitions change: a
+// repeated show costs one small read and the policy's answer, not the decoding and encoding
+// of the namespace with all its contents. encode must give the same bytes for the same
+// namespace.
+func (s *Store) ShowNamespace(ctx context.Context, pr auth.Principal, name, resourceType string, encode func(Namespace) ([]byte, error)) ([]byte, error) {
+	var gen int64
+	err := s.meta.View(ctx, func(tx meta.Tx) error {
+		var err error
+		gen, err = readGen(tx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	key := shownKey{name, resourceType}
+	s.mu.Lock()
+	c, ok := s.shown[key]
+	s.mu.Unlock()
+	if ok && c.gen == gen {
+		if !s.policy.MetadefVisible(pr, c.facts) {
+			return nil, notFound("Metadata definition namespace=%s was not found.", name)
+		}
+		return c.body, s.allow(ctx, pr, &Namespace{Owner: c.facts.Owner, Visibility: c.facts.Visibility}, auth.MetadefGetNamespace)
+	}
+	ns, err := s.GetNamespace(ctx, pr, name, resourceType)
+	if err != nil {
+		return nil, err
+	}
+	body, err := encode(ns)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.shown == nil || len(s.shown) >= maxShown {
+		s.shown = map[shownKey]shown{}
+	}
+	// gen was read before the namespace: a write in between leaves an entry that is
+	// already stale, never a stale entry that looks fresh.
+	s.shown[key] = shown{gen: gen, facts: facts(ns), body: body}
+	s.mu.Unlock()
+	return body, nil
 }
 
 // CreateNamespace adds a namespace, with whatever contents it carries, owned by the

@@ -80,6 +80,7 @@ func TestStoreContract(t *testing.T) {
 			t.Run("Contents", func(t *testing.T) { testContents(t, s) })
 			t.Run("Visibility", func(t *testing.T) { testVisibility(t, s) })
 			t.Run("Concurrent", func(t *testing.T) { testConcurrentTags(t, s) })
+			t.Run("ShowCache", func(t *testing.T) { testShowCache(t, s) })
 		})
 	}
 }
@@ -348,4 +349,34 @@ func testConcurrentTags(t *testing.T, s *metadefs.Store) {
 	if len(l) != 20 {
 		t.Fatalf("%d tags after 20 concurrent creations", len(l))
 	}
+}
+
+// testShowCache: a cached show still answers each caller by the policy, and a write is
+// seen by the next show.
+func testShowCache(t *testing.T, s *metadefs.Store) {
+	if _, err := s.CreateNamespace(ctx, admin, decodeNS(t, `{"namespace":"S::Priv","owner":"p-a","display_name":"one"}`)); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	enc := func(ns metadefs.Namespace) ([]byte, error) { calls++; return []byte(*ns.DisplayName), nil }
+	for range 2 {
+		if b, err := s.ShowNamespace(ctx, memberA, "S::Priv", "", enc); err != nil || string(b) != "one" {
+			t.Fatalf("show: %q %v", b, err)
+		}
+	}
+	if calls != 1 {
+		t.Fatalf("encoded %d times for two shows of an unchanged namespace", calls)
+	}
+	_, err := s.ShowNamespace(ctx, readerB, "S::Priv", "", enc)
+	mustKind(t, "cached private namespace for another project", err, catalog.NotFound)
+	_, err = s.ShowNamespace(ctx, noRolesC, "S::Priv", "", enc)
+	mustKind(t, "cached namespace for a caller without role", err, catalog.NotFound)
+	if _, err := s.UpdateNamespace(ctx, admin, "S::Priv", decodeNS(t, `{"namespace":"S::Priv","visibility":"public","display_name":"two"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.ShowNamespace(ctx, readerB, "S::Priv", "", enc); err != nil || string(b) != "two" {
+		t.Fatalf("show after update: %q %v", b, err)
+	}
+	_, err = s.ShowNamespace(ctx, noRolesC, "S::Priv", "", enc)
+	mustKind(t, "public namespace for a caller without role", err, catalog.Forbidden)
 }
