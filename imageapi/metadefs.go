@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -383,7 +384,8 @@ func (a *API) createMetadefTags(w http.ResponseWriter, r *http.Request, pr auth.
 	if err != nil {
 		return err
 	}
-	appending, _ := strconv.ParseBool(r.Header.Get("X-Openstack-Append"))
+	// Glance reads the header with oslo's bool_from_string.
+	appending := slices.Contains([]string{"1", "t", "true", "on", "y", "yes"}, strings.ToLower(strings.TrimSpace(r.Header.Get("X-Openstack-Append"))))
 	tags, err := a.md().CreateTags(r.Context(), pr, r.PathValue("ns"), names, appending)
 	if err != nil {
 		return err

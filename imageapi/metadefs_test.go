@@ -257,7 +257,7 @@ func TestMetadefContentsAPI(t *testing.T) {
 		{"admin", "POST", tags, `{"tags":[{"name":"a"},{"name":"b"},{"name":"c"}]}`, 201, nil},
 		{"admin", "POST", tags, `{"tags":[{"name":"d"},{"name":"d"}]}`, 409, nil},
 		{"admin", "POST", tags, `{"tags":[{"name":"a"}]}`, 409, []string{"X-Openstack-Append", "True"}},
-		{"admin", "POST", tags, `{"tags":[{"name":"d"}]}`, 201, []string{"X-Openstack-Append", "True"}},
+		{"admin", "POST", tags, `{"tags":[{"name":"d"}]}`, 201, []string{"X-Openstack-Append", "yes"}},
 		{"admin", "POST", tags, `{"tags":"a"}`, 400, nil},
 		{"admin", "POST", tags + "/e", nil, 201, nil},
 		{"admin", "POST", tags + "/E", nil, 409, nil},
