@@ -25,8 +25,13 @@ var loadModes = map[string]metadefs.Mode{
 // checked here, then loaded by the server running on the data directory (through the admin
 // socket, as gc does) or, with none running, into the store opened here.
 func cmdMetadefs(args []string) error {
+	const usage = "usage: xloud-image metadefs load [--merge [--prefer-new] | --overwrite] DIR"
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Println(usage)
+		return nil
+	}
 	if len(args) == 0 || args[0] != "load" {
-		return fmt.Errorf("usage: xloud-image metadefs load [--merge [--prefer-new] | --overwrite] DIR")
+		return errors.New(usage)
 	}
 	var c config
 	fs := newFlagSet("metadefs load", "DIR", "load the metadata definition files (*.json) of DIR; print what was done as JSON.\n"+

@@ -132,3 +132,16 @@ func TestMetadefsLoadCommand(t *testing.T) {
 		t.Fatalf("Site::A after restart: %d", code)
 	}
 }
+
+// TestMetadefsHelp: help exits 0 and names the flags; an unknown sub-command is refused.
+func TestMetadefsHelp(t *testing.T) {
+	for _, args := range [][]string{{"metadefs", "-h"}, {"metadefs", "load", "-h"}, {"metadefs", "load", "--help"}} {
+		out, errOut, code := run(t, nil, args...)
+		if code != 0 || !strings.Contains(out+errOut, "--overwrite") && !strings.Contains(out+errOut, "-overwrite") {
+			t.Errorf("%v: exit %d %q %q", args, code, out, errOut)
+		}
+	}
+	if _, errOut, code := run(t, nil, "metadefs", "unload"); code != 1 || !strings.Contains(errOut, "usage") {
+		t.Errorf("metadefs unload: exit %d %q", code, errOut)
+	}
+}
