@@ -145,3 +145,31 @@ func TestMetadefsHelp(t *testing.T) {
 		t.Errorf("metadefs unload: exit %d %q", code, errOut)
 	}
 }
+
+// TestMetadefsSharedByNodes: two servers on one Redis load the shipped definitions once
+// between them, and a change made through one is what the other shows next, though it had
+// the namespace's show cached.
+func TestMetadefsSharedByNodes(t *testing.T) {
+	redisURL := testenv.StartRedis(t)
+	a := testenv.StartServer(t, testenv.ServerOptions{RedisURL: redisURL})
+	b := testenv.StartServer(t, testenv.ServerOptions{RedisURL: redisURL})
+	ca, cb := &client{t: t, base: "http://" + a.APIAddr}, &client{t: t, base: "http://" + b.APIAddr}
+	_, body, err := cb.do("GET", "/v2/metadefs/namespaces?limit=100", nil)
+	var list struct{ Namespaces []map[string]any }
+	json.Unmarshal(body, &list)
+	if err != nil || len(list.Namespaces) != 33 {
+		t.Fatalf("second node lists %d namespaces (%v), want the 33 loaded once", len(list.Namespaces), err)
+	}
+	if code, ns := namespaceShow(t, ca, "OS::Compute::Hypervisor"); code != 200 || ns["display_name"] != "Hypervisor Selection" {
+		t.Fatalf("node a: %d %v", code, ns)
+	}
+	resp, body, err := cb.do("PUT", "/v2/metadefs/namespaces/OS::Compute::Hypervisor",
+		strings.NewReader(`{"namespace":"OS::Compute::Hypervisor","display_name":"Renamed","visibility":"public","protected":true}`),
+		"Content-Type", "application/json")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("update on node b: %v %v %s", resp, err, body)
+	}
+	if code, ns := namespaceShow(t, ca, "OS::Compute::Hypervisor"); code != 200 || ns["display_name"] != "Renamed" {
+		t.Fatalf("node a after node b's update: %d %v", code, ns["display_name"])
+	}
+}
