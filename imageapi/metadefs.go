@@ -175,7 +175,8 @@ func (a *API) createNamespace(w http.ResponseWriter, r *http.Request, pr auth.Pr
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", nsPath(ns.Namespace))
+	// webob makes Glance's relative Location absolute.
+	w.Header().Set("Location", a.baseURL(r)+nsPath(ns.Namespace))
 	return writeJSON(w, http.StatusCreated, toNamespaceJSON(ns))
 }
 

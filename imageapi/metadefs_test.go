@@ -81,7 +81,7 @@ func TestMetadefNamespacesAPI(t *testing.T) {
 		"objects":[{"name":"Obj One","properties":{"speed":{"title":"Speed","type":"string"}}}],
 		"tags":[{"name":"alpha"}]}`
 	r := e.do("admin", "POST", nsBase, create, "Content-Type", "application/json")
-	if r.status != http.StatusCreated || r.header.Get("Location") != "/v2/metadefs/namespaces/Test::NS" {
+	if r.status != http.StatusCreated || r.header.Get("Location") != e.srv.URL+"/v2/metadefs/namespaces/Test::NS" {
 		t.Fatalf("create: %d %s %v", r.status, r.body, r.header)
 	}
 	m := r.json(t)
