@@ -49,6 +49,13 @@ type Store struct {
 	mu    sync.Mutex
 	rules *ruleIndex // the property checker's index, with the generation it was built at
 	shown map[shownKey]shown
+	// listed is every namespace's summary as of one generation (lists filter and page it).
+	listed *summaries
+}
+
+type summaries struct {
+	gen int64
+	all []Namespace
 }
 
 // shownKey and shown are a namespace show as encoded for the wire, kept until the
@@ -214,7 +221,7 @@ func (s *Store) ListNamespaces(ctx context.Context, pr auth.Principal, opt ListO
 	if !slices.Contains(SortKeys, opt.SortKey) {
 		return nil, false, badRequest("Invalid sort key: %s. It must be one of the following: %s.", opt.SortKey, strings.Join(SortKeys, ", "))
 	}
-	all, err := s.allNamespaces(ctx)
+	all, err := s.summaries(ctx)
 	if err != nil {
 		return nil, false, err
 	}
@@ -226,7 +233,7 @@ func (s *Store) ListNamespaces(ctx context.Context, pr auth.Principal, opt ListO
 		if len(opt.ResourceTypes) > 0 && !slices.ContainsFunc(ns.Associations, func(a Association) bool { return slices.Contains(opt.ResourceTypes, a.Name) }) {
 			continue
 		}
-		seen = append(seen, ns.Summary())
+		seen = append(seen, ns)
 	}
 	sortNamespaces(seen, opt.SortKey, opt.SortDir != "asc")
 	if opt.Marker != "" {
@@ -270,6 +277,37 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// summaries returns every namespace's summary, decoded again only when a write bumped the
+// definitions' generation since the last list.
+func (s *Store) summaries(ctx context.Context) ([]Namespace, error) {
+	var gen int64
+	err := s.meta.View(ctx, func(tx meta.Tx) error {
+		var err error
+		gen, err = readGen(tx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	cur := s.listed
+	s.mu.Unlock()
+	if cur != nil && cur.gen == gen {
+		return cur.all, nil
+	}
+	all, err := s.allNamespaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		all[i] = all[i].Summary()
+	}
+	s.mu.Lock()
+	s.listed = &summaries{gen: gen, all: all} // gen was read first: never fresher than it says
+	s.mu.Unlock()
+	return all, nil
 }
 
 func (s *Store) allNamespaces(ctx context.Context) ([]Namespace, error) {
