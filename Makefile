@@ -41,6 +41,7 @@ bench: deps
 	bash scripts/bench.sh
 	$(GO) test -run '^$$' -bench 'InspectOverhead' -benchtime=1x ./diskformat/
 	$(GO) test -run '^$$' -bench 'ListPage' -benchtime=200x ./catalog/
+	$(GO) test -run '^$$' -bench 'MetadefShowVsImageShow' -benchtime=2000x ./imageapi/
 	$(GO) test -run '^$$' -bench . -benchtime=2s ./internal/sha256twin/
 
 clean:

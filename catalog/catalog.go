@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,16 @@ type Catalog struct {
 	// (lease.go).
 	node  string
 	beats beats
+	// Properties checks image property values against metadata definitions on create and
+	// patch (--validate-metadef-properties); nil: values are not checked.
+	Properties PropertyChecker
+}
+
+// PropertyChecker checks image properties against definitions of them (metadefs).
+type PropertyChecker interface {
+	// CheckImageProperties checks props[k] for each k of keys (all of props when nil) of an
+	// image owned by owner; a value that does not fit is a BadRequest refusal.
+	CheckImageProperties(ctx context.Context, owner string, props map[string]string, keys []string) error
 }
 
 // New returns the catalog over store, deciding access with policy.

@@ -67,6 +67,9 @@ func (c *Catalog) Create(ctx context.Context, pr auth.Principal, in NewImage) (I
 	if err := img.validate(); err != nil {
 		return img, err
 	}
+	if err := c.checkProperties(ctx, img.Owner, img.Properties, nil); err != nil {
+		return img, err
+	}
 	if img.Owner != callerProject(pr) && !pr.Admin {
 		return img, errorf(Forbidden, "you are not permitted to create images owned by '%s'", img.Owner)
 	}
@@ -308,4 +311,12 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// checkProperties asks the property checker, when there is one, about keys of props.
+func (c *Catalog) checkProperties(ctx context.Context, owner string, props map[string]string, keys []string) error {
+	if c.Properties == nil || len(props) == 0 {
+		return nil
+	}
+	return c.Properties.CheckImageProperties(ctx, owner, props, keys)
 }

@@ -44,6 +44,9 @@ func (c *Catalog) Update(ctx context.Context, pr auth.Principal, id string, chan
 			return Image{}, err
 		}
 	}
+	if err := c.precheckProperties(ctx, id, changes); err != nil {
+		return Image{}, err
+	}
 	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
 		for _, ch := range changes {
 			if !baseFields[ch.Path] {
@@ -61,6 +64,37 @@ func (c *Catalog) Update(ctx context.Context, pr auth.Principal, id string, chan
 		return img, err
 	}
 	return c.readable(pr, img), nil
+}
+
+// precheckProperties checks the values the changes set on extra properties against the
+// metadata definitions, before the transaction (the checker reads the store itself).
+func (c *Catalog) precheckProperties(ctx context.Context, id string, changes []Change) error {
+	if c.Properties == nil {
+		return nil
+	}
+	props := map[string]string{}
+	var keys []string
+	for _, ch := range changes {
+		if ch.Op == "remove" || baseFields[ch.Path] || readOnly[ch.Path] {
+			continue
+		}
+		var v string
+		if json.Unmarshal(ch.Value, &v) != nil {
+			continue // apply refuses a value that is no string
+		}
+		if _, seen := props[ch.Path]; !seen {
+			keys = append(keys, ch.Path)
+		}
+		props[ch.Path] = v
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	img, _, err := c.load(ctx, id)
+	if err != nil {
+		return err
+	}
+	return c.checkProperties(ctx, img.Owner, props, keys)
 }
 
 // precheck refuses what no state of the image could allow, and asks the policy about

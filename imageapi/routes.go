@@ -18,6 +18,7 @@ import (
 	"github.com/xloud/xloud-image/catalog"
 	"github.com/xloud/xloud-image/internal/metrics"
 	"github.com/xloud/xloud-image/internal/reqlog"
+	"github.com/xloud/xloud-image/metadefs"
 )
 
 // Options configure the Image API.
@@ -37,6 +38,8 @@ type Options struct {
 	Log *slog.Logger
 	// Metrics counts refusals; nil: not counted.
 	Metrics *metrics.Registry
+	// Metadefs serves the metadata definitions API (metadefs.go); nil: not served.
+	Metadefs *metadefs.Store
 }
 
 // API serves the Image API v2.
@@ -97,6 +100,9 @@ func (a *API) routes() {
 	a.authed("GET /v2/info/import", a.getImportInfo)                       // §1.8
 	a.authed("GET /v2/info/stores", a.getStoresInfo)                       // §5.6
 	a.authed("GET /v2/info/usage", a.getUsage)                             // §5.3
+	if a.opt.Metadefs != nil {
+		a.metadefRoutes() // glance-next.md §2.1
+	}
 }
 
 // public adds a route served without a token (versions, schemas).

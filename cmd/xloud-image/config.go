@@ -34,6 +34,8 @@ type config struct {
 	SparseManifests     bool
 	PropertyProtections string // path of a roles-format property protections file; empty: off
 	HashAlgo            hashAlgo
+	// ValidateMetadefProperties checks image properties against the metadata definitions.
+	ValidateMetadefProperties bool
 
 	// With --auth keystone: the service credentials and how long Keystone's answers count.
 	KeystoneUser     string

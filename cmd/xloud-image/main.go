@@ -15,6 +15,7 @@ commands:
   serve      run the service (Registry API, Image and Identity API)
   gc         remove blobs no manifest references and stale uploads (--dry-run)
   purge      remove records of images deleted longer ago than --older-than (default 720h)
+  metadefs   load metadata definition files: metadefs load [--merge [--prefer-new] | --overwrite] DIR
   inspect    print a disk image file's format, virtual size and safety verdict as JSON
   version    print the build (module version and VCS revision)
 
@@ -37,6 +38,8 @@ func main() {
 		err = cmdPurge(args)
 	case "inspect":
 		err = cmdInspect(args)
+	case "metadefs":
+		err = cmdMetadefs(args)
 	case "version", "--version":
 		err = cmdVersion(args)
 	case "help", "-h", "--help":

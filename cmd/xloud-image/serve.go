@@ -23,6 +23,7 @@ import (
 	"github.com/xloud/xloud-image/imageapi"
 	"github.com/xloud/xloud-image/internal/metrics"
 	"github.com/xloud/xloud-image/internal/reqlog"
+	"github.com/xloud/xloud-image/metadefs"
 	"github.com/xloud/xloud-image/registry"
 	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
@@ -55,6 +56,7 @@ func cmdServe(args []string) (err error) {
 	fs.BoolVar(&c.SparseManifests, "sparse-manifests", false, "accept image manifests whose blobs were not pushed (partial mirrors)")
 	c.HashAlgo = "sha256"
 	fs.Var(&c.HashAlgo, "hashing-algorithm", "os_hash_algo of new image data: sha256 (one computation with the OCI digest) or sha512 (Glance's default)")
+	fs.BoolVar(&c.ValidateMetadefProperties, "validate-metadef-properties", false, "check image property values against the metadata definitions (types, enums, limits) on create and update")
 	limitFlags(fs, &c.Limits)
 	if err := parseFlags(fs, cfgFile, args); err != nil {
 		return err
@@ -116,6 +118,10 @@ func cmdServe(args []string) (err error) {
 	} else if n > 0 {
 		slog.Info("images left mid-write by a stopped server returned to queued", "images", n)
 	}
+	md, err := setupMetadefs(ctx, c, store, sec, cat)
+	if err != nil {
+		return err
+	}
 	leaseCtx, stopLeases := context.WithCancel(ctx)
 	leases := make(chan struct{})
 	go func() { defer close(leases); cat.RunLeases(leaseCtx, c.RedisURL == "", slog.Default()) }()
@@ -144,8 +150,8 @@ func cmdServe(args []string) (err error) {
 	// The Image API on the API port, and under /image on the registry port, each advertising
 	// its own base.
 	regHost, regPort := registryHost(c)
-	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m})
-	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m})
+	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m, Metadefs: md})
+	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m, Metadefs: md})
 	regMux.Handle("/image/", http.StripPrefix("/image", regImages))
 	if sec != nil {
 		regMux.Handle("/token", reg.TokenHandler())
@@ -160,7 +166,7 @@ func cmdServe(args []string) (err error) {
 	mountRegistryPointers(apiMux, images, regURL, m)
 	sec.mountIdentity(apiMux, c)
 
-	admin, err := listenAdmin(c.DataDir, store, cat, m)
+	admin, err := listenAdmin(c.DataDir, store, cat, md, m)
 	if err != nil {
 		return err
 	}
@@ -281,13 +287,30 @@ func (s *namedServer) serve() error {
 	return err
 }
 
+// setupMetadefs opens the metadata definitions (the shipped ones loaded on a first start)
+// and, with --validate-metadef-properties, has the catalog check image properties by them.
+func setupMetadefs(ctx context.Context, c config, store *storage.Store, sec *security, cat *catalog.Catalog) (*metadefs.Store, error) {
+	md := metadefs.New(store.Meta(), sec.imagePolicy())
+	n, err := md.Init(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("metadata definitions: %w", err)
+	}
+	if n > 0 {
+		slog.Info("shipped metadata definitions loaded", "namespaces", n)
+	}
+	if c.ValidateMetadefProperties {
+		cat.Properties = md
+	}
+	return md, nil
+}
+
 // adminSocket is where `xloud-image gc` and `purge` reach a running server: a unix socket in the data
 // directory, reachable only by whoever may read the data.
 func adminSocket(dataDir string) string { return filepath.Join(dataDir, "admin.sock") }
 
 // listenAdmin serves the admin commands on the unix socket: gc, purge, and the server's pid
 // (which a second serve on the data directory names).
-func listenAdmin(dataDir string, store *storage.Store, cat *catalog.Catalog, m *metrics.Registry) (net.Listener, error) {
+func listenAdmin(dataDir string, store *storage.Store, cat *catalog.Catalog, md *metadefs.Store, m *metrics.Registry) (net.Listener, error) {
 	path := adminSocket(dataDir)
 	os.Remove(path) // a leftover from a killed server
 	ln, err := net.Listen("unix", path)
@@ -331,6 +354,7 @@ func listenAdmin(dataDir string, store *storage.Store, cat *catalog.Catalog, m *
 		}
 		json.NewEncoder(w).Encode(rep)
 	})
+	mux.HandleFunc("POST /metadefs/load", serveMetadefsLoad(md))
 	mux.HandleFunc("GET /pid", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, os.Getpid()) })
 	go (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
 	return ln, nil
