@@ -343,3 +343,16 @@ func listLimits[T any](ctx context.Context, m meta.Store, set string, key func(s
 
 // Limits returns the unified-limits store sharing the identity's metadata store.
 func (id *Identity) Limits() *Limits { return NewLimits(id.meta) }
+
+// ServiceLimits reads one service's limits in one region from the embedded store: what
+// the service enforces (catalog.LimitSource).
+type ServiceLimits struct {
+	Limits            *Limits
+	ServiceID, Region string
+}
+
+// ProjectLimits returns project's limits of resources; enabled is false when the service
+// has no registered limit.
+func (s ServiceLimits) ProjectLimits(ctx context.Context, project string, resources []string) (map[string]int64, bool, error) {
+	return s.Limits.Effective(ctx, project, s.ServiceID, s.Region, resources)
+}

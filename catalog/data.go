@@ -15,6 +15,7 @@ import (
 	"github.com/xloud/xloud-image/diskformat"
 	"github.com/xloud/xloud-image/internal/sha256twin"
 	"github.com/xloud/xloud-image/storage"
+	"github.com/xloud/xloud-image/storage/meta"
 )
 
 // MaxImageSize is Glance's image_size_cap (1 TiB).
@@ -26,7 +27,16 @@ const MaxImageSize = 1 << 40
 // (-1 when unknown); more or fewer bytes is ErrInvalid. Any failure puts the image back to
 // queued with no data.
 func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body io.Reader, size int64) (Image, error) {
-	img, err := c.mutate(ctx, pr, id, auth.ImageUpload, func(img *Image) error {
+	project := callerProject(pr)
+	limits, err := c.projectLimits(ctx, project)
+	if err != nil {
+		return Image{}, err
+	}
+	// Glance's soft limit: usage so far plus the declared size (0 unknown), before anything.
+	if err := c.checkQuota(ctx, project, quotaCheck{LimitSizeTotal, sizeDelta(size)}); err != nil {
+		return Image{}, err
+	}
+	img, err := c.mutateChecked(ctx, pr, id, auth.ImageUpload, func(img *Image) error {
 		if img.Status != StatusQueued {
 			return errorf(Conflict, "image status is %s, not queued", img.Status)
 		}
@@ -36,6 +46,10 @@ func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body
 		img.Status = StatusSaving
 		img.Lease = c.node
 		return nil
+	}, func(tx meta.Tx, _ Image) error {
+		// The image itself now counts as uploading: delta 0, in the same transaction, so
+		// concurrent uploads cannot all pass.
+		return enforce(tx, project, limits, quotaCheck{LimitCountUploading, 0})
 	})
 	if err != nil {
 		return img, err

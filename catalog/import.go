@@ -31,13 +31,23 @@ var ImportMethods = []string{ImportGlanceDirect, ImportWebDownload}
 // nothing published (no manifest, no tag). size is the declared length (-1 when unknown);
 // more or fewer bytes is ErrInvalid. Any failure puts the image back to queued.
 func (c *Catalog) Stage(ctx context.Context, pr auth.Principal, id string, body io.Reader, size int64) (Image, error) {
-	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
+	project := callerProject(pr)
+	limits, err := c.projectLimits(ctx, project)
+	if err != nil {
+		return Image{}, err
+	}
+	if err := c.checkQuota(ctx, project, quotaCheck{LimitStageTotal, sizeDelta(size)}); err != nil {
+		return Image{}, err
+	}
+	img, err := c.mutateChecked(ctx, pr, id, auth.ImageModify, func(img *Image) error {
 		if img.Status != StatusQueued {
 			return errorf(Conflict, "image status is %s, not queued", img.Status)
 		}
 		img.Status = StatusUploading
 		img.Lease = c.node
 		return nil
+	}, func(tx meta.Tx, _ Image) error {
+		return enforce(tx, project, limits, quotaCheck{LimitCountUploading, 0})
 	})
 	if err != nil {
 		return img, err
@@ -126,6 +136,10 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 	default:
 		return nil, errorf(BadRequest, "import method %q is not supported (available: %v)", req.Method, ImportMethods)
 	}
+	// Glance refuses any import of a project already over its storage (images.py, delta 0).
+	if err := c.checkQuota(ctx, callerProject(pr), quotaCheck{LimitSizeTotal, 0}); err != nil {
+		return nil, err
+	}
 	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
 		if err := importable(*img, req.Method); err != nil {
 			return err
@@ -138,10 +152,12 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 		return nil, err
 	}
 	return func(ctx context.Context) error {
-		var err error
-		if req.Method == ImportGlanceDirect {
+		err := c.importQuota(ctx, pr, img, req.Method)
+		switch {
+		case err != nil:
+		case req.Method == ImportGlanceDirect:
 			err = c.importStaged(ctx, img)
-		} else {
+		default:
 			err = c.importWeb(ctx, img, web, req.URI)
 		}
 		if err != nil {
@@ -214,4 +230,19 @@ func (c *Catalog) importWeb(ctx context.Context, img Image, web *WebDownloader, 
 	defer body.Close()
 	_, err = c.receive(ctx, img, body, size)
 	return err
+}
+
+// importQuota is the check of Glance's import flow (api_image_import.assert_quota), after
+// the 202: glance-direct brings its staged size to the store total; web-download stages
+// first, so the stage total (its size is unknown until fetched: delta 0) and the count of
+// uploads apply.
+func (c *Catalog) importQuota(ctx context.Context, pr auth.Principal, img Image, method string) error {
+	if method == ImportGlanceDirect {
+		size := int64(0)
+		if img.Size != nil {
+			size = *img.Size
+		}
+		return c.checkQuota(ctx, callerProject(pr), quotaCheck{LimitSizeTotal, sizeDelta(size)})
+	}
+	return c.checkQuota(ctx, callerProject(pr), quotaCheck{LimitStageTotal, 0}, quotaCheck{LimitCountUploading, 0})
 }

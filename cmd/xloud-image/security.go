@@ -153,6 +153,15 @@ func (s *security) mountIdentity(mux *http.ServeMux, c config) {
 	mux.Handle("/identity/", h)
 }
 
+// limitSource is where the catalog reads the projects' unified limits: the embedded
+// identity's store (the Image service's limits in its one region); none without identity.
+func (s *security) limitSource() catalog.LimitSource {
+	if s == nil || s.identity == nil {
+		return nil
+	}
+	return auth.ServiceLimits{Limits: s.identity.Limits(), ServiceID: identityapi.ServiceID("image"), Region: "RegionOne"}
+}
+
 // imagePolicy is the policy the catalog applies. With --auth none nobody is refused (every
 // caller is an admin), so only the directory matters.
 func (s *security) imagePolicy() *auth.Policy {

@@ -95,10 +95,14 @@ func cmdServe(args []string) (err error) {
 	go sec.maintain(ctx)
 	cat := catalog.New(store, sec.imagePolicy())
 	cat.HashAlgo = string(c.HashAlgo)
+	cat.Limits = sec.limitSource()
 	if n, err := cat.Migrate(ctx); err != nil {
 		return err
 	} else if n > 0 {
 		slog.Info("catalog indexes migrated", "images", n)
+	}
+	if err := cat.RebuildUsage(ctx); err != nil {
+		return fmt.Errorf("rebuild quota usage: %w", err)
 	}
 	// Images a stopped server left mid-write go back to queued; on the embedded store no
 	// other server can be writing, so at start every lease found is stale. The first pass
