@@ -32,10 +32,6 @@ func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body
 	if err != nil {
 		return Image{}, err
 	}
-	// Glance's soft limit: usage so far plus the declared size (0 unknown), before anything.
-	if err := c.checkQuota(ctx, project, quotaCheck{LimitSizeTotal, sizeDelta(size)}); err != nil {
-		return Image{}, err
-	}
 	img, err := c.mutateChecked(ctx, pr, id, auth.ImageUpload, func(img *Image) error {
 		if img.Status != StatusQueued {
 			return errorf(Conflict, "image status is %s, not queued", img.Status)
@@ -45,11 +41,15 @@ func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body
 		}
 		img.Status = StatusSaving
 		img.Lease = c.node
+		img.Reserved = max(size, 0)
 		return nil
 	}, func(tx meta.Tx, _ Image) error {
-		// The image itself now counts as uploading: delta 0, in the same transaction, so
-		// concurrent uploads cannot all pass.
-		return enforce(tx, project, limits, quotaCheck{LimitCountUploading, 0})
+		// Glance's checks (image_data.py upload): usage plus the declared size (0 unknown:
+		// the soft limit), then the count of uploads with this one in it. Here both run in
+		// the transaction that makes the image saving and reserves its declared size, so
+		// concurrent uploads cannot all pass; a refusal leaves it queued, nothing stored.
+		return enforce(tx, project, limits, quotaCheck{LimitSizeTotal, sizeDelta(size), max(size, 0)},
+			quotaCheck{resource: LimitCountUploading})
 	})
 	if err != nil {
 		return img, err

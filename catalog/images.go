@@ -85,7 +85,7 @@ func (c *Catalog) Create(ctx context.Context, pr auth.Principal, in NewImage) (I
 			return errorf(Conflict, "an image with id %s exists", img.ID)
 		}
 		// Glance checks the caller's project, not the image's owner (images.py create).
-		if err := enforce(tx, callerProject(pr), limits, quotaCheck{LimitCountTotal, 1}); err != nil {
+		if err := enforce(tx, callerProject(pr), limits, quotaCheck{resource: LimitCountTotal, delta: 1}); err != nil {
 			return err
 		}
 		return ev.put(tx, nil, img)

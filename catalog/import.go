@@ -36,18 +36,17 @@ func (c *Catalog) Stage(ctx context.Context, pr auth.Principal, id string, body 
 	if err != nil {
 		return Image{}, err
 	}
-	if err := c.checkQuota(ctx, project, quotaCheck{LimitStageTotal, sizeDelta(size)}); err != nil {
-		return Image{}, err
-	}
 	img, err := c.mutateChecked(ctx, pr, id, auth.ImageModify, func(img *Image) error {
 		if img.Status != StatusQueued {
 			return errorf(Conflict, "image status is %s, not queued", img.Status)
 		}
 		img.Status = StatusUploading
 		img.Lease = c.node
+		img.Reserved = max(size, 0)
 		return nil
 	}, func(tx meta.Tx, _ Image) error {
-		return enforce(tx, project, limits, quotaCheck{LimitCountUploading, 0})
+		return enforce(tx, project, limits, quotaCheck{LimitStageTotal, sizeDelta(size), max(size, 0)},
+			quotaCheck{resource: LimitCountUploading})
 	})
 	if err != nil {
 		return img, err
@@ -137,7 +136,7 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 		return nil, errorf(BadRequest, "import method %q is not supported (available: %v)", req.Method, ImportMethods)
 	}
 	// Glance refuses any import of a project already over its storage (images.py, delta 0).
-	if err := c.checkQuota(ctx, callerProject(pr), quotaCheck{LimitSizeTotal, 0}); err != nil {
+	if err := c.checkQuota(ctx, callerProject(pr), quotaCheck{resource: LimitSizeTotal}); err != nil {
 		return nil, err
 	}
 	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
@@ -242,7 +241,7 @@ func (c *Catalog) importQuota(ctx context.Context, pr auth.Principal, img Image,
 		if img.Size != nil {
 			size = *img.Size
 		}
-		return c.checkQuota(ctx, callerProject(pr), quotaCheck{LimitSizeTotal, sizeDelta(size)})
+		return c.checkQuota(ctx, callerProject(pr), quotaCheck{resource: LimitSizeTotal, delta: sizeDelta(size)})
 	}
-	return c.checkQuota(ctx, callerProject(pr), quotaCheck{LimitStageTotal, 0}, quotaCheck{LimitCountUploading, 0})
+	return c.checkQuota(ctx, callerProject(pr), quotaCheck{resource: LimitStageTotal}, quotaCheck{resource: LimitCountUploading})
 }

@@ -66,8 +66,13 @@ func usageOf(img *Image) usage {
 	switch img.Status {
 	case StatusActive, StatusDeactivated:
 		u.Size = size
+	case StatusSaving:
+		u.Size = img.Reserved
 	case StatusUploading, StatusImporting:
 		u.Stage = size
+		if img.Size == nil {
+			u.Stage = img.Reserved
+		}
 	}
 	return u
 }
@@ -77,13 +82,14 @@ func (u usage) plus(o usage, sign int64) usage {
 		Size: u.Size + sign*o.Size, Stage: u.Stage + sign*o.Stage}
 }
 
-// of reports the usage of one resource in its unit (MiB for sizes, floor as Glance).
-func (u usage) of(resource string) int64 {
+// of reports the usage of one resource in its unit (MiB for sizes, floor as Glance), less
+// reserved bytes.
+func (u usage) of(resource string, reserved int64) int64 {
 	switch resource {
 	case LimitSizeTotal:
-		return u.Size / mib
+		return (u.Size - reserved) / mib
 	case LimitStageTotal:
-		return u.Stage / mib
+		return (u.Stage - reserved) / mib
 	case LimitCountTotal:
 		return u.Count
 	case LimitCountUploading:
@@ -144,6 +150,11 @@ func account(tx meta.Tx, old *Image, img Image) error {
 type quotaCheck struct {
 	resource string
 	delta    int64
+	// reserved is the bytes of this very write the ledger already holds (its declared size,
+	// reserved in the same transaction): left out of the usage the check reads, so the
+	// numbers are Glance's (usage before, declared delta) while concurrent writes see each
+	// other's reservations.
+	reserved int64
 }
 
 // projectLimits reads a project's limits; nil means quotas are off.
@@ -173,7 +184,7 @@ func enforce(tx meta.Tx, project string, limits map[string]int64, checks ...quot
 	}
 	var over []string
 	for _, ch := range checks {
-		limit, cur := limits[ch.resource], u.of(ch.resource)
+		limit, cur := limits[ch.resource], u.of(ch.resource, ch.reserved)
 		if limit >= 0 && cur+ch.delta > limit {
 			over = append(over, fmt.Sprintf("Resource %s is over limit of %d due to current usage %d and delta %d",
 				ch.resource, limit, cur, ch.delta))
@@ -225,7 +236,7 @@ func (c *Catalog) Usage(ctx context.Context, project string) (map[string]UsageEn
 		return err
 	})
 	for _, res := range LimitResources {
-		out[res] = UsageEntry{Limit: limits[res], Usage: u.of(res)}
+		out[res] = UsageEntry{Limit: limits[res], Usage: u.of(res, 0)}
 	}
 	return out, err
 }
