@@ -110,3 +110,6 @@ func KindOf(err error) (Kind, string) {
 	}
 	return 0, ""
 }
+
+// IsNotFound reports whether err is a missing record.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 
@@ -113,6 +114,8 @@ type ImportRequest struct {
 	URI    string // web-download: where the data is
 	// Web fetches web-download URIs; nil: DefaultWebDownloader.
 	Web *WebDownloader
+	// RequestID is the request that started the import, shown on its task.
+	RequestID string
 }
 
 // Import starts an import: it checks the method and the image's state (glance-direct needs
@@ -139,32 +142,68 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 	if err := c.checkQuota(ctx, callerProject(pr), quotaCheck{resource: LimitSizeTotal}); err != nil {
 		return nil, err
 	}
-	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
+	input := map[string]any{"image_id": id, "import_req": map[string]any{"method": map[string]string{"name": req.Method, "uri": req.URI}},
+		"backend": nil}
+	task, err := c.newTask(pr, TaskTypeAPIImport, input, id, req.RequestID)
+	if err != nil {
+		return nil, err
+	}
+	task.Status = TaskProcessing
+	img, err := c.mutateChecked(ctx, pr, id, auth.ImageModify, func(img *Image) error {
+		// The lock keeps two imports of one image apart (Glance's os_glance_import_task).
+		if holder := img.Properties[ImportLockProperty]; holder != "" {
+			return errorf(Conflict, "Image %s is already being imported (task %s holds %s)", id, holder, ImportLockProperty)
+		}
 		if err := importable(*img, req.Method); err != nil {
 			return err
 		}
 		img.Status = StatusImporting
 		img.Lease = c.node
+		img.Properties[ImportLockProperty] = task.ID
 		return nil
-	})
+	}, func(tx meta.Tx, _ Image) error { return putTask(tx, task) })
 	if err != nil {
 		return nil, err
 	}
 	return func(ctx context.Context) error {
-		err := c.importQuota(ctx, pr, img, req.Method)
-		switch {
-		case err != nil:
-		case req.Method == ImportGlanceDirect:
-			err = c.importStaged(ctx, img)
-		default:
-			err = c.importWeb(ctx, img, web, req.URI)
-		}
-		if err != nil {
-			c.requeue(context.WithoutCancel(ctx), img, StatusImporting)
-			return fmt.Errorf("import image %s (%s): %w", id, req.Method, err)
-		}
-		return nil
+		err := c.runImport(ctx, pr, img, req, web)
+		c.releaseImportLock(context.WithoutCancel(ctx), id, task.ID)
+		c.finishTask(context.WithoutCancel(ctx), task.ID, nil, err)
+		return err
 	}, nil
+}
+
+// releaseImportLock drops an image's import lock if the task still holds it.
+func (c *Catalog) releaseImportLock(ctx context.Context, imageID, taskID string) {
+	err := c.updateImages(ctx, func(tx meta.Tx, ev *events) error {
+		cur, err := getImage(tx, imageID)
+		if err != nil || cur.Properties[ImportLockProperty] != taskID {
+			return err
+		}
+		next := cur.clone()
+		delete(next.Properties, ImportLockProperty)
+		return ev.put(tx, &cur, next)
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		c.Log.Error("release the import lock", "image", imageID, "task", taskID, "err", err)
+	}
+}
+
+// runImport does an import's work and requeues the image when it fails.
+func (c *Catalog) runImport(ctx context.Context, pr auth.Principal, img Image, req ImportRequest, web *WebDownloader) error {
+	err := c.importQuota(ctx, pr, img, req.Method)
+	switch {
+	case err != nil:
+	case req.Method == ImportGlanceDirect:
+		err = c.importStaged(ctx, img)
+	default:
+		err = c.importWeb(ctx, img, web, req.URI)
+	}
+	if err != nil {
+		c.requeue(context.WithoutCancel(ctx), img, StatusImporting)
+		return fmt.Errorf("import image %s (%s): %w", img.ID, req.Method, err)
+	}
+	return nil
 }
 
 // importable applies Glance's import preconditions (ImagesController.import_image).

@@ -52,7 +52,8 @@ func (a *API) importImage(w http.ResponseWriter, r *http.Request, pr auth.Princi
 		return errorf(http.StatusBadRequest, "Multiple stores are not enabled at this site: 'stores', 'all_stores' and 'all_stores_must_succeed' cannot be used.")
 	}
 	id := r.PathValue("id")
-	run, err := a.cat.Import(r.Context(), pr, id, catalog.ImportRequest{Method: req.Method.Name, URI: req.Method.URI, Web: a.opt.Web})
+	run, err := a.cat.Import(r.Context(), pr, id, catalog.ImportRequest{Method: req.Method.Name, URI: req.Method.URI, Web: a.opt.Web,
+		RequestID: reqlog.ID(r.Context())})
 	if err != nil {
 		return err
 	}

@@ -97,6 +97,11 @@ func (a *API) routes() {
 	a.authed("GET /v2/info/import", a.getImportInfo)                       // §1.8
 	a.authed("GET /v2/info/stores", a.getStoresInfo)                       // §5.6
 	a.authed("GET /v2/info/usage", a.getUsage)                             // §5.3
+	a.authed("GET /v2/images/{id}/tasks", a.listImageTasks)                // §1.2, API 2.12
+	a.authed("POST /v2/tasks", a.createTask)                               // tasks.go
+	a.authed("GET /v2/tasks", a.listTasks)                                 // tasks.go
+	a.authed("GET /v2/tasks/{task}", a.showTask)                           // tasks.go
+	a.authed("DELETE /v2/tasks/{task}", a.deleteTask)                      // tasks.go
 }
 
 // public adds a route served without a token (versions, schemas).
