@@ -116,6 +116,8 @@ type ImportRequest struct {
 	Web *WebDownloader
 	// RequestID is the request that started the import, shown on its task.
 	RequestID string
+	// task is the legacy import task doing this import, which then makes no task of its own.
+	task string
 }
 
 // Import starts an import: it checks the method and the image's state (glance-direct needs
@@ -149,6 +151,9 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 		return nil, err
 	}
 	task.Status = TaskProcessing
+	if req.task != "" { // a legacy import task's own import: that task is the record
+		task.ID = req.task
+	}
 	img, err := c.mutateChecked(ctx, pr, id, auth.ImageModify, func(img *Image) error {
 		// The lock keeps two imports of one image apart (Glance's os_glance_import_task).
 		if holder := img.Properties[ImportLockProperty]; holder != "" {
@@ -161,14 +166,21 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 		img.Lease = c.node
 		img.Properties[ImportLockProperty] = task.ID
 		return nil
-	}, func(tx meta.Tx, _ Image) error { return putTask(tx, task) })
+	}, func(tx meta.Tx, _ Image) error {
+		if req.task != "" {
+			return nil
+		}
+		return putTask(tx, task)
+	})
 	if err != nil {
 		return nil, err
 	}
 	return func(ctx context.Context) error {
 		err := c.runImport(ctx, pr, img, req, web)
 		c.releaseImportLock(context.WithoutCancel(ctx), id, task.ID)
-		c.finishTask(context.WithoutCancel(ctx), task.ID, nil, err)
+		if req.task == "" {
+			c.finishTask(context.WithoutCancel(ctx), task.ID, nil, err)
+		}
 		return err
 	}, nil
 }

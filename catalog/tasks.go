@@ -188,7 +188,7 @@ func (c *Catalog) CreateTask(ctx context.Context, pr auth.Principal, typ string,
 		if err := c.setTaskStatus(ctx, t.ID, TaskProcessing); err != nil {
 			c.Log.Error("start a task", "task", t.ID, "err", err)
 		}
-		id, err := c.runImportTask(ctx, pr, in, web)
+		id, err := c.runImportTask(ctx, pr, t.ID, in, web)
 		if err != nil {
 			c.finishTask(ctx, t.ID, nil, err)
 			return
@@ -199,7 +199,7 @@ func (c *Catalog) CreateTask(ctx context.Context, pr auth.Principal, typ string,
 }
 
 // runImportTask creates the task's image and imports its data by web-download.
-func (c *Catalog) runImportTask(ctx context.Context, pr auth.Principal, in TaskInput, web *WebDownloader) (string, error) {
+func (c *Catalog) runImportTask(ctx context.Context, pr auth.Principal, taskID string, in TaskInput, web *WebDownloader) (string, error) {
 	props := map[string]string{}
 	ni := NewImage{ContainerFormat: ptr("bare"), DiskFormat: ptr(in.ImportFromFormat)}
 	for k, v := range in.ImageProperties {
@@ -219,7 +219,7 @@ func (c *Catalog) runImportTask(ctx context.Context, pr auth.Principal, in TaskI
 	if err != nil {
 		return "", err
 	}
-	run, err := c.Import(ctx, pr, img.ID, ImportRequest{Method: ImportWebDownload, URI: in.ImportFrom, Web: web})
+	run, err := c.Import(ctx, pr, img.ID, ImportRequest{Method: ImportWebDownload, URI: in.ImportFrom, Web: web, task: taskID})
 	if err != nil {
 		return img.ID, err
 	}
