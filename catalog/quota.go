@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
+
+	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/storage/meta"
 )
 
@@ -278,3 +281,38 @@ func (c *Catalog) RebuildUsage(ctx context.Context) error {
 
 // keyUsageVersion marks a store whose ledgers are kept by putImage.
 const keyUsageVersion = "quota:usage-version"
+
+// CheckPush applies image_size_total to a registry push into repo, as Harbor counts
+// storage: the distinct blobs that manifests hold in the project's repositories, each once
+// however many images share it. The registry asks when an upload starts (blobs nil:
+// refused only when the project is already over) and before a manifest is stored, with
+// the blobs it holds: those the project does not hold yet are added, and a manifest that
+// would take the project over its limit is refused, so the push gets no manifest, tag or
+// image (its blobs, held by nothing, are collected).
+func (c *Catalog) CheckPush(ctx context.Context, pr auth.Principal, repo string, blobs []digest.Digest) error {
+	if c.Limits == nil {
+		return nil
+	}
+	proj, err := c.policy.RepositoryProject(ctx, repo)
+	if err != nil {
+		return nil // a repository of no project (--auth none): nothing to limit
+	}
+	limits, err := c.projectLimits(ctx, proj.ID)
+	if err != nil || limits == nil {
+		return err
+	}
+	limit := limits[LimitSizeTotal]
+	if limit < 0 {
+		return nil
+	}
+	namespace, _, _ := strings.Cut(repo, "/")
+	used, added, err := c.store.NamespaceBytes(ctx, namespace, blobs)
+	if err != nil {
+		return err
+	}
+	if used+added <= limit*mib || (blobs != nil && added == 0) {
+		return nil
+	}
+	return &Error{Kind: OverLimit, Message: fmt.Sprintf("project %s is over its image_size_total limit of %d MiB: "+
+		"adding %d bytes to the %d bytes stored in its repositories would exceed it", proj.Name, limit, added, used)}
+}

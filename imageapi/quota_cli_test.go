@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -187,4 +188,62 @@ func TestUnifiedLimitsCLI(t *testing.T) {
 	// Raising the project's limit with `openstack limit set` takes effect at once.
 	admin.ok("openstack", "limit", "set", "--resource-limit", "4", pl["id"].(string))
 	createImage(t, srv, aliceToken, "five")
+}
+
+// TestRegistryPushOverLimit: registry pushes count toward image_size_total, each blob once
+// per project however many repositories and tags hold it; a push that would take the
+// project over is refused with DENIED naming the limit, and leaves no tag.
+func TestRegistryPushOverLimit(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartServer(t, testenv.ServerOptions{Args: []string{"--auth", "embedded", "--admin-password", "r-admin-pw"}})
+	idc := testenv.AdminIdentity(t, "http://"+srv.APIAddr, nil, "r-admin-pw")
+	demo := idc.Project(t, "demo")
+	idc.User(t, demo, "alice", "alice-pw", "member")
+	admin := newCLI(t, srv, "admin", "r-admin-pw", "admin")
+	admin.object("registered", "limit", "create", "--service", "glance", "--default-limit", "1", "image_size_total")
+
+	dir := t.TempDir()
+	oras := testenv.RequireTool(t, "oras")
+	orasRun := func(args ...string) (string, error) {
+		if args[0] == "push" {
+			args = append(args, "--no-tty")
+		}
+		cmd := exec.Command(oras, append(args, "--plain-http", "-u", "alice", "-p", "alice-pw")...)
+		cmd.Dir, cmd.Env = dir, append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(dir, "oras-config"))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	write := func(name string, seed int) {
+		b := rawImage(600 << 10)
+		b[0] = byte(seed)
+		os.WriteFile(filepath.Join(dir, name), b, 0o644)
+	}
+	write("a.bin", 1)
+	write("b.bin", 2)
+	reg := srv.RegistryAddr + "/demo/"
+	// 600 KiB: within 1 MiB.
+	if out, err := orasRun("push", reg+"files:a", "a.bin"); err != nil {
+		t.Fatalf("first push: %v\n%s", err, out)
+	}
+	// The same blob under another repository and tag adds nothing.
+	if out, err := orasRun("push", reg+"other:a", "a.bin"); err != nil {
+		t.Fatalf("same blob again: %v\n%s", err, out)
+	}
+	// Another 600 KiB would make 1200 KiB: DENIED, naming the limit; no tag.
+	out, err := orasRun("push", reg+"files:b", "b.bin")
+	// (oras prints the DENIED code as "denied:".)
+	if err == nil || !strings.Contains(out, "denied: project demo is over its image_size_total limit of 1 MiB") {
+		t.Fatalf("push over the limit: %v\n%s", err, out)
+	}
+	if out, _ := orasRun("repo", "tags", reg+"files"); !strings.HasSuffix(out, "\na\n") {
+		t.Fatalf("tags after the refused push: %q", out)
+	}
+	// Raising the limit lets the same push through.
+	pl := admin.object("limit", "create", "--project", "demo", "--service", "glance", "--resource-limit", "2", "image_size_total")
+	if pl["resource_limit"] != float64(2) {
+		t.Fatalf("limit create: %v", pl)
+	}
+	if out, err := orasRun("push", reg+"files:b", "b.bin"); err != nil {
+		t.Fatalf("push after raising the limit: %v\n%s", err, out)
+	}
 }
