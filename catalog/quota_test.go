@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -139,5 +140,80 @@ func testConcurrentUploads(t *testing.T, w *world) {
 	want := fmt.Sprintf("Project %s is over a limit for [Resource image_size_total is over limit of 4 due to current usage 4 and delta 1]", w.project["a"])
 	if !bytes.Contains([]byte(msg), []byte(want)) {
 		t.Fatalf("message %q, want %q", msg, want)
+	}
+}
+
+// TestStageAndImportQuotas: image_stage_total and image_count_uploading at stage and upload
+// (refusals leave the image queued), image_size_total when a glance-direct import runs
+// (after the 202: the task fails with Glance's text, the image goes back to queued).
+func TestStageAndImportQuotas(t *testing.T) {
+	w := newWorld(t)
+	setLimits(t, w, map[string]int64{catalog.LimitStageTotal: 1, catalog.LimitCountUploading: 1,
+		catalog.LimitSizeTotal: 1, catalog.LimitCountTotal: 100})
+	me := w.as["member-a"]
+	mib := func() *bytes.Reader { return bytes.NewReader(make([]byte, 1<<20)) }
+	a, b, c := w.create(t, "member-a", "a", "raw"), w.create(t, "member-a", "b", "raw"), w.create(t, "member-a", "c", "raw")
+	if _, err := w.cat.Stage(ctx, me, a.ID, mib(), 1<<20); err != nil {
+		t.Fatalf("stage within the limits: %v", err)
+	}
+	_, err := w.cat.Stage(ctx, me, b.ID, mib(), 1<<20)
+	if _, msg := catalog.KindOf(err); !errors.Is(err, catalog.ErrOverLimit) ||
+		!strings.Contains(msg, "Resource image_stage_total is over limit of 1 due to current usage 1 and delta 1, "+
+			"Resource image_count_uploading is over limit of 1 due to current usage 2 and delta 0]") {
+		t.Fatalf("second stage: %v", err)
+	}
+	_, err = w.cat.Upload(ctx, me, c.ID, mib(), 1<<20)
+	if _, msg := catalog.KindOf(err); !strings.Contains(msg, "[Resource image_count_uploading is over limit of 1 due to current usage 2 and delta 0]") {
+		t.Fatalf("upload while one is staged: %v", err)
+	}
+	for _, img := range []catalog.Image{b, c} {
+		if got, _ := w.cat.Get(ctx, me, img.ID); got.Status != catalog.StatusQueued || got.Size != nil {
+			t.Fatalf("refused image left %+v", got)
+		}
+	}
+	run, err := w.cat.Import(ctx, me, a.ID, catalog.ImportRequest{Method: catalog.ImportGlanceDirect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx); err != nil {
+		t.Fatalf("import within the limits: %v", err)
+	}
+	u, _ := w.cat.Usage(ctx, w.project["a"])
+	if u[catalog.LimitSizeTotal].Usage != 1 || u[catalog.LimitStageTotal].Usage != 0 || u[catalog.LimitCountUploading].Usage != 0 {
+		t.Fatalf("usage after the import: %v", u)
+	}
+	// b stages now (nothing else is staged); its import is accepted (usage 1 is not over
+	// 1) and then fails in the flow: 1 + 1 > 1.
+	if _, err := w.cat.Stage(ctx, me, b.ID, mib(), 1<<20); err != nil {
+		t.Fatalf("stage b: %v", err)
+	}
+	run, err = w.cat.Import(ctx, me, b.ID, catalog.ImportRequest{Method: catalog.ImportGlanceDirect})
+	if err != nil {
+		t.Fatalf("import b is accepted: %v", err)
+	}
+	if err := run(ctx); !errors.Is(err, catalog.ErrOverLimit) {
+		t.Fatalf("import b: %v", err)
+	}
+	tasks, err := w.cat.ImageTasks(ctx, me, b.ID)
+	if err != nil || len(tasks) != 1 || tasks[0].Status != catalog.TaskFailure ||
+		!strings.Contains(tasks[0].Message, "image_size_total is over limit of 1 due to current usage 1 and delta 1") {
+		t.Fatalf("b's task: %+v %v", tasks, err)
+	}
+	if got, _ := w.cat.Get(ctx, me, b.ID); got.Status != catalog.StatusQueued || got.Properties[catalog.ImportLockProperty] != "" {
+		t.Fatalf("b after the failed import: %+v", got)
+	}
+	// Now over: any import is refused at once (Glance's synchronous check, delta 0), and
+	// creates no task.
+	if _, err := w.cat.Upload(ctx, me, c.ID, mib(), -1); err != nil { // unknown size: soft, allowed at usage 1 of 1
+		t.Fatal(err)
+	}
+	if _, err := w.cat.Stage(ctx, me, b.ID, mib(), -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cat.Import(ctx, me, b.ID, catalog.ImportRequest{Method: catalog.ImportGlanceDirect}); !errors.Is(err, catalog.ErrOverLimit) {
+		t.Fatalf("import while over: %v", err)
+	}
+	if tasks, _ := w.cat.ImageTasks(ctx, me, b.ID); len(tasks) != 1 {
+		t.Fatalf("a refused import made a task: %+v", tasks)
 	}
 }
