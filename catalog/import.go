@@ -25,7 +25,7 @@ const (
 )
 
 // ImportMethods are the enabled import methods, in the order GET /v2/info/import lists them.
-var ImportMethods = []string{ImportGlanceDirect, ImportWebDownload}
+var ImportMethods = []string{ImportGlanceDirect, ImportWebDownload, ImportGlanceDownload}
 
 // Stage receives data for a later glance-direct import: queued → uploading, the bytes stored
 // as a blob of the image's repository with size, MD5 and multihash computed on the way in,
@@ -110,8 +110,10 @@ func (c *Catalog) requeue(ctx context.Context, img Image, from Status) {
 
 // ImportRequest is a parsed import call.
 type ImportRequest struct {
-	Method string // ImportGlanceDirect or ImportWebDownload
+	Method string // ImportGlanceDirect, ImportWebDownload or ImportGlanceDownload
 	URI    string // web-download: where the data is
+	// Glance is the remote image of a glance-download.
+	Glance *GlanceSource
 	// Web fetches web-download URIs; nil: DefaultWebDownloader.
 	Web *WebDownloader
 	// RequestID is the request that started the import, shown on its task.
@@ -135,6 +137,13 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 	case ImportGlanceDirect:
 	case ImportWebDownload:
 		if err := web.Check(ctx, req.URI); err != nil {
+			return nil, err
+		}
+	case ImportGlanceDownload:
+		if req.Glance == nil {
+			req.Glance = &GlanceSource{}
+		}
+		if err := req.Glance.check(); err != nil {
 			return nil, err
 		}
 	default:
@@ -208,6 +217,8 @@ func (c *Catalog) runImport(ctx context.Context, pr auth.Principal, img Image, r
 	case err != nil:
 	case req.Method == ImportGlanceDirect:
 		err = c.importStaged(ctx, img)
+	case req.Method == ImportGlanceDownload:
+		err = c.importGlance(ctx, img, req.Glance)
 	default:
 		err = c.importWeb(ctx, img, web, req.URI)
 	}
@@ -225,7 +236,7 @@ func importable(img Image, method string) error {
 		return errorf(Conflict, "image needs to be staged before 'glance-direct' method can be used")
 	case img.Status == StatusActive:
 		return errorf(Conflict, "image with status active cannot be target for import")
-	case method == ImportWebDownload && img.Status != StatusQueued:
+	case (method == ImportWebDownload || method == ImportGlanceDownload) && img.Status != StatusQueued:
 		return errorf(Conflict, "image needs to be in 'queued' state to use '%s' method", method)
 	case img.DiskFormat == nil || img.ContainerFormat == nil:
 		return errorf(Conflict, "'disk_format' and 'container_format' must be set prior to importing data")

@@ -33,6 +33,10 @@ type Options struct {
 	// to with RegistryPort, the port the registry listens on; both empty: no host.
 	RegistryHost string
 	RegistryPort string
+	// IdentityURL is the Keystone v3 URL, for a request, whose service catalog glance-download
+	// imports ask for other regions' Image APIs; nil: this server's own identity API under
+	// the API's base URL.
+	IdentityURL func(*http.Request) string
 	// Log receives faults and failed background imports; nil: slog.Default().
 	Log *slog.Logger
 	// Metrics counts refusals; nil: not counted.

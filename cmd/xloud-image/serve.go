@@ -140,8 +140,13 @@ func cmdServe(args []string) (err error) {
 	// The Image API on the API port, and under /image on the registry port, each advertising
 	// its own base.
 	regHost, regPort := registryHost(c)
-	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m})
-	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m})
+	// glance-download asks the identity service the caller came with for other regions.
+	identityURL := func(r *http.Request) string { return portURL(c.APIPublicURL, c.APIAddr)(r) + "/identity/v3" }
+	if c.Auth == "keystone" {
+		identityURL = func(*http.Request) string { return keystoneV3(c.KeystoneURL) }
+	}
+	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m, IdentityURL: identityURL})
+	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m, IdentityURL: identityURL})
 	regMux.Handle("/image/", http.StripPrefix("/image", regImages))
 	if sec != nil {
 		regMux.Handle("/token", reg.TokenHandler())
