@@ -34,6 +34,18 @@ const (
 	IdentityRevokeSystemGrant   IdentityAction = "identity:revoke_system_grant_for_user"
 	IdentityValidateToken       IdentityAction = "identity:validate_token"
 	IdentityRevokeToken         IdentityAction = "identity:revoke_token"
+
+	IdentityListServices         IdentityAction = "identity:list_services"
+	IdentityGetService           IdentityAction = "identity:get_service"
+	IdentityListRegions          IdentityAction = "identity:list_regions"
+	IdentityGetRegion            IdentityAction = "identity:get_region"
+	IdentityListRegisteredLimits IdentityAction = "identity:list_registered_limits"
+	IdentityGetRegisteredLimit   IdentityAction = "identity:get_registered_limit"
+	IdentityWriteRegisteredLimit IdentityAction = "identity:create_registered_limits" // and update, delete
+	IdentityListLimits           IdentityAction = "identity:list_limits"
+	IdentityGetLimit             IdentityAction = "identity:get_limit"
+	IdentityWriteLimit           IdentityAction = "identity:create_limits" // and update, delete
+	IdentityGetLimitModel        IdentityAction = "identity:get_limit_model"
 )
 
 // IdentityTarget is what an identity action concerns: a user (the subject of a user
@@ -47,7 +59,8 @@ type IdentityTarget struct {
 // AllowIdentity decides whether pr may take act on target. It follows Keystone's default
 // policies reduced to one domain: the admin role allows everything; any other authenticated
 // user may read and change the password of their own user, list their own projects and
-// role assignments, read a project they hold a role on, read the domain, and validate or
+// role assignments, read a project they hold a role on, read the domain, the regions, the
+// registered limits and the limits of the project their token is scoped to, and validate or
 // revoke their own tokens. Nothing else.
 func (p *Policy) AllowIdentity(ctx context.Context, pr Principal, act IdentityAction, target IdentityTarget) (bool, error) {
 	if pr.Admin {
@@ -63,8 +76,12 @@ func (p *Policy) AllowIdentity(ctx context.Context, pr Principal, act IdentityAc
 		return self, nil
 	case IdentityListRoleAssignments:
 		return self, nil
-	case IdentityGetDomain:
+	case IdentityGetDomain, IdentityListRegions, IdentityGetRegion,
+		IdentityListRegisteredLimits, IdentityGetRegisteredLimit, IdentityGetLimitModel:
 		return true, nil
+	case IdentityListLimits, IdentityGetLimit:
+		// Keystone: a project's members read its limits (project_id:%(target.limit.project_id)s).
+		return pr.Scoped && target.ProjectID != "" && target.ProjectID == pr.ProjectID, nil
 	case IdentityGetProject:
 		if target.ProjectID == "" {
 			return false, nil

@@ -24,6 +24,8 @@ const (
 	ImageGetMembers   ImageAction = "get_members"
 	ImageModifyMember ImageAction = "modify_member"
 	ImageSetOwner     ImageAction = "set_owner"
+	// ImageTasksAPI is Glance's tasks_api_access: the /v2/tasks API, admins only.
+	ImageTasksAPI ImageAction = "tasks_api_access"
 )
 
 // ImageFacts is what the policy needs to know about one image.
@@ -66,7 +68,7 @@ func (p *Policy) AllowImage(ctx context.Context, pr Principal, img ImageFacts, a
 		return true, nil
 	}
 	switch act {
-	case ImagePublicize, ImageSetOwner:
+	case ImagePublicize, ImageSetOwner, ImageTasksAPI:
 		return false, nil
 	case ImageGet, ImageDownload:
 		return p.canRead(ctx, pr, img, act == ImageDownload)

@@ -28,6 +28,8 @@ type Catalog struct {
 	// HashAlgo is os_hash_algo for new uploads: sha256 (the OCI digest, one computation) or
 	// sha512 (Glance's default).
 	HashAlgo string
+	// Limits gives projects' unified limits (quotas); nil: no quotas.
+	Limits LimitSource
 	// Log takes the failures of clean-ups that cannot fail the call they follow.
 	Log *slog.Logger
 	// node is this process's lease id; beats what it has seen of other writers' heartbeats
@@ -202,6 +204,9 @@ func putImage(tx meta.Tx, old *Image, img Image) error {
 		if err := tx.SetAdd(setDeleted, key); err != nil {
 			return err
 		}
+	}
+	if err := account(tx, old, img); err != nil {
+		return err
 	}
 	return updateLeased(tx, old, img)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/xloud/xloud-image/diskformat"
 	"github.com/xloud/xloud-image/internal/sha256twin"
 	"github.com/xloud/xloud-image/storage"
+	"github.com/xloud/xloud-image/storage/meta"
 )
 
 // MaxImageSize is Glance's image_size_cap (1 TiB).
@@ -26,7 +27,12 @@ const MaxImageSize = 1 << 40
 // (-1 when unknown); more or fewer bytes is ErrInvalid. Any failure puts the image back to
 // queued with no data.
 func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body io.Reader, size int64) (Image, error) {
-	img, err := c.mutate(ctx, pr, id, auth.ImageUpload, func(img *Image) error {
+	project := callerProject(pr)
+	limits, err := c.projectLimits(ctx, project)
+	if err != nil {
+		return Image{}, err
+	}
+	img, err := c.mutateChecked(ctx, pr, id, auth.ImageUpload, func(img *Image) error {
 		if img.Status != StatusQueued {
 			return errorf(Conflict, "image status is %s, not queued", img.Status)
 		}
@@ -35,7 +41,15 @@ func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body
 		}
 		img.Status = StatusSaving
 		img.Lease = c.node
+		img.Reserved = max(size, 0)
 		return nil
+	}, func(tx meta.Tx, _ Image) error {
+		// Glance's checks (image_data.py upload): usage plus the declared size (0 unknown:
+		// the soft limit), then the count of uploads with this one in it. Here both run in
+		// the transaction that makes the image saving and reserves its declared size, so
+		// concurrent uploads cannot all pass; a refusal leaves it queued, nothing stored.
+		return enforce(tx, project, limits, quotaCheck{LimitSizeTotal, sizeDelta(size), max(size, 0)},
+			quotaCheck{resource: LimitCountUploading})
 	})
 	if err != nil {
 		return img, err

@@ -20,6 +20,8 @@ var (
 	// ErrBadData means the data is not what the image declares or fails the safety checks
 	// (Glance 2025.1 answers 415); nothing is stored.
 	ErrBadData = errors.New("image data refused")
+	// ErrOverLimit means a project's unified limit (quota) refuses the operation.
+	ErrOverLimit = errors.New("over a project limit")
 )
 
 // Kind is what went wrong, in terms each door maps to its own codes. The zero Kind is no
@@ -37,11 +39,13 @@ const (
 	Gone                       // ErrGone
 	NoData                     // ErrNoData
 	BadData                    // ErrBadData: the content itself is refused
+	OverLimit                  // ErrOverLimit: a project's quota
 )
 
 var sentinels = [...]error{
 	NotFound: ErrNotFound, Forbidden: ErrForbidden, Conflict: ErrConflict, BadRequest: ErrInvalid,
 	TooMany: ErrTooMany, BadState: ErrBadState, Gone: ErrGone, NoData: ErrNoData, BadData: ErrBadData,
+	OverLimit: ErrOverLimit,
 }
 
 // Sentinel is the error errors.Is matches for the kind (nil for none).
@@ -106,3 +110,6 @@ func KindOf(err error) (Kind, string) {
 	}
 	return 0, ""
 }
+
+// IsNotFound reports whether err is a missing record.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

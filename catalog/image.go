@@ -124,6 +124,10 @@ type Image struct {
 	// Lease is the id of the process writing the image's data (saving, staging, importing):
 	// see lease.go.
 	Lease string `json:"lease,omitempty"`
+	// Reserved is the size the write in progress declared (saving, or staging before its
+	// data is in): it counts toward the owner's quotas until the write ends, so concurrent
+	// writes cannot all pass one check (quota.go).
+	Reserved int64 `json:"reserved,omitempty"`
 	// Staged holds the hashes computed while data was staged; like Glance, the image shows
 	// them only once the import has made it active.
 	Staged *StagedHashes `json:"staged,omitempty"`

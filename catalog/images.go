@@ -79,9 +79,17 @@ func (c *Catalog) Create(ctx context.Context, pr auth.Principal, in NewImage) (I
 	if err := c.checkVisibilityChange(ctx, pr, img, nil); err != nil {
 		return img, err
 	}
-	err := c.updateImages(ctx, func(tx meta.Tx, ev *events) error {
+	limits, err := c.projectLimits(ctx, callerProject(pr))
+	if err != nil {
+		return img, err
+	}
+	err = c.updateImages(ctx, func(tx meta.Tx, ev *events) error {
 		if _, err := tx.Get(keyImage(img.ID)); err == nil {
 			return errorf(Conflict, "an image with id %s exists", img.ID)
+		}
+		// Glance checks the caller's project, not the image's owner (images.py create).
+		if err := enforce(tx, callerProject(pr), limits, quotaCheck{resource: LimitCountTotal, delta: 1}); err != nil {
+			return err
 		}
 		return ev.put(tx, nil, img)
 	})
@@ -218,6 +226,13 @@ func (c *Catalog) allowPropertyChange(pr auth.Principal, img Image, key, op stri
 // mutate loads an image, checks act, lets fn change it and stores it, all in one
 // transaction. fn must not keep state between runs (Update may retry it).
 func (c *Catalog) mutate(ctx context.Context, pr auth.Principal, id string, act auth.ImageAction, fn func(img *Image) error) (Image, error) {
+	return c.mutateChecked(ctx, pr, id, act, fn, nil)
+}
+
+// mutateChecked is mutate with a check that runs in the transaction after the image is
+// written, so it sees the change (quota checks made after a status change, as Glance's).
+func (c *Catalog) mutateChecked(ctx context.Context, pr auth.Principal, id string, act auth.ImageAction,
+	fn func(img *Image) error, check func(tx meta.Tx, img Image) error) (Image, error) {
 	img, ms, err := c.load(ctx, id)
 	if err != nil {
 		return img, err
@@ -246,7 +261,13 @@ func (c *Catalog) mutate(ctx context.Context, pr auth.Principal, id string, act 
 		}
 		next.UpdatedAt = c.Now().UTC().Truncate(1e9)
 		out = next
-		return ev.put(tx, &cur, next)
+		if err := ev.put(tx, &cur, next); err != nil {
+			return err
+		}
+		if check != nil {
+			return check(tx, next)
+		}
+		return nil
 	})
 	return out, err
 }

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 
@@ -24,20 +25,29 @@ const (
 )
 
 // ImportMethods are the enabled import methods, in the order GET /v2/info/import lists them.
-var ImportMethods = []string{ImportGlanceDirect, ImportWebDownload}
+var ImportMethods = []string{ImportGlanceDirect, ImportWebDownload, ImportGlanceDownload}
 
 // Stage receives data for a later glance-direct import: queued → uploading, the bytes stored
 // as a blob of the image's repository with size, MD5 and multihash computed on the way in,
 // nothing published (no manifest, no tag). size is the declared length (-1 when unknown);
 // more or fewer bytes is ErrInvalid. Any failure puts the image back to queued.
 func (c *Catalog) Stage(ctx context.Context, pr auth.Principal, id string, body io.Reader, size int64) (Image, error) {
-	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
+	project := callerProject(pr)
+	limits, err := c.projectLimits(ctx, project)
+	if err != nil {
+		return Image{}, err
+	}
+	img, err := c.mutateChecked(ctx, pr, id, auth.ImageModify, func(img *Image) error {
 		if img.Status != StatusQueued {
 			return errorf(Conflict, "image status is %s, not queued", img.Status)
 		}
 		img.Status = StatusUploading
 		img.Lease = c.node
+		img.Reserved = max(size, 0)
 		return nil
+	}, func(tx meta.Tx, _ Image) error {
+		return enforce(tx, project, limits, quotaCheck{LimitStageTotal, sizeDelta(size), max(size, 0)},
+			quotaCheck{resource: LimitCountUploading})
 	})
 	if err != nil {
 		return img, err
@@ -100,10 +110,16 @@ func (c *Catalog) requeue(ctx context.Context, img Image, from Status) {
 
 // ImportRequest is a parsed import call.
 type ImportRequest struct {
-	Method string // ImportGlanceDirect or ImportWebDownload
+	Method string // ImportGlanceDirect, ImportWebDownload or ImportGlanceDownload
 	URI    string // web-download: where the data is
+	// Glance is the remote image of a glance-download.
+	Glance *GlanceSource
 	// Web fetches web-download URIs; nil: DefaultWebDownloader.
 	Web *WebDownloader
+	// RequestID is the request that started the import, shown on its task.
+	RequestID string
+	// task is the legacy import task doing this import, which then makes no task of its own.
+	task string
 }
 
 // Import starts an import: it checks the method and the image's state (glance-direct needs
@@ -123,33 +139,94 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 		if err := web.Check(ctx, req.URI); err != nil {
 			return nil, err
 		}
+	case ImportGlanceDownload:
+		if req.Glance == nil {
+			req.Glance = &GlanceSource{}
+		}
+		if err := req.Glance.check(); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, errorf(BadRequest, "import method %q is not supported (available: %v)", req.Method, ImportMethods)
 	}
-	img, err := c.mutate(ctx, pr, id, auth.ImageModify, func(img *Image) error {
+	// Glance refuses any import of a project already over its storage (images.py, delta 0).
+	if err := c.checkQuota(ctx, callerProject(pr), quotaCheck{resource: LimitSizeTotal}); err != nil {
+		return nil, err
+	}
+	input := map[string]any{"image_id": id, "import_req": map[string]any{"method": map[string]string{"name": req.Method, "uri": req.URI}},
+		"backend": nil}
+	task, err := c.newTask(pr, TaskTypeAPIImport, input, id, req.RequestID)
+	if err != nil {
+		return nil, err
+	}
+	task.Status = TaskProcessing
+	if req.task != "" { // a legacy import task's own import: that task is the record
+		task.ID = req.task
+	}
+	img, err := c.mutateChecked(ctx, pr, id, auth.ImageModify, func(img *Image) error {
+		// The lock keeps two imports of one image apart (Glance's os_glance_import_task).
+		if holder := img.Properties[ImportLockProperty]; holder != "" {
+			return errorf(Conflict, "Image %s is already being imported (task %s holds %s)", id, holder, ImportLockProperty)
+		}
 		if err := importable(*img, req.Method); err != nil {
 			return err
 		}
 		img.Status = StatusImporting
 		img.Lease = c.node
+		img.Properties[ImportLockProperty] = task.ID
 		return nil
+	}, func(tx meta.Tx, _ Image) error {
+		if req.task != "" {
+			return nil
+		}
+		return putTask(tx, task)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return func(ctx context.Context) error {
-		var err error
-		if req.Method == ImportGlanceDirect {
-			err = c.importStaged(ctx, img)
-		} else {
-			err = c.importWeb(ctx, img, web, req.URI)
+		err := c.runImport(ctx, pr, img, req, web)
+		c.releaseImportLock(context.WithoutCancel(ctx), id, task.ID)
+		if req.task == "" {
+			c.finishTask(context.WithoutCancel(ctx), task.ID, nil, err)
 		}
-		if err != nil {
-			c.requeue(context.WithoutCancel(ctx), img, StatusImporting)
-			return fmt.Errorf("import image %s (%s): %w", id, req.Method, err)
-		}
-		return nil
+		return err
 	}, nil
+}
+
+// releaseImportLock drops an image's import lock if the task still holds it.
+func (c *Catalog) releaseImportLock(ctx context.Context, imageID, taskID string) {
+	err := c.updateImages(ctx, func(tx meta.Tx, ev *events) error {
+		cur, err := getImage(tx, imageID)
+		if err != nil || cur.Properties[ImportLockProperty] != taskID {
+			return err
+		}
+		next := cur.clone()
+		delete(next.Properties, ImportLockProperty)
+		return ev.put(tx, &cur, next)
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		c.Log.Error("release the import lock", "image", imageID, "task", taskID, "err", err)
+	}
+}
+
+// runImport does an import's work and requeues the image when it fails.
+func (c *Catalog) runImport(ctx context.Context, pr auth.Principal, img Image, req ImportRequest, web *WebDownloader) error {
+	err := c.importQuota(ctx, pr, img, req.Method)
+	switch {
+	case err != nil:
+	case req.Method == ImportGlanceDirect:
+		err = c.importStaged(ctx, img)
+	case req.Method == ImportGlanceDownload:
+		err = c.importGlance(ctx, img, req.Glance)
+	default:
+		err = c.importWeb(ctx, img, web, req.URI)
+	}
+	if err != nil {
+		c.requeue(context.WithoutCancel(ctx), img, StatusImporting)
+		return fmt.Errorf("import image %s (%s): %w", img.ID, req.Method, err)
+	}
+	return nil
 }
 
 // importable applies Glance's import preconditions (ImagesController.import_image).
@@ -159,7 +236,7 @@ func importable(img Image, method string) error {
 		return errorf(Conflict, "image needs to be staged before 'glance-direct' method can be used")
 	case img.Status == StatusActive:
 		return errorf(Conflict, "image with status active cannot be target for import")
-	case method == ImportWebDownload && img.Status != StatusQueued:
+	case (method == ImportWebDownload || method == ImportGlanceDownload) && img.Status != StatusQueued:
 		return errorf(Conflict, "image needs to be in 'queued' state to use '%s' method", method)
 	case img.DiskFormat == nil || img.ContainerFormat == nil:
 		return errorf(Conflict, "'disk_format' and 'container_format' must be set prior to importing data")
@@ -214,4 +291,19 @@ func (c *Catalog) importWeb(ctx context.Context, img Image, web *WebDownloader, 
 	defer body.Close()
 	_, err = c.receive(ctx, img, body, size)
 	return err
+}
+
+// importQuota is the check of Glance's import flow (api_image_import.assert_quota), after
+// the 202: glance-direct brings its staged size to the store total; web-download stages
+// first, so the stage total (its size is unknown until fetched: delta 0) and the count of
+// uploads apply.
+func (c *Catalog) importQuota(ctx context.Context, pr auth.Principal, img Image, method string) error {
+	if method == ImportGlanceDirect {
+		size := int64(0)
+		if img.Size != nil {
+			size = *img.Size
+		}
+		return c.checkQuota(ctx, callerProject(pr), quotaCheck{resource: LimitSizeTotal, delta: sizeDelta(size)})
+	}
+	return c.checkQuota(ctx, callerProject(pr), quotaCheck{resource: LimitStageTotal}, quotaCheck{resource: LimitCountUploading})
 }

@@ -179,7 +179,7 @@ func (c *Catalog) alive(tx meta.Tx, node string) bool {
 func (img Image) requeued(now time.Time) Image {
 	next := img
 	next.Status = StatusQueued
-	next.Lease = ""
+	next.Lease, next.Reserved = "", 0
 	next.Size, next.VirtualSize, next.Checksum, next.HashAlgo, next.HashValue = nil, nil, nil, nil, nil
 	next.Staged = nil
 	next.DiskDigest = ""

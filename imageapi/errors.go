@@ -52,7 +52,8 @@ var kindStatus = map[catalog.Kind]int{
 	catalog.TooMany:    http.StatusRequestEntityTooLarge,
 	catalog.BadState:   http.StatusConflict, // Glance: 409 for uploads, imports and stages in the wrong state
 	catalog.Gone:       http.StatusGone,
-	catalog.BadData:    http.StatusUnsupportedMediaType, // 2025.1 format mismatch or safety check
+	catalog.BadData:    http.StatusUnsupportedMediaType,  // 2025.1 format mismatch or safety check
+	catalog.OverLimit:  http.StatusRequestEntityTooLarge, // Glance's LimitExceeded; never with Retry-After
 }
 
 // statusTable maps the errors of other packages that reach the door, first match wins; they

@@ -30,6 +30,10 @@ type importRequest struct {
 	Method *struct {
 		Name string `json:"name"`
 		URI  string `json:"uri"`
+		// glance-download
+		GlanceImageID   string `json:"glance_image_id"`
+		GlanceRegion    string `json:"glance_region"`
+		GlanceInterface string `json:"glance_service_interface"`
 	} `json:"method"`
 	Stores               []string `json:"stores"`
 	AllStores            *bool    `json:"all_stores"`              // a non-boolean is refused by Unmarshal
@@ -65,7 +69,16 @@ func (a *API) importImage(w http.ResponseWriter, r *http.Request, pr auth.Princi
 		return errorf(http.StatusBadRequest, "'all_stores_must_succeed' can only be false when several stores are enabled.")
 	}
 	id := r.PathValue("id")
-	run, err := a.cat.Import(r.Context(), pr, id, catalog.ImportRequest{Method: req.Method.Name, URI: req.Method.URI, Web: a.opt.Web})
+	ir := catalog.ImportRequest{Method: req.Method.Name, URI: req.Method.URI, Web: a.opt.Web, RequestID: reqlog.ID(r.Context())}
+	if req.Method.Name == catalog.ImportGlanceDownload {
+		identity := a.baseURL(r) + "/identity/v3" // this server's own identity
+		if a.opt.IdentityURL != nil {
+			identity = a.opt.IdentityURL(r)
+		}
+		ir.Glance = &catalog.GlanceSource{ImageID: req.Method.GlanceImageID, Region: req.Method.GlanceRegion,
+			Interface: req.Method.GlanceInterface, IdentityURL: identity, Token: r.Header.Get("X-Auth-Token")}
+	}
+	run, err := a.cat.Import(r.Context(), pr, id, ir)
 	if err != nil {
 		return err
 	}

@@ -21,8 +21,13 @@ func (a *API) getStoresInfo(http.ResponseWriter, *http.Request, auth.Principal) 
 	return errorf(http.StatusNotFound, "Multi backend is not supported at this site.")
 }
 
-// getUsage is GET /v2/info/usage. Without per-project limits Glance answers an empty usage
-// document, and so does this.
-func (a *API) getUsage(w http.ResponseWriter, r *http.Request, _ auth.Principal) error {
-	return writeJSON(w, http.StatusOK, map[string]any{"usage": map[string]any{}})
+// getUsage is GET /v2/info/usage (API 2.13): the limits and usage of the caller's project,
+// sizes in MiB. Without unified limits Glance answers an empty usage document, and so does
+// this.
+func (a *API) getUsage(w http.ResponseWriter, r *http.Request, pr auth.Principal) error {
+	u, err := a.cat.Usage(r.Context(), pr.ProjectID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"usage": u})
 }

@@ -34,6 +34,10 @@ type Options struct {
 	// to with RegistryPort, the port the registry listens on; both empty: no host.
 	RegistryHost string
 	RegistryPort string
+	// IdentityURL is the Keystone v3 URL, for a request, whose service catalog glance-download
+	// imports ask for other regions' Image APIs; nil: this server's own identity API under
+	// the API's base URL.
+	IdentityURL func(*http.Request) string
 	// Log receives faults and failed background imports; nil: slog.Default().
 	Log *slog.Logger
 	// Metrics counts refusals; nil: not counted.
@@ -100,6 +104,11 @@ func (a *API) routes() {
 	a.authed("GET /v2/info/import", a.getImportInfo)                       // §1.8
 	a.authed("GET /v2/info/stores", a.getStoresInfo)                       // §5.6
 	a.authed("GET /v2/info/usage", a.getUsage)                             // §5.3
+	a.authed("GET /v2/images/{id}/tasks", a.listImageTasks)                // §1.2, API 2.12
+	a.authed("POST /v2/tasks", a.createTask)                               // tasks.go
+	a.authed("GET /v2/tasks", a.listTasks)                                 // tasks.go
+	a.authed("GET /v2/tasks/{task}", a.showTask)                           // tasks.go
+	a.authed("DELETE /v2/tasks/{task}", a.deleteTask)                      // tasks.go
 	if a.opt.Metadefs != nil {
 		a.metadefRoutes() // glance-next.md §2.1
 	}

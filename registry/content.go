@@ -23,6 +23,10 @@ type Catalog interface {
 	// digest): a VM disk must be safe (an error refuses the push). It returns what to do once
 	// the manifest is stored (record the image), or nil for content that is no VM disk.
 	PushManifest(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, tags []string, m *manifest.Manifest, content []byte) (func(context.Context) error, error)
+	// CheckPush refuses a push into repo that its project's storage limit
+	// (image_size_total) does not allow: blobs nil when an upload starts, else the blobs a
+	// manifest about to be stored holds. The error's kind is OverLimit (DENIED).
+	CheckPush(ctx context.Context, pr auth.Principal, repo string, blobs []digest.Digest) error
 }
 
 // principal is the caller recorded by authorize; with authentication off (--auth none)

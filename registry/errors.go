@@ -174,8 +174,8 @@ func catalogError(kind catalog.Kind, msg string) *Error {
 	switch kind {
 	case catalog.BadData, catalog.BadRequest, catalog.TooMany:
 		e = E(CodeManifestInvalid) // a push refused for its content
-	case catalog.Forbidden:
-		e = E(CodeDenied)
+	case catalog.Forbidden, catalog.OverLimit:
+		e = E(CodeDenied) // a quota is an authorization refusal (Harbor, Quay, Keppel)
 	case catalog.Conflict, catalog.BadState:
 		e = E(CodeDenied).WithStatus(http.StatusConflict)
 	default: // NotFound, Gone, NoData: the image is not there for the caller

@@ -113,6 +113,9 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt rout
 	if m.Subject != nil {
 		put.Subject = m.Subject.Digest
 	}
+	if err := reg.checkPush(r, rt.name, append([]digest.Digest{}, m.Blobs...)); err != nil {
+		return err
+	}
 	var record func(context.Context) error
 	if reg.opt.Catalog != nil {
 		record, err = reg.opt.Catalog.PushManifest(r.Context(), principal(r.Context()), rt.name, d, tags, m, body)

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -18,6 +19,9 @@ import (
 func (reg *Registry) postUpload(w http.ResponseWriter, r *http.Request, rt route) error {
 	q := r.URL.Query()
 	ctx := r.Context()
+	if err := reg.checkPush(r, rt.name, nil); err != nil {
+		return err
+	}
 	if m := q.Get("mount"); m != "" {
 		if d, err := storage.ParseDigest(m); err == nil && reg.mount(r, rt.name, q.Get("from"), d) {
 			return reg.blobCreated(w, rt.name, d)
@@ -236,5 +240,16 @@ func (reg *Registry) deleteUpload(w http.ResponseWriter, r *http.Request, rt rou
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// checkPush asks the catalog whether the repository's project may store more.
+func (reg *Registry) checkPush(r *http.Request, repo string, blobs []digest.Digest) error {
+	if reg.opt.Catalog == nil {
+		return nil
+	}
+	if err := reg.opt.Catalog.CheckPush(r.Context(), principal(r.Context()), repo, blobs); err != nil {
+		return fmt.Errorf("quota of %s: %w", repo, err)
+	}
 	return nil
 }

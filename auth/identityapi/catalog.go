@@ -38,7 +38,7 @@ func stableID(parts ...string) string {
 }
 
 func (h *Handler) service(typ, name, url string) catalogEntry {
-	e := catalogEntry{ID: stableID("service", typ), Type: typ, Name: name, Endpoints: []endpoint{}}
+	e := catalogEntry{ID: ServiceID(typ), Type: typ, Name: name, Endpoints: []endpoint{}}
 	for _, i := range interfaces {
 		e.Endpoints = append(e.Endpoints, endpoint{ID: stableID("endpoint", typ, i),
 			Interface: i, Region: h.opt.Region, RegionID: h.opt.Region, URL: url})
@@ -68,3 +68,6 @@ func (h *Handler) catalogFor(r *http.Request, t auth.Token) []catalogEntry {
 	}
 	return h.catalog(r)
 }
+
+// ServiceID is the id the catalog gives the service of a type ("image"): limits name it.
+func ServiceID(typ string) string { return stableID("service", typ) }

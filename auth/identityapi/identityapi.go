@@ -34,6 +34,9 @@ type Options struct {
 	RegistryPort string
 	// Region names the catalog's region (default RegionOne).
 	Region string
+	// Limits keeps the unified limits (registered limits and project limits); nil: a store
+	// over Identity's metadata store.
+	Limits *auth.Limits
 	// Throttle locks out password guessing at POST /auth/tokens; nil: no lockout.
 	Throttle *auth.Throttle
 }
@@ -53,6 +56,9 @@ const maxBody = 1 << 20
 func New(opt Options) *Handler {
 	if opt.Policy == nil {
 		opt.Policy = &auth.Policy{Directory: opt.Identity}
+	}
+	if opt.Limits == nil {
+		opt.Limits = opt.Identity.Limits()
 	}
 	if opt.Region == "" {
 		opt.Region = "RegionOne"

@@ -44,4 +44,21 @@ func (h *Handler) routes() {
 	h.handle("GET "+v3+"/system/users/{user}/roles/{role}", h.authed(h.handleCheckSystemGrant))
 	h.handle("DELETE "+v3+"/system/users/{user}/roles/{role}", h.authed(h.handleRevokeSystemGrant))
 	h.handle("GET "+v3+"/role_assignments", h.authed(h.handleListRoleAssignments))
+
+	h.handle("GET "+v3+"/services", h.authed(h.handleListServices))
+	h.handle("GET "+v3+"/services/{id}", h.authed(h.handleGetService))
+	h.handle("GET "+v3+"/regions", h.authed(h.handleListRegions))
+	h.handle("GET "+v3+"/regions/{id}", h.authed(h.handleGetRegion))
+
+	h.handle("GET "+v3+"/registered_limits", h.authed(h.handleListRegisteredLimits))
+	h.handle("POST "+v3+"/registered_limits", h.authed(h.handleCreateRegisteredLimits))
+	h.handle("GET "+v3+"/registered_limits/{id}", h.authed(h.handleGetRegisteredLimit))
+	h.handle("PATCH "+v3+"/registered_limits/{id}", h.authed(h.handleUpdateRegisteredLimit))
+	h.handle("DELETE "+v3+"/registered_limits/{id}", h.authed(h.handleDeleteRegisteredLimit))
+	h.handle("GET "+v3+"/limits", h.authed(h.handleListLimits))
+	h.handle("POST "+v3+"/limits", h.authed(h.handleCreateLimits))
+	h.handle("GET "+v3+"/limits/model", h.authed(h.handleGetLimitModel))
+	h.handle("GET "+v3+"/limits/{id}", h.authed(h.handleGetLimit))
+	h.handle("PATCH "+v3+"/limits/{id}", h.authed(h.handleUpdateLimit))
+	h.handle("DELETE "+v3+"/limits/{id}", h.authed(h.handleDeleteLimit))
 }

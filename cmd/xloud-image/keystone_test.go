@@ -50,6 +50,7 @@ func TestKeystoneAuth(t *testing.T) {
 	t.Run("RevokedTokenRefusedAfterTTL", func(t *testing.T) { testKeystoneRevocation(t, ks, srv) })
 	t.Run("GarbageRefused", func(t *testing.T) { testKeystoneGarbage(t, ks, srv) })
 	t.Run("OpenstackCLIToken", func(t *testing.T) { testKeystoneOpenstackCLI(t, ks, srv) })
+	t.Run("UnifiedLimits", func(t *testing.T) { testKeystoneUnifiedLimits(t, ks, srv) })
 	t.Run("WrongServiceCredentials", func(t *testing.T) { testKeystoneWrongServiceCredentials(t, ks) })
 }
 

@@ -144,3 +144,12 @@ func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// keystoneV3 is the v3 URL of --keystone-url, which may name Keystone's root or its /v3.
+func keystoneV3(u string) string {
+	u = strings.TrimRight(u, "/")
+	if !strings.HasSuffix(u, "/v3") {
+		u += "/v3"
+	}
+	return u
+}

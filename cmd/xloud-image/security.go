@@ -26,6 +26,7 @@ const registryService = "xloud-image"
 // security is the wired identity, authentication and policy; nil with --auth none.
 type security struct {
 	identity      *auth.Identity
+	limits        catalog.LimitSource // --auth keystone: Keystone's unified limits
 	authenticator *auth.Authenticator
 	policy        *auth.Policy
 	throttle      *auth.Throttle
@@ -91,6 +92,8 @@ func setupKeystone(ctx context.Context, c config, store *storage.Store) (*securi
 		authenticator: &auth.Authenticator{Passwords: ks, Tokens: ks, Signer: signer, Throttle: th},
 		policy:        &auth.Policy{Directory: ks, AnonymousPull: c.AnonymousPull, Content: catalog.NewFacts(store)},
 		throttle:      th,
+		// Read as oslo.limit reads them, cached briefly so a changed limit applies soon.
+		limits: &auth.KeystoneLimits{Keystone: ks, ServiceType: "image", TTL: min(c.KeystoneCacheTTL, 10*time.Second)},
 	}, nil
 }
 
@@ -151,6 +154,19 @@ func (s *security) mountIdentity(mux *http.ServeMux, c config) {
 	h := identityapi.New(opt)
 	mux.Handle("/identity", h)
 	mux.Handle("/identity/", h)
+}
+
+// limitSource is where the catalog reads the projects' unified limits: Keystone with --auth
+// keystone, else the embedded identity's store (the Image service's limits in its one
+// region); none without identity.
+func (s *security) limitSource() catalog.LimitSource {
+	if s != nil && s.limits != nil {
+		return s.limits
+	}
+	if s == nil || s.identity == nil {
+		return nil
+	}
+	return auth.ServiceLimits{Limits: s.identity.Limits(), ServiceID: identityapi.ServiceID("image"), Region: "RegionOne"}
 }
 
 // imagePolicy is the policy the catalog applies. With --auth none nobody is refused (every

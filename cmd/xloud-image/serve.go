@@ -105,10 +105,14 @@ func cmdServe(args []string) (err error) {
 	}
 	cat := catalog.New(store, policy)
 	cat.HashAlgo = string(c.HashAlgo)
+	cat.Limits = sec.limitSource()
 	if n, err := cat.Migrate(ctx); err != nil {
 		return err
 	} else if n > 0 {
 		slog.Info("catalog indexes migrated", "images", n)
+	}
+	if err := cat.RebuildUsage(ctx); err != nil {
+		return fmt.Errorf("rebuild quota usage: %w", err)
 	}
 	// Images a stopped server left mid-write go back to queued; on the embedded store no
 	// other server can be writing, so at start every lease found is stale. The first pass
@@ -150,8 +154,13 @@ func cmdServe(args []string) (err error) {
 	// The Image API on the API port, and under /image on the registry port, each advertising
 	// its own base.
 	regHost, regPort := registryHost(c)
-	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m, Metadefs: md})
-	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m, Metadefs: md})
+	// glance-download asks the identity service the caller came with for other regions.
+	identityURL := func(r *http.Request) string { return portURL(c.APIPublicURL, c.APIAddr)(r) + "/identity/v3" }
+	if c.Auth == "keystone" {
+		identityURL = func(*http.Request) string { return keystoneV3(c.KeystoneURL) }
+	}
+	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m, Metadefs: md, IdentityURL: identityURL})
+	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m, Metadefs: md, IdentityURL: identityURL})
 	regMux.Handle("/image/", http.StripPrefix("/image", regImages))
 	if sec != nil {
 		regMux.Handle("/token", reg.TokenHandler())
