@@ -96,6 +96,26 @@ func (c *IdentityClient) GrantSystem(userID, role string) error {
 	return err
 }
 
+// RegisterLimits registers default limits of the named service (as devstack registers
+// glance's when unified limits are on): resource name → default limit.
+func (c *IdentityClient) RegisterLimits(service string, limits map[string]int) error {
+	var svcs struct {
+		Services []struct{ ID, Name string } `json:"services"`
+	}
+	if _, _, err := c.call("GET", "/services?name="+url.QueryEscape(service), nil, &svcs, http.StatusOK); err != nil {
+		return err
+	}
+	if len(svcs.Services) == 0 {
+		return fmt.Errorf("identity: no service named %s", service)
+	}
+	var regs []map[string]any
+	for name, n := range limits {
+		regs = append(regs, map[string]any{"service_id": svcs.Services[0].ID, "resource_name": name, "default_limit": n})
+	}
+	_, _, err := c.call("POST", "/registered_limits", map[string]any{"registered_limits": regs}, nil, http.StatusCreated)
+	return err
+}
+
 // Project creates a project and returns its id, failing the test on error.
 func (c *IdentityClient) Project(t testing.TB, name string) string {
 	t.Helper()
