@@ -77,7 +77,7 @@ func runTempest(t *testing.T, mode string) {
 	// Unified limits on, as devstack turns them on for glance: registered defaults that no
 	// test reaches; ImageQuotaTest sets its project's limits itself.
 	id := testenv.AdminIdentity(t, api, nil, adminPW)
-	if err := id.RegisterLimits("glance", map[string]int{"image_size_total": 10000, "image_stage_total": 10000,
+	if err := id.RegisterLimits("glance", "RegionOne", map[string]int{"image_size_total": 10000, "image_stage_total": 10000,
 		"image_count_total": 100, "image_count_uploading": 100}); err != nil {
 		t.Fatalf("register glance's limits: %v", err)
 	}

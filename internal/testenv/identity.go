@@ -96,9 +96,9 @@ func (c *IdentityClient) GrantSystem(userID, role string) error {
 	return err
 }
 
-// RegisterLimits registers default limits of the named service (as devstack registers
-// glance's when unified limits are on): resource name → default limit.
-func (c *IdentityClient) RegisterLimits(service string, limits map[string]int) error {
+// RegisterLimits registers default limits of the named service in region (as devstack
+// registers glance's when unified limits are on): resource name → default limit.
+func (c *IdentityClient) RegisterLimits(service, region string, limits map[string]int) error {
 	var svcs struct {
 		Services []struct{ ID, Name string } `json:"services"`
 	}
@@ -110,7 +110,7 @@ func (c *IdentityClient) RegisterLimits(service string, limits map[string]int) e
 	}
 	var regs []map[string]any
 	for name, n := range limits {
-		regs = append(regs, map[string]any{"service_id": svcs.Services[0].ID, "resource_name": name, "default_limit": n})
+		regs = append(regs, map[string]any{"service_id": svcs.Services[0].ID, "region_id": region, "resource_name": name, "default_limit": n})
 	}
 	_, _, err := c.call("POST", "/registered_limits", map[string]any{"registered_limits": regs}, nil, http.StatusCreated)
 	return err
