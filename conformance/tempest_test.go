@@ -209,7 +209,7 @@ func preProvision(t *testing.T, api, adminPW string) string {
 	if err != nil {
 		t.Fatalf("identity: system admin: %v", err)
 	}
-	b.WriteString("- username: tempest-sysadmin\n  password: pw-tempest-sysadmin\n  domain_name: Default\n  system: all\n  roles: [admin]\n")
+	b.WriteString("- username: tempest-sysadmin\n  password: pw-tempest-sysadmin\n  user_domain_name: Default\n  system: all\n  roles: [admin]\n")
 	return b.String()
 }
 
