@@ -24,6 +24,10 @@ type KeystoneLimits struct {
 	once      sync.Once
 	cache     *ttlCache[keystoneLimits]
 	serviceID *ttlCache[string]
+
+	mu      sync.Mutex // guards tok, renewAt
+	tok     string
+	renewAt time.Time
 }
 
 type keystoneLimits struct {
@@ -67,19 +71,22 @@ func (kl *KeystoneLimits) service(ctx context.Context) (string, error) {
 				ID string `json:"id"`
 			} `json:"services"`
 		}
-		if err := kl.list(ctx, "/services?type="+url.QueryEscape(kl.ServiceType), &out); err != nil {
+		if err := kl.list(ctx, "/services?type="+url.QueryEscape(kl.ServiceType), &out, false); err != nil {
 			return "", time.Time{}, err
 		}
-		if len(out.Services) != 1 {
-			return "", time.Time{}, fmt.Errorf("keystone: %d services of type %s, want one", len(out.Services), kl.ServiceType)
+		switch len(out.Services) {
+		case 0:
+			return "", time.Time{}, nil // no such service: no limits
+		case 1:
+			return out.Services[0].ID, time.Time{}, nil
 		}
-		return out.Services[0].ID, time.Time{}, nil
+		return "", time.Time{}, fmt.Errorf("keystone: %d services of type %s, want one", len(out.Services), kl.ServiceType)
 	})
 }
 
 func (kl *KeystoneLimits) load(ctx context.Context, project string, resources []string) (keystoneLimits, error) {
 	svc, err := kl.service(ctx)
-	if err != nil {
+	if err != nil || svc == "" {
 		return keystoneLimits{}, err
 	}
 	q := "service_id=" + url.QueryEscape(svc)
@@ -92,8 +99,11 @@ func (kl *KeystoneLimits) load(ctx context.Context, project string, resources []
 			DefaultLimit int64  `json:"default_limit"`
 		} `json:"registered_limits"`
 	}
-	if err := kl.list(ctx, "/registered_limits?"+q, &reg); err != nil {
+	if err := kl.list(ctx, "/registered_limits?"+q, &reg, false); err != nil {
 		return keystoneLimits{}, err
+	}
+	if len(reg.RegisteredLimits) == 0 {
+		return keystoneLimits{}, nil // quotas are off; no system scope needed
 	}
 	var own struct {
 		Limits []struct {
@@ -101,10 +111,10 @@ func (kl *KeystoneLimits) load(ctx context.Context, project string, resources []
 			ResourceLimit int64  `json:"resource_limit"`
 		} `json:"limits"`
 	}
-	if err := kl.list(ctx, "/limits?"+q+"&project_id="+url.QueryEscape(project), &own); err != nil {
+	if err := kl.list(ctx, "/limits?"+q+"&project_id="+url.QueryEscape(project), &own, true); err != nil {
 		return keystoneLimits{}, err
 	}
-	out := keystoneLimits{limits: map[string]int64{}, enabled: len(reg.RegisteredLimits) > 0}
+	out := keystoneLimits{limits: map[string]int64{}, enabled: true}
 	for _, r := range resources {
 		out.limits[r] = 0
 	}
@@ -117,17 +127,65 @@ func (kl *KeystoneLimits) load(ctx context.Context, project string, resources []
 	return out, nil
 }
 
-// list GETs a Keystone collection as the service user.
-func (kl *KeystoneLimits) list(ctx context.Context, path string, out any) error {
-	r, err := kl.Keystone.serviceCall(ctx, http.MethodGet, path, nil)
+// list GETs a Keystone collection as the service user: with its system-scoped token when
+// system is set (a 401 means the token went bad: sign in again and retry once), else with
+// its project-scoped one.
+func (kl *KeystoneLimits) list(ctx context.Context, path string, out any, system bool) error {
+	for attempt := 0; ; attempt++ {
+		var r ksResponse
+		var err error
+		if system {
+			var tok string
+			if tok, err = kl.token(ctx); err != nil {
+				return err
+			}
+			r, err = kl.Keystone.send(ctx, http.MethodGet, path, http.Header{"X-Auth-Token": {tok}}, nil)
+		} else {
+			r, err = kl.Keystone.serviceCall(ctx, http.MethodGet, path, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("keystone: GET %s: %w", path, err)
+		}
+		if r.status == http.StatusUnauthorized && system && attempt == 0 {
+			kl.mu.Lock()
+			kl.tok = ""
+			kl.mu.Unlock()
+			continue
+		}
+		if r.status != http.StatusOK {
+			return r.unexpected("GET " + path)
+		}
+		if err := json.Unmarshal(r.body, out); err != nil {
+			return fmt.Errorf("keystone: GET %s: malformed answer: %w", path, err)
+		}
+		return nil
+	}
+}
+
+// token is the service user's system-scoped token. oslo.limit reads limits so (Glance's
+// [oslo_limit] user has reader on system all): a project-scoped token would list only its
+// own project's limits. It is renewed every ten minutes, well within Keystone's expiry.
+func (kl *KeystoneLimits) token(ctx context.Context) (string, error) {
+	kl.mu.Lock()
+	defer kl.mu.Unlock()
+	now := kl.Keystone.Now()
+	if kl.tok != "" && now.Before(kl.renewAt) {
+		return kl.tok, nil
+	}
+	cfg := kl.Keystone.cfg
+	a := map[string]any{
+		"identity": map[string]any{"methods": []string{"password"}, "password": map[string]any{"user": map[string]any{
+			"name": cfg.User, "password": cfg.Password, "domain": map[string]string{"name": cfg.UserDomain}}}},
+		"scope": map[string]any{"system": map[string]bool{"all": true}},
+	}
+	r, err := kl.Keystone.send(ctx, http.MethodPost, "/auth/tokens?nocatalog", nil, map[string]any{"auth": a})
 	if err != nil {
-		return fmt.Errorf("keystone: GET %s: %w", path, err)
+		return "", fmt.Errorf("keystone: system-scoped token for reading limits: %w", err)
 	}
-	if r.status != http.StatusOK {
-		return r.unexpected("GET " + path)
+	if r.status != http.StatusCreated && r.status != http.StatusOK {
+		return "", fmt.Errorf("%w (the service user needs the reader role on system all to read unified limits)",
+			r.unexpected("system-scoped token for reading limits"))
 	}
-	if err := json.Unmarshal(r.body, out); err != nil {
-		return fmt.Errorf("keystone: GET %s: malformed answer: %w", path, err)
-	}
-	return nil
+	kl.tok, kl.renewAt = r.header.Get("X-Subject-Token"), now.Add(10*time.Minute)
+	return kl.tok, nil
 }

@@ -164,8 +164,10 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 		task.ID = req.task
 	}
 	img, err := c.mutateChecked(ctx, pr, id, auth.ImageModify, func(img *Image) error {
-		// The lock keeps two imports of one image apart (Glance's os_glance_import_task).
-		if holder := img.Properties[ImportLockProperty]; holder != "" {
+		// The lock keeps two imports of one image apart (Glance's os_glance_import_task). A
+		// lock on an image no longer importing is stale (its import ended without dropping
+		// it): busted, as Glance busts one whose task is gone.
+		if holder := img.Properties[ImportLockProperty]; holder != "" && img.Status == StatusImporting {
 			return errorf(Conflict, "Image %s is already being imported (task %s holds %s)", id, holder, ImportLockProperty)
 		}
 		if err := importable(*img, req.Method); err != nil {

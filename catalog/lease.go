@@ -129,7 +129,8 @@ func (c *Catalog) RecoverLeases(ctx context.Context, all bool) (int, error) {
 				return err
 			}
 			requeued = true
-			return nil
+			// The import task of a stopped writer ends here, failed.
+			return c.interruptTask(tx, img.Properties[ImportLockProperty])
 		})
 		if err != nil {
 			return recovered, err
@@ -177,7 +178,9 @@ func (c *Catalog) alive(tx meta.Tx, node string) bool {
 
 // requeued is img back in queued with no data, as after a failed upload.
 func (img Image) requeued(now time.Time) Image {
-	next := img
+	next := img.clone()
+	// An import that ended here (failed, or its server stopped) holds the lock no more.
+	delete(next.Properties, ImportLockProperty)
 	next.Status = StatusQueued
 	next.Lease, next.Reserved = "", 0
 	next.Size, next.VirtualSize, next.Checksum, next.HashAlgo, next.HashValue = nil, nil, nil, nil, nil

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,6 +130,14 @@ func testLeases(t *testing.T, w *world) {
 	}
 	if s := status(staged.ID).Status; s != catalog.StatusUploading {
 		t.Fatalf("staged image at rest became %s", s)
+	}
+	// The recovered import holds its lock no more, and its task failed.
+	if lock := status(importing.ID).Properties[catalog.ImportLockProperty]; lock != "" {
+		t.Fatalf("recovered import keeps its lock %s", lock)
+	}
+	if tasks, err := b.ImageTasks(ctx, member, importing.ID); err != nil || len(tasks) != 1 ||
+		tasks[0].Status != catalog.TaskFailure || !strings.Contains(tasks[0].Message, "interrupted") {
+		t.Fatalf("recovered import's task: %+v %v", tasks, err)
 	}
 	// A new upload begins; the old writer's late failure must not requeue it, and the new
 	// one completes.

@@ -131,6 +131,24 @@ func (c *Catalog) finishTask(ctx context.Context, id string, result any, failure
 	}
 }
 
+// interruptTask marks the task id (none: "") failed because its writer stopped, in tx.
+func (c *Catalog) interruptTask(tx meta.Tx, id string) error {
+	if id == "" {
+		return nil
+	}
+	t, err := getTask(tx, id)
+	if errors.Is(err, ErrNotFound) || (err == nil && t.Status != TaskProcessing && t.Status != TaskPending) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	now := c.Now().UTC().Truncate(time.Second)
+	expires := now.Add(TaskTimeToLive)
+	t.Status, t.Message, t.UpdatedAt, t.ExpiresAt = TaskFailure, "the import was interrupted: the server doing it stopped", now, &expires
+	return putTask(tx, t)
+}
+
 // taskMessage is what a failed task tells its reader: a refusal's own message, not the
 // server's internals.
 func taskMessage(err error) string {

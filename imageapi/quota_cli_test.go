@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xloud/xloud-image/internal/testenv"
 )
@@ -246,4 +247,51 @@ func TestRegistryPushOverLimit(t *testing.T) {
 	if out, err := orasRun("push", reg+"files:b", "b.bin"); err != nil {
 		t.Fatalf("push after raising the limit: %v\n%s", err, out)
 	}
+}
+
+// TestStageLimitsCLI: image_stage_total and image_count_uploading with the real glance CLI
+// (glance image-stage sends chunked data: delta 0, the soft limit) and openstack image
+// create --file; a glance-direct import frees the stage.
+func TestStageLimitsCLI(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartServer(t, testenv.ServerOptions{Args: []string{"--auth", "embedded", "--admin-password", "s-admin-pw"}})
+	idc := testenv.AdminIdentity(t, "http://"+srv.APIAddr, nil, "s-admin-pw")
+	demo := idc.Project(t, "demo")
+	idc.User(t, demo, "alice", "alice-pw", "member")
+	alice := newCLI(t, srv, "alice", "alice-pw", "demo")
+	admin := newCLI(t, srv, "admin", "s-admin-pw", "admin")
+	for res, n := range map[string]string{"image_size_total": "100", "image_stage_total": "1",
+		"image_count_total": "100", "image_count_uploading": "2"} {
+		admin.object("registered", "limit", "create", "--service", "glance", "--default-limit", n, res)
+	}
+	token, err := idc.Login("alice", "alice-pw", "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "disk.raw")
+	os.WriteFile(path, rawImage(1<<20), 0o644)
+	a, b, c := createImage(t, srv, token, "a"), createImage(t, srv, token, "b"), createImage(t, srv, token, "c")
+	alice.ok("glance", "image-stage", "--file", path, a)
+	alice.ok("glance", "image-stage", "--file", path, b) // usage 1 of 1, delta 0: allowed, goes over
+	alice.fails("413", "glance", "image-stage", "--file", path, c)
+	if img := alice.image("show", c); img["status"] != "queued" || img["size"] != nil {
+		t.Fatalf("refused stage left: %v", img)
+	}
+	// Two images are staged: a third upload is one too many.
+	alice.fails("413", "openstack", "image", "create", "--file", path, "d")
+	// The import of a moves its data from the stage to the store.
+	alice.ok("glance", "image-import", "--import-method", "glance-direct", a)
+	for deadline := time.Now().Add(30 * time.Second); alice.image("show", a)["status"] != "active"; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("import of a did not finish")
+		}
+	}
+	var u struct {
+		Usage map[string]map[string]float64 `json:"usage"`
+	}
+	getJSONWithToken(t, "http://"+srv.APIAddr+"/v2/info/usage", token, &u)
+	if u.Usage["image_stage_total"]["usage"] != 1 || u.Usage["image_count_uploading"]["usage"] != 1 || u.Usage["image_size_total"]["usage"] != 1 {
+		t.Fatalf("usage after the import: %v", u.Usage)
+	}
+	alice.ok("glance", "image-stage", "--file", path, c) // usage 1 of 1 again: allowed
 }

@@ -83,6 +83,8 @@ func (a *API) routes() {
 	a.public("GET /v2/schemas/images", a.getImagesSchema)
 	a.public("GET /v2/schemas/member", a.getMemberSchema)
 	a.public("GET /v2/schemas/members", a.getMembersSchema)
+	a.public("GET /v2/schemas/task", a.getTaskSchema)
+	a.public("GET /v2/schemas/tasks", a.getTasksSchema)
 	a.authed("GET /v2/images", a.listImages)                               // §1.6
 	a.authed("POST /v2/images", a.createImage)                             // §1.4
 	a.authed("GET /v2/images/{id}", a.showImage)                           // §1.3

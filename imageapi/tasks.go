@@ -155,3 +155,42 @@ func (a *API) listImageTasks(w http.ResponseWriter, r *http.Request, pr auth.Pri
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"tasks": out})
 }
+
+// taskSchema is Glance's task schema (glance/api/v2/tasks.py get_task_schema).
+func taskSchema() obj {
+	str := func(desc string) obj { return obj{"description": desc, "type": "string"} }
+	return obj{"name": "task", "properties": obj{
+		"id": obj{"description": "An identifier for the task", "type": "string",
+			"pattern": "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$"},
+		"type": obj{"description": "The type of task represented by this content", "type": "string",
+			"enum": []string{catalog.TaskTypeImport, catalog.TaskTypeAPIImport}},
+		"status": obj{"description": "The current status of this task", "type": "string",
+			"enum": []string{catalog.TaskPending, catalog.TaskProcessing, catalog.TaskSuccess, catalog.TaskFailure}},
+		"input":      obj{"description": "The parameters required by task, JSON blob", "type": []string{"null", "object"}},
+		"result":     obj{"description": "The result of current task, JSON blob", "type": []string{"null", "object"}},
+		"owner":      str("An identifier for the owner of this task"),
+		"message":    str("Human-readable informative message only included when appropriate (usually on failure)"),
+		"image_id":   str("Image associated with the task"),
+		"request_id": str("Human-readable informative request-id"),
+		"user_id":    str("User associated with the task"),
+		"expires_at": obj{"description": "Datetime when this resource would be subject to removal", "type": []string{"null", "string"}},
+		"created_at": str("Datetime when this resource was created"),
+		"updated_at": str("Datetime when this resource was updated"),
+		"self":       obj{"readOnly": true, "type": "string"},
+		"schema":     obj{"readOnly": true, "type": "string"},
+	}}
+}
+
+// getTaskSchema is GET /v2/schemas/task.
+func (a *API) getTaskSchema(w http.ResponseWriter, r *http.Request, _ auth.Principal) error {
+	return writeJSON(w, http.StatusOK, taskSchema())
+}
+
+// getTasksSchema is GET /v2/schemas/tasks.
+func (a *API) getTasksSchema(w http.ResponseWriter, r *http.Request, _ auth.Principal) error {
+	return writeJSON(w, http.StatusOK, obj{"name": "tasks",
+		"properties": obj{"tasks": obj{"type": "array", "items": taskSchema()}, "schema": obj{"type": "string"},
+			"first": obj{"type": "string"}, "next": obj{"type": "string"}},
+		"links": []obj{{"href": "{first}", "rel": "first"}, {"href": "{next}", "rel": "next"}, {"href": "{schema}", "rel": "describedby"}},
+	})
+}

@@ -132,6 +132,11 @@ func TestTasksAPI(t *testing.T) {
 	if r := e.do("admin", "GET", "/v2/tasks/00000000-0000-0000-0000-000000000000", nil); r.status != http.StatusNotFound {
 		t.Fatalf("missing task: %d", r.status)
 	}
+	for _, s := range []string{"task", "tasks"} {
+		if r := e.do("", "GET", "/v2/schemas/"+s, nil); r.status != 200 || r.json(t)["name"] != s {
+			t.Fatalf("schema %s: %d %s", s, r.status, r.body)
+		}
+	}
 
 	// Expired tasks are gone: 48 hours after they finished.
 	e.cat.Now = func() time.Time { return time.Now().Add(49 * time.Hour) }

@@ -41,6 +41,9 @@ func testKeystoneUnifiedLimits(t *testing.T, ks *testenv.Keystone, srv *testenv.
 		}
 		return string(out)
 	}
+	// oslo.limit reads limits with a system-scoped token: the service user needs reader on
+	// system all, as Glance's install guide says.
+	osc("role", "add", "--system", "all", "--user", ks.ServiceUser, "--user-domain", "Default", "reader")
 	osc("service", "create", "--name", "glance", "image")
 	for res, n := range map[string]string{"image_count_total": "1", "image_size_total": "100",
 		"image_stage_total": "100", "image_count_uploading": "10"} {
