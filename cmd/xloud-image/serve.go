@@ -151,6 +151,7 @@ func cmdServe(args []string) (err error) {
 	// Versions at /, the Image API under /v2/; registry requests are pointed to the registry.
 	mountRegistryPointers(apiMux, images, regURL, m)
 	sec.mountIdentity(apiMux, c)
+	sec.mountKeyManager(apiMux, c)
 
 	admin, err := listenAdmin(c.DataDir, store, cat, m)
 	if err != nil {
