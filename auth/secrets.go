@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math"
@@ -189,4 +191,33 @@ func (p *Policy) ReadSecret(ctx context.Context, st *Secrets, pr Principal, id s
 		return Secret{}, err
 	}
 	return s, nil
+}
+
+// Certificates reads X.509 certificates kept as key-manager secrets, as Glance's
+// img_signature_certificate_uuid names them (castellan's certificate: DER, or PEM).
+type Certificates struct {
+	Secrets *Secrets
+	Policy  *Policy
+}
+
+// Certificate returns the certificate the secret id holds, read as pr: pr must be allowed to
+// read the secret's payload. A secret pr may not see, or that does not exist, is
+// ErrNotFound; one that holds no certificate is ErrInvalid.
+func (c Certificates) Certificate(ctx context.Context, pr Principal, id string) (*x509.Certificate, error) {
+	s, err := c.Policy.ReadSecret(ctx, c.Secrets, pr, id, SecretDecrypt)
+	if err != nil {
+		return nil, err
+	}
+	der := s.Payload
+	if b, _ := pem.Decode(der); b != nil {
+		if b.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("%w: secret %s holds a PEM %s, not a certificate", ErrInvalid, id, b.Type)
+		}
+		der = b.Bytes
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: secret %s holds no X.509 certificate: %v", ErrInvalid, id, err)
+	}
+	return cert, nil
 }

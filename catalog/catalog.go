@@ -27,6 +27,9 @@ type Catalog struct {
 	// HashAlgo is os_hash_algo for new uploads: sha256 (the OCI digest, one computation) or
 	// sha512 (Glance's default).
 	HashAlgo string
+	// Certificates fetches the certificates of Glance image signatures (img_signature*) from
+	// the key manager; nil: an image with the four properties cannot get data.
+	Certificates CertificateSource
 	// Log takes the failures of clean-ups that cannot fail the call they follow.
 	Log *slog.Logger
 	// node is this process's lease id; beats what it has seen of other writers' heartbeats

@@ -172,6 +172,15 @@ func (s *security) mountKeyManager(mux *http.ServeMux, c config) {
 	mux.Handle(keymanager.Prefix+"/", h)
 }
 
+// certificates are where Glance image signatures find their certificates: our key manager
+// (with an external Keystone too); nil with --auth none, which serves no key manager.
+func (s *security) certificates() catalog.CertificateSource {
+	if s == nil {
+		return nil
+	}
+	return auth.Certificates{Secrets: s.secrets, Policy: s.policy}
+}
+
 // imagePolicy is the policy the catalog applies. With --auth none nobody is refused (every
 // caller is an admin), so only the directory matters.
 func (s *security) imagePolicy() *auth.Policy {

@@ -95,6 +95,7 @@ func cmdServe(args []string) (err error) {
 	go sec.maintain(ctx)
 	cat := catalog.New(store, sec.imagePolicy())
 	cat.HashAlgo = string(c.HashAlgo)
+	cat.Certificates = sec.certificates()
 	if n, err := cat.Migrate(ctx); err != nil {
 		return err
 	} else if n > 0 {
