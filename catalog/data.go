@@ -153,7 +153,7 @@ func (c *Catalog) receive(ctx context.Context, pr auth.Principal, img Image, bod
 	if err != nil {
 		return img, err
 	}
-	data.virtualSize = report.VirtualSize
+	data.virtualSize, data.detected = report.VirtualSize, report.Format
 	return c.publish(ctx, img, data)
 }
 

@@ -212,7 +212,7 @@ func (c *Catalog) importStaged(ctx context.Context, pr auth.Principal, img Image
 			return err
 		}
 	}
-	data.virtualSize = report.VirtualSize
+	data.virtualSize, data.detected = report.VirtualSize, report.Format
 	_, err = c.publish(ctx, img, data)
 	return err
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/xloud/xloud-image/internal/metrics"
 	"github.com/xloud/xloud-image/internal/reqlog"
 	"github.com/xloud/xloud-image/registry"
+	"github.com/xloud/xloud-image/signing"
 	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
 )
@@ -96,6 +97,11 @@ func cmdServe(args []string) (err error) {
 	cat := catalog.New(store, sec.imagePolicy())
 	cat.HashAlgo = string(c.HashAlgo)
 	cat.Certificates = sec.certificates()
+	serverKey, err := signing.LoadServerKey(ctx, store.Meta())
+	if err != nil {
+		return err
+	}
+	cat.Attester = serverKey
 	if n, err := cat.Migrate(ctx); err != nil {
 		return err
 	} else if n > 0 {
@@ -129,6 +135,7 @@ func cmdServe(args []string) (err error) {
 	regMux.Handle("/v2/", reg)
 	regMux.Handle("/v2", reg)
 	regMux.Handle("/healthz", health)
+	regMux.Handle("GET "+serverKeyPath, serverKeyHandler(serverKey))
 	regMux.Handle("/readyz", health)
 	var authn *auth.Authenticator // nil with --auth none: every caller is an admin
 	if sec != nil {
@@ -146,6 +153,7 @@ func cmdServe(args []string) (err error) {
 	apiMux := http.NewServeMux()
 	apiMux.Handle("/metrics", metricsHandler)
 	apiMux.Handle("/healthz", health)
+	apiMux.Handle("GET "+serverKeyPath, serverKeyHandler(serverKey))
 	apiMux.Handle("/readyz", health)
 	apiURL, regURL := portURL(c.APIPublicURL, c.APIAddr), portURL(c.PublicURL, c.RegistryAddr)
 	mountAPIPointers(regMux, c, apiURL, regURL)
