@@ -182,3 +182,19 @@ func (c *Catalog) existingAttestations(ctx context.Context, repo string, d diges
 	}
 	return out, nil
 }
+
+// dropAttestations removes the attestations of manifest d of repo (the manifest under its
+// .att tag) as the image they attest goes: nothing is left to attest.
+func (c *Catalog) dropAttestations(ctx context.Context, repo string, d digest.Digest) error {
+	at, err := c.store.ResolveTag(ctx, repo, AttestationTag(d))
+	if errors.Is(err, storage.ErrManifestUnknown) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("attestations of %s@%s: %w", repo, d, err)
+	}
+	if err := c.store.DeleteManifest(ctx, repo, at); err != nil && !errors.Is(err, storage.ErrManifestUnknown) {
+		return fmt.Errorf("delete attestations of %s@%s: %w", repo, d, err)
+	}
+	return nil
+}

@@ -343,6 +343,9 @@ func (c *Catalog) unpublish(ctx context.Context, img Image) error {
 		if err := c.forgetRef(ctx, img.Repository, x); err != nil {
 			return err
 		}
+		if err := c.dropAttestations(ctx, img.Repository, x); err != nil {
+			return err
+		}
 	}
 	return nil
 }
