@@ -113,6 +113,9 @@ func LoadServerKey(ctx context.Context, m meta.Store) (*ServerKey, error) {
 // ID is the key's id (KeyID of its public key).
 func (k *ServerKey) ID() string { return k.id }
 
+// Public is the public key.
+func (k *ServerKey) Public() *ecdsa.PublicKey { return &k.priv.PublicKey }
+
 // PublicKeyPEM is the public key as a PEM "PUBLIC KEY" block, the form `cosign
 // verify-attestation --key` reads.
 func (k *ServerKey) PublicKeyPEM() []byte {
