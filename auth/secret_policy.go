@@ -28,7 +28,8 @@ func (p *Policy) AllowSecret(ctx context.Context, pr Principal, act SecretAction
 	if pr.Admin {
 		return nil
 	}
-	if pr.Anonymous || pr.UserID == "" || s.ProjectID == "" {
+	// A registry token (Bounded) grants repository access only, never secrets.
+	if pr.Anonymous || pr.UserID == "" || pr.Bounded || s.ProjectID == "" {
 		return errNoSecret
 	}
 	roles, err := p.RolesOn(ctx, pr, s.ProjectID)
