@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xloud/xloud-image/internal/testenv"
 )
@@ -136,6 +137,31 @@ func TestServerAttestation(t *testing.T) {
 		resp = do(t, "GET", srv.URL()+"/v2/"+repo+"/referrers/"+a.Predicate.Digests["manifest"], "", nil)
 		if resp.StatusCode != 200 || !strings.Contains(string(resp.body), `"application/vnd.oci.image.config.v1+json"`) {
 			t.Errorf("referrers of the index: %d %s", resp.StatusCode, resp.body)
+		}
+
+		// A glance-direct import is attested as an upload is.
+		json.Unmarshal(do(t, "POST", api+"/v2/images", "application/json", []byte(`{"name":"imported","disk_format":"raw","container_format":"bare"}`)).body, &img)
+		imported, _ := img["id"].(string)
+		if r := do(t, "PUT", api+"/v2/images/"+imported+"/stage", "application/octet-stream", data); r.StatusCode != 204 {
+			t.Fatalf("stage: %d %s", r.StatusCode, r.body)
+		}
+		if r := do(t, "POST", api+"/v2/images/"+imported+"/import", "application/json", []byte(`{"method":{"name":"glance-direct"}}`)); r.StatusCode != 202 {
+			t.Fatalf("import: %d %s", r.StatusCode, r.body)
+		}
+		for i := 0; ; i++ {
+			img = map[string]any{}
+			json.Unmarshal(do(t, "GET", api+"/v2/images/"+imported, "", nil).body, &img)
+			if img["status"] == "active" {
+				break
+			}
+			if i == 200 {
+				t.Fatalf("imported image stays %v", img["status"])
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		atts = decodeAttestations(t, cosign.must(t, verify("server.pub", diskInspection, img["xloud_oci_reference"].(string))...))
+		if len(atts) != 1 || atts[0].Predicate.ImageID != imported || atts[0].Predicate.Digests["disk"] != a.Predicate.Digests["disk"] {
+			t.Fatalf("attestation of the import: %+v", atts)
 		}
 
 		// The registry door: a qcow2 pushed with oras.
