@@ -177,6 +177,17 @@ func TestServerAttestation(t *testing.T) {
 			t.Fatalf("attestation of the push: %+v", atts)
 		}
 
+		// Garbage collection keeps the attestations (tagged content): both still verify.
+		gcArgs := []string{"gc", "--data-dir", srv.DataDir, "--grace", "0s"}
+		if i := slices.Index(srv.Args, "--redis-url"); i >= 0 {
+			gcArgs = append(gcArgs, srv.Args[i:i+2]...)
+		}
+		if out, err := exec.Command(testenv.Binary(t), gcArgs...).CombinedOutput(); err != nil {
+			t.Fatalf("gc: %v %s", err, out)
+		}
+		cosign.must(t, verify("server.pub", diskInspection, ref)...)
+		cosign.must(t, verify("server.pub", diskInspection, pushed)...)
+
 		// The key survives a restart (it is in the metadata store), and so do attestations.
 		srv.Stop()
 		srv.Start()
