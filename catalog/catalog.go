@@ -30,6 +30,12 @@ type Catalog struct {
 	HashAlgo string
 	// Limits gives projects' unified limits (quotas); nil: no quotas.
 	Limits LimitSource
+	// Certificates fetches the certificates of Glance image signatures (img_signature*) from
+	// the key manager; nil: an image with the four properties cannot get data.
+	Certificates CertificateSource
+	// Attester signs the disk-inspection attestation of every image activated (attest.go);
+	// nil: none is written.
+	Attester Attester
 	// Log takes the failures of clean-ups that cannot fail the call they follow.
 	Log *slog.Logger
 	// node is this process's lease id; beats what it has seen of other writers' heartbeats

@@ -54,7 +54,7 @@ func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body
 	if err != nil {
 		return img, err
 	}
-	out, err := c.receive(ctx, img, body, size)
+	out, err := c.receive(ctx, pr, img, body, size)
 	if err != nil {
 		c.requeue(context.WithoutCancel(ctx), img, StatusSaving)
 		return img, err
@@ -130,15 +130,24 @@ func storeRefusal(err error, size int64) error {
 	return err
 }
 
-// receive stores an upload's data, refusing data that is not the declared format or fails
-// the safety checks, and publishes it. When the size is known up front the containerDisk
-// layer is hashed in the same pass.
-func (c *Catalog) receive(ctx context.Context, img Image, body io.Reader, size int64) (Image, error) {
+// receive stores an upload's data, refusing data that is not the declared format, fails
+// the safety checks or does not match the image's Glance signature (checked with the
+// certificate pr may read), and publishes it. When the size is known up front the
+// containerDisk layer is hashed in the same pass.
+func (c *Catalog) receive(ctx context.Context, pr auth.Principal, img Image, body io.Reader, size int64) (Image, error) {
+	verifier, err := c.glanceVerifier(ctx, pr, img)
+	if err != nil {
+		return img, err
+	}
 	repo, err := c.repositoryFor(ctx, img)
 	if err != nil {
 		return img, err
 	}
 	inspector := diskformat.NewInspector()
+	sinks := []io.Writer{inspector}
+	if verifier != nil {
+		sinks = append(sinks, verifier.h)
+	}
 	var layerPrefix []byte
 	if containerDiskFormat(img) && size >= 0 {
 		layerPrefix, _ = containerDiskFraming(img, size)
@@ -149,13 +158,16 @@ func (c *Catalog) receive(ctx context.Context, img Image, body io.Reader, size i
 		if err := diskformat.Verify(deref(img.DiskFormat), report); err != nil {
 			return refusal(BadData, err)
 		}
+		if verifier != nil {
+			return verifier.verify()
+		}
 		return nil
 	}
-	data, err := c.storeData(ctx, repo, body, size, check, layerPrefix, inspector)
+	data, err := c.storeData(ctx, repo, body, size, check, layerPrefix, sinks...)
 	if err != nil {
 		return img, err
 	}
-	data.virtualSize = report.VirtualSize
+	data.virtualSize, data.detected = report.VirtualSize, report.Format
 	return c.publish(ctx, img, data)
 }
 

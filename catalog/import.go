@@ -218,11 +218,11 @@ func (c *Catalog) runImport(ctx context.Context, pr auth.Principal, img Image, r
 	switch {
 	case err != nil:
 	case req.Method == ImportGlanceDirect:
-		err = c.importStaged(ctx, img)
+		err = c.importStaged(ctx, pr, img)
 	case req.Method == ImportGlanceDownload:
-		err = c.importGlance(ctx, img, req.Glance)
+		err = c.importGlance(ctx, pr, img, req.Glance)
 	default:
-		err = c.importWeb(ctx, img, web, req.URI)
+		err = c.importWeb(ctx, pr, img, web, req.URI)
 	}
 	if err != nil {
 		c.requeue(context.WithoutCancel(ctx), img, StatusImporting)
@@ -246,15 +246,19 @@ func importable(img Image, method string) error {
 	return nil
 }
 
-// importStaged checks the staged blob against the image's disk format (one read, which also
-// hashes the containerDisk layer) and publishes it.
-func (c *Catalog) importStaged(ctx context.Context, img Image) error {
-	d, err := storage.ParseDigest(img.DiskDigest)
+// importStaged checks the staged blob against the image's disk format and its Glance
+// signature, if any (one read, which also hashes the containerDisk layer), and publishes it.
+func (c *Catalog) importStaged(ctx context.Context, pr auth.Principal, img Image) error {
+	verifier, err := c.glanceVerifier(ctx, pr, img)
+	if err != nil {
+		return err
+	}
+	d, perr := storage.ParseDigest(img.DiskDigest)
 	if img.Staged == nil && img.Checksum != nil && img.HashAlgo != nil && img.HashValue != nil {
 		// Staged by an older release, which showed the hashes at once.
 		img.Staged = &StagedHashes{MD5: *img.Checksum, HashAlgo: *img.HashAlgo, HashValue: *img.HashValue}
 	}
-	if err != nil || img.Size == nil || img.Staged == nil {
+	if perr != nil || img.Size == nil || img.Staged == nil {
 		return errorf(Conflict, "no staged data")
 	}
 	f, n, err := c.store.OpenBlob(ctx, img.Repository, d)
@@ -266,6 +270,9 @@ func (c *Catalog) importStaged(ctx context.Context, img Image) error {
 		hashAlgo: img.Staged.HashAlgo, hashValue: img.Staged.HashValue}
 	inspector := diskformat.NewInspector()
 	sinks := []io.Writer{inspector}
+	if verifier != nil {
+		sinks = append(sinks, verifier.h)
+	}
 	if containerDiskFormat(img) {
 		prefix, _ := containerDiskFraming(img, n)
 		data.tarHash = sha256.New()
@@ -279,19 +286,24 @@ func (c *Catalog) importStaged(ctx context.Context, img Image) error {
 	if err := diskformat.Verify(deref(img.DiskFormat), report); err != nil {
 		return refusal(BadData, err)
 	}
-	data.virtualSize = report.VirtualSize
+	if verifier != nil {
+		if err := verifier.verify(); err != nil {
+			return err
+		}
+	}
+	data.virtualSize, data.detected = report.VirtualSize, report.Format
 	_, err = c.publish(ctx, img, data)
 	return err
 }
 
 // importWeb fetches uri and receives it as an upload would be.
-func (c *Catalog) importWeb(ctx context.Context, img Image, web *WebDownloader, uri string) error {
+func (c *Catalog) importWeb(ctx context.Context, pr auth.Principal, img Image, web *WebDownloader, uri string) error {
 	body, size, err := web.Fetch(ctx, uri)
 	if err != nil {
 		return err
 	}
 	defer body.Close()
-	_, err = c.receive(ctx, img, body, size)
+	_, err = c.receive(ctx, pr, img, body, size)
 	return err
 }
 

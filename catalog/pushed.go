@@ -215,7 +215,9 @@ func (c *Catalog) recordPushed(ctx context.Context, pr auth.Principal, repo stri
 		img.Reference = index.String()
 		refs = append(refs, index, cd)
 	}
-	return c.updateImages(ctx, func(tx meta.Tx, ev *events) error {
+	created := false
+	err = c.updateImages(ctx, func(tx meta.Tx, ev *events) error {
+		created = false
 		if _, err := tx.Get(keyImageRef(repo, d.String())); err == nil {
 			return nil
 		}
@@ -224,8 +226,17 @@ func (c *Catalog) recordPushed(ctx context.Context, pr auth.Principal, repo stri
 				return err
 			}
 		}
+		created = true
 		return ev.put(tx, nil, img)
 	})
+	if err != nil || !created {
+		return err
+	}
+	c.attest(ctx, img, DiskInspection{ImageID: img.ID, DiskFormat: format, DetectedFormat: disk.report.Format,
+		VirtualSize: disk.report.VirtualSize, Size: size, Safety: "safe", Repository: repo, Source: "registry",
+		InspectedAt: now, Digests: map[string]string{"disk": "sha256:" + sha, "layer": disk.layer.Digest.String(), "md5": sum}},
+		d, digest.Digest(img.Reference))
+	return nil
 }
 
 // containerDiskView gives a pushed qcow2 or raw disk artifact its containerDisk: an index

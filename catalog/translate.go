@@ -90,6 +90,7 @@ type uploaded struct {
 	size                int64
 	md5                 string
 	virtualSize         int64
+	detected            string // the format the inspector read in the bytes
 	hashAlgo, hashValue string
 	tarHash             hash.Hash // nil: compute from the stored blob
 }
@@ -182,8 +183,13 @@ func (c *Catalog) publish(ctx context.Context, img Image, data uploaded) (Image,
 		if uerr := c.unpublish(context.WithoutCancel(ctx), Image{ID: img.ID, Repository: data.repo, Reference: indexDigest.String()}); uerr != nil {
 			c.Log.Error("remove the manifests of an image not published", "image", img.ID, "repository", data.repo, "err", uerr)
 		}
+		return out, err
 	}
-	return out, err
+	c.attest(ctx, out, DiskInspection{ImageID: img.ID, DiskFormat: format, DetectedFormat: data.detected,
+		VirtualSize: data.virtualSize, Size: data.size, Safety: "safe", Repository: data.repo, Source: "image-api",
+		InspectedAt: c.Now().UTC(), Digests: map[string]string{"disk": data.disk.String(), "md5": data.md5,
+			data.hashAlgo: data.hashValue}}, indexDigest)
+	return out, nil
 }
 
 type manifestDoc struct {
@@ -335,6 +341,9 @@ func (c *Catalog) unpublish(ctx context.Context, img Image) error {
 			return err
 		}
 		if err := c.forgetRef(ctx, img.Repository, x); err != nil {
+			return err
+		}
+		if err := c.dropAttestations(ctx, img.Repository, x); err != nil {
 			return err
 		}
 	}

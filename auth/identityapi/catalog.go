@@ -47,12 +47,16 @@ func (h *Handler) service(typ, name, url string) catalogEntry {
 }
 
 // catalog is the service catalog: the Image API (unversioned, as clients discover /v2 from
-// it), this identity service (unversioned: clients discover /v3 from it) and the registry.
+// it), this identity service (unversioned: clients discover /v3 from it), the key manager
+// and the registry.
 func (h *Handler) catalog(r *http.Request) []catalogEntry {
 	base := h.apiBase(r)
 	out := []catalogEntry{
 		h.service("image", "glance", base),
 		h.service("identity", "keystone", base+"/identity"),
+	}
+	if h.opt.KeyManager {
+		out = append(out, h.service("key-manager", "barbican", base+"/key-manager"))
 	}
 	if reg := h.registryBase(r); reg != "" {
 		out = append(out, h.service("registry", "xloud-registry", reg))

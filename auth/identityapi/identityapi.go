@@ -39,6 +39,9 @@ type Options struct {
 	Limits *auth.Limits
 	// Throttle locks out password guessing at POST /auth/tokens; nil: no lockout.
 	Throttle *auth.Throttle
+	// KeyManager lists the key-manager (Barbican subset, /key-manager on the API port) in the
+	// catalog.
+	KeyManager bool
 }
 
 // Handler serves the identity API; mount it at /identity and /identity/.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/auth/identityapi"
+	"github.com/xloud/xloud-image/auth/keymanager"
 	"github.com/xloud/xloud-image/catalog"
 	"github.com/xloud/xloud-image/registry"
 	"github.com/xloud/xloud-image/storage"
@@ -30,6 +31,8 @@ type security struct {
 	authenticator *auth.Authenticator
 	policy        *auth.Policy
 	throttle      *auth.Throttle
+	// secrets are the key-manager's (Barbican subset), per project in the metadata store.
+	secrets *auth.Secrets
 }
 
 // setupAuth builds the security of the configured --auth mode.
@@ -58,6 +61,7 @@ func setupAuth(ctx context.Context, c config, store *storage.Store) (*security, 
 		authenticator: &auth.Authenticator{Passwords: id, Tokens: id, Signer: signer, Throttle: th},
 		policy:        &auth.Policy{Directory: id, AnonymousPull: c.AnonymousPull, Content: catalog.NewFacts(store)},
 		throttle:      th,
+		secrets:       auth.NewSecrets(store.Meta()),
 	}, nil
 }
 
@@ -93,7 +97,8 @@ func setupKeystone(ctx context.Context, c config, store *storage.Store) (*securi
 		policy:        &auth.Policy{Directory: ks, AnonymousPull: c.AnonymousPull, Content: catalog.NewFacts(store)},
 		throttle:      th,
 		// Read as oslo.limit reads them, cached briefly so a changed limit applies soon.
-		limits: &auth.KeystoneLimits{Keystone: ks, ServiceType: "image", TTL: min(c.KeystoneCacheTTL, 10*time.Second)},
+		limits:  &auth.KeystoneLimits{Keystone: ks, ServiceType: "image", TTL: min(c.KeystoneCacheTTL, 10*time.Second)},
+		secrets: auth.NewSecrets(store.Meta()),
 	}, nil
 }
 
@@ -147,7 +152,7 @@ func (s *security) mountIdentity(mux *http.ServeMux, c config) {
 		return
 	}
 	opt := identityapi.Options{Identity: s.identity, Policy: s.policy, RegistryURL: c.PublicURL,
-		PublicURL: c.APIPublicURL, Throttle: s.throttle}
+		PublicURL: c.APIPublicURL, Throttle: s.throttle, KeyManager: true}
 	if _, port, err := net.SplitHostPort(c.RegistryAddr); err == nil {
 		opt.RegistryPort = port
 	}
@@ -167,6 +172,29 @@ func (s *security) limitSource() catalog.LimitSource {
 		return nil
 	}
 	return auth.ServiceLimits{Limits: s.identity.Limits(), ServiceID: identityapi.ServiceID("image"), Region: "RegionOne"}
+}
+
+// mountKeyManager serves the key-manager (Barbican secrets subset) at /key-manager on the
+// API port, beside the identity API that lists it in its catalog. With --auth keystone it is
+// served too (tokens validated by Keystone); clients find it there when Keystone's catalog
+// lists it.
+func (s *security) mountKeyManager(mux *http.ServeMux, c config) {
+	if s == nil {
+		return
+	}
+	h := keymanager.New(keymanager.Options{Secrets: s.secrets, Authenticator: s.authenticator,
+		Policy: s.policy, PublicURL: c.APIPublicURL})
+	mux.Handle(keymanager.Prefix, h)
+	mux.Handle(keymanager.Prefix+"/", h)
+}
+
+// certificates are where Glance image signatures find their certificates: our key manager
+// (with an external Keystone too); nil with --auth none, which serves no key manager.
+func (s *security) certificates() catalog.CertificateSource {
+	if s == nil {
+		return nil
+	}
+	return auth.Certificates{Secrets: s.secrets, Policy: s.policy}
 }
 
 // imagePolicy is the policy the catalog applies. With --auth none nobody is refused (every

@@ -25,6 +25,7 @@ import (
 	"github.com/xloud/xloud-image/internal/reqlog"
 	"github.com/xloud/xloud-image/metadefs"
 	"github.com/xloud/xloud-image/registry"
+	"github.com/xloud/xloud-image/signing"
 	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
 )
@@ -106,6 +107,12 @@ func cmdServe(args []string) (err error) {
 	cat := catalog.New(store, policy)
 	cat.HashAlgo = string(c.HashAlgo)
 	cat.Limits = sec.limitSource()
+	cat.Certificates = sec.certificates()
+	serverKey, err := signing.LoadServerKey(ctx, store.Meta())
+	if err != nil {
+		return err
+	}
+	cat.Attester = serverKey
 	if n, err := cat.Migrate(ctx); err != nil {
 		return err
 	} else if n > 0 {
@@ -146,6 +153,7 @@ func cmdServe(args []string) (err error) {
 	regMux.Handle("/v2/", reg)
 	regMux.Handle("/v2", reg)
 	regMux.Handle("/healthz", health)
+	regMux.Handle("GET "+serverKeyPath, serverKeyHandler(serverKey))
 	regMux.Handle("/readyz", health)
 	var authn *auth.Authenticator // nil with --auth none: every caller is an admin
 	if sec != nil {
@@ -168,12 +176,14 @@ func cmdServe(args []string) (err error) {
 	apiMux := http.NewServeMux()
 	apiMux.Handle("/metrics", metricsHandler)
 	apiMux.Handle("/healthz", health)
+	apiMux.Handle("GET "+serverKeyPath, serverKeyHandler(serverKey))
 	apiMux.Handle("/readyz", health)
 	apiURL, regURL := portURL(c.APIPublicURL, c.APIAddr), portURL(c.PublicURL, c.RegistryAddr)
 	mountAPIPointers(regMux, c, apiURL, regURL)
 	// Versions at /, the Image API under /v2/; registry requests are pointed to the registry.
 	mountRegistryPointers(apiMux, images, regURL, m)
 	sec.mountIdentity(apiMux, c)
+	sec.mountKeyManager(apiMux, c)
 
 	admin, err := listenAdmin(c.DataDir, store, cat, md, m)
 	if err != nil {
