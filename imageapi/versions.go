@@ -7,10 +7,11 @@ import (
 	"github.com/xloud/xloud-image/auth"
 )
 
-// versions are the v2 minor versions listed, newest (CURRENT) first: Glance's list without
-// the image cache and multi-store (§1.1), up to 2.15 — the 2.16+ cache and 2.17 location
-// APIs are not served.
-var versions = []string{"v2.15", "v2.9", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0"}
+// versions are the v2 minor versions listed, newest (CURRENT) first: every version whose
+// features are served (§1.1): Glance's list without the image cache and multi-store, plus
+// 2.12 (an image's tasks) and 2.13 (/v2/info/usage), which Glance ties to multi-store but are
+// served here; the 2.16+ cache and 2.17 location APIs are not.
+var versions = []string{"v2.15", "v2.13", "v2.12", "v2.9", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0"}
 
 // supportedVersion reports whether a path's version segment is served (as /v2).
 func supportedVersion(seg string) bool { return seg == "v2" || slices.Contains(versions, seg) }
