@@ -1,8 +1,10 @@
 package imageapi_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -156,4 +158,89 @@ func glanceInterpreter(t *testing.T) string {
 		t.Fatalf("glance CLI: no interpreter line (%v)", err)
 	}
 	return strings.TrimSpace(strings.TrimPrefix(first, "#!"))
+}
+
+// TestGlanceDownloadBetweenServers: two servers in one cloud, as two regions share one
+// Keystone: A keeps its embedded identity, B validates tokens at A (--auth keystone). A user
+// signed in once imports into B an image that lives in A: B finds A's Image API in the
+// user's service catalog, forwards the user's token, and receives the same bytes.
+func TestGlanceDownloadBetweenServers(t *testing.T) {
+	t.Parallel()
+	a := testenv.StartServer(t, testenv.ServerOptions{Args: []string{"--auth", "embedded", "--admin-password", "gd2-admin-pw"}})
+	idc := testenv.AdminIdentity(t, "http://"+a.APIAddr, nil, "gd2-admin-pw")
+	demo := idc.Project(t, "demo")
+	idc.User(t, demo, "alice", "alice-pw", "member")
+	service := idc.Project(t, "service")
+	idc.User(t, service, "image-b", "image-b-pw", "admin")
+	b := testenv.StartServer(t, testenv.ServerOptions{Args: []string{"--auth", "keystone",
+		"--keystone-url", "http://" + a.APIAddr + "/identity/v3", "--keystone-user", "image-b",
+		"--keystone-password", "image-b-pw", "--keystone-project", "service"}})
+
+	alice := newCLI(t, a, "alice", "alice-pw", "demo")
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "src.qcow2")
+	if out, err := exec.Command(testenv.RequireTool(t, "qemu-img"), "create", "-f", "qcow2", disk, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v %s", err, out)
+	}
+	src := alice.image("create", "--disk-format", "qcow2", "--container-format", "bare", "--file", disk,
+		"--property", "hw_disk_bus=virtio", "in-a")
+
+	// The target in B, created with the token A issued.
+	tok, err := idc.Login("alice", "alice-pw", "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "http://"+b.APIAddr+"/v2/images", strings.NewReader(`{"name":"in-b","disk_format":"raw","container_format":"bare"}`))
+	req.Header.Set("X-Auth-Token", tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dst map[string]any
+	json.NewDecoder(resp.Body).Decode(&dst)
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("create in B: %d %v", resp.StatusCode, dst)
+	}
+	dstID := dst["id"].(string)
+
+	// glanceclient's library against B (the catalog lists A's Image API, so B is named).
+	script := `import os, sys
+from keystoneauth1 import loading, session
+from glanceclient import Client
+auth = loading.get_plugin_loader("password").load_from_options(auth_url=os.environ["OS_AUTH_URL"],
+    username=os.environ["OS_USERNAME"], password=os.environ["OS_PASSWORD"], project_name=os.environ["OS_PROJECT_NAME"],
+    user_domain_name="Default", project_domain_name="Default")
+gc = Client("2", session=session.Session(auth=auth), endpoint=sys.argv[1])
+gc.images.image_import(sys.argv[2], "glance-download", remote_region="RegionOne", remote_image_id=sys.argv[3])
+`
+	if out, errOut, err := alice.run(glanceInterpreter(t), "-c", script, "http://"+b.APIAddr, dstID, src["id"].(string)); err != nil {
+		t.Fatalf("glance-download into B: %v %s %s", err, out, errOut)
+	}
+	var img map[string]any
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		img = map[string]any{}
+		if st := getJSONWithToken(t, "http://"+b.APIAddr+"/v2/images/"+dstID, tok, &img); st != 200 {
+			t.Fatalf("show in B: %d", st)
+		}
+		if img["status"] == "active" || img["status"] == "queued" {
+			break
+		}
+	}
+	want, _ := os.ReadFile(disk)
+	if img["status"] != "active" || img["disk_format"] != "qcow2" || img["hw_disk_bus"] != "virtio" || img["size"] != float64(len(want)) {
+		t.Fatalf("image in B after glance-download: %v\nB's log:\n%s", img, b.Log())
+	}
+	req, _ = http.NewRequest("GET", "http://"+b.APIAddr+"/v2/images/"+dstID+"/file", nil)
+	req.Header.Set("X-Auth-Token", tok)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(got, want) {
+		t.Fatalf("B serves %d bytes, A's image has %d", len(got), len(want))
+	}
 }
