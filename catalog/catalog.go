@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -33,6 +34,8 @@ type Catalog struct {
 	// (lease.go).
 	node  string
 	beats beats
+	// sigWork counts background re-verifications (signatures.go).
+	sigWork sync.WaitGroup
 }
 
 // New returns the catalog over store, deciding access with policy.
@@ -155,6 +158,9 @@ func (img *Image) indexes() []string {
 
 // putImage writes img and moves it between indexes to match old (nil for a new image).
 func putImage(tx meta.Tx, old *Image, img Image) error {
+	if err := signatureProps(tx, &img); err != nil {
+		return err
+	}
 	b, err := json.Marshal(img)
 	if err != nil {
 		return err
@@ -234,7 +240,8 @@ func members(tx meta.Tx, id string) (map[string]Member, error) {
 
 // facts is what the policy needs of img.
 func facts(img Image, ms map[string]Member) auth.ImageFacts {
-	f := auth.ImageFacts{Owner: img.Owner, Visibility: string(img.Visibility), Status: string(img.Status), Repository: img.Repository}
+	f := auth.ImageFacts{Owner: img.Owner, Visibility: string(img.Visibility), Status: string(img.Status), Repository: img.Repository,
+		Signature: img.Properties[PropSignatureStatus]}
 	if img.Visibility == VisibilityShared && len(ms) > 0 {
 		f.Members = map[string]string{}
 		for p, m := range ms {

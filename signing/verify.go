@@ -53,16 +53,16 @@ type Result struct {
 	Covers   digest.Digest `json:"covers"`
 	// Counted: a cosign signature (not an attestation, not notation) that counts toward the
 	// status, verified or not.
-	Counted  bool   `json:"-"`
+	Counted  bool   `json:"counted"`
 	Verified bool   `json:"verified"`
 	Signer   string `json:"signer,omitempty"`
 	// Invalid: the signature is broken (wrong digest, tampered, malformed), not merely by
 	// someone the project does not trust.
-	Invalid bool   `json:"-"`
+	Invalid bool   `json:"invalid,omitempty"`
 	Reason  string `json:"reason,omitempty"`
 	// SigID identifies the signature value, so a value once verified and later seen over
 	// other bytes is known as tampered.
-	SigID string `json:"-"`
+	SigID string `json:"signature_id,omitempty"`
 }
 
 // Verify checks s, a signature of subject, against t. It runs no network call.
