@@ -162,6 +162,9 @@ func (c *Catalog) ContentChanged(ctx context.Context, repo string, tags []string
 // project's policy and records the verdict on it and on the image it stands for.
 func (c *Catalog) RefreshSignatures(ctx context.Context, repo string, subject digest.Digest) error {
 	proj, err := c.policy.RepositoryProject(ctx, repo)
+	if errors.Is(err, auth.ErrNotFound) {
+		return nil // no project owns it (--auth none): no policy to verify against
+	}
 	if err != nil {
 		return fmt.Errorf("signatures of %s@%s: %w", repo, subject, err)
 	}

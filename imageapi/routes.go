@@ -97,6 +97,10 @@ func (a *API) routes() {
 	a.authed("GET /v2/info/import", a.getImportInfo)                       // §1.8
 	a.authed("GET /v2/info/stores", a.getStoresInfo)                       // §5.6
 	a.authed("GET /v2/info/usage", a.getUsage)                             // §5.3
+	a.authed("GET /v2/images/{id}/signatures", a.listSignatures)           // Xloud: signatures found and their verdicts
+	a.authed("GET /v2/xloud/projects/{project_id}/signing-policy", a.getSigningPolicy)
+	a.authed("PUT /v2/xloud/projects/{project_id}/signing-policy", a.putSigningPolicy)
+	a.authed("DELETE /v2/xloud/projects/{project_id}/signing-policy", a.deleteSigningPolicy)
 }
 
 // public adds a route served without a token (versions, schemas).

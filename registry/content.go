@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 
@@ -23,6 +24,9 @@ type Catalog interface {
 	// digest): a VM disk must be safe (an error refuses the push). It returns what to do once
 	// the manifest is stored (record the image), or nil for content that is no VM disk.
 	PushManifest(ctx context.Context, pr auth.Principal, repo string, d digest.Digest, tags []string, m *manifest.Manifest, content []byte) (func(context.Context) error, error)
+	// ContentChanged is told of a manifest stored, deleted or untagged in repo with the tags
+	// it had or got and its subject, so signatures' verdicts change at once.
+	ContentChanged(ctx context.Context, repo string, tags []string, subject digest.Digest) error
 }
 
 // principal is the caller recorded by authorize; with authentication off (--auth none)
@@ -48,6 +52,41 @@ func (reg *Registry) readManifest(ctx context.Context, repo string, d digest.Dig
 	}
 	dec, err := reg.opt.Access.Policy.ReadManifest(ctx, principal(ctx), repo, d)
 	return decisionError(dec, err, fmt.Errorf("manifest %s: %w", d, storage.ErrManifestUnknown))
+}
+
+// pullManifest asks the policy whether the caller may GET manifest d of repo: the read
+// decision and the signing rule (refused with DENIED and the reason, or a Warning header).
+func (reg *Registry) pullManifest(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) error {
+	if reg.opt.Access == nil {
+		return nil
+	}
+	pull, err := reg.opt.Access.Policy.PullManifest(r.Context(), principal(r.Context()), repo, d)
+	return reg.pullError(w, pull, err, fmt.Errorf("manifest %s: %w", d, storage.ErrManifestUnknown))
+}
+
+// pullBlob is pullManifest for a blob GET.
+func (reg *Registry) pullBlob(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) error {
+	if reg.opt.Access == nil {
+		return nil
+	}
+	pull, err := reg.opt.Access.Policy.PullBlob(r.Context(), principal(r.Context()), repo, d)
+	return reg.pullError(w, pull, err, fmt.Errorf("blob %s: %w", d, storage.ErrBlobUnknown))
+}
+
+func (reg *Registry) pullError(w http.ResponseWriter, pull auth.Pull, err, missing error) error {
+	if err == nil && pull.Denied != "" {
+		return E(CodeDenied).WithMessage("%s", pull.Denied)
+	}
+	if err == nil && pull.Warning != "" {
+		w.Header().Set("Warning", warning(pull.Warning))
+		reg.opt.Metrics.SignatureWarning("registry")
+	}
+	return decisionError(pull.Decision, err, missing)
+}
+
+// warning is a Warning header value (RFC 9111 §5.5): code 299, agent "-", quoted text.
+func warning(text string) string {
+	return `299 - "` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(text) + `"`
 }
 
 // readBlob asks the policy whether the caller may read blob d of repo (as a GET, or as the

@@ -52,10 +52,11 @@ func setupAuth(ctx context.Context, c config, store *storage.Store) (*security, 
 		return nil, err
 	}
 	th := throttle(c, store)
+	facts := catalog.NewFacts(store)
 	return &security{
 		identity:      id,
 		authenticator: &auth.Authenticator{Passwords: id, Tokens: id, Signer: signer, Throttle: th},
-		policy:        &auth.Policy{Directory: id, AnonymousPull: c.AnonymousPull, Content: catalog.NewFacts(store)},
+		policy:        &auth.Policy{Directory: id, AnonymousPull: c.AnonymousPull, Content: facts, Signatures: facts},
 		throttle:      th,
 	}, nil
 }
@@ -87,9 +88,10 @@ func setupKeystone(ctx context.Context, c config, store *storage.Store) (*securi
 		"cache_ttl", c.KeystoneCacheTTL.String())
 	// Keystone has lockouts of its own; ours also spares it the guesses.
 	th := throttle(c, store)
+	facts := catalog.NewFacts(store)
 	return &security{
 		authenticator: &auth.Authenticator{Passwords: ks, Tokens: ks, Signer: signer, Throttle: th},
-		policy:        &auth.Policy{Directory: ks, AnonymousPull: c.AnonymousPull, Content: catalog.NewFacts(store)},
+		policy:        &auth.Policy{Directory: ks, AnonymousPull: c.AnonymousPull, Content: facts, Signatures: facts},
 		throttle:      th,
 	}, nil
 }
