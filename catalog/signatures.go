@@ -76,14 +76,19 @@ type Verdict struct {
 // manifest; every image write goes through it, so they never go stale.
 func signatureProps(tx meta.Tx, img *Image) error {
 	status, signers := SigUnsigned, ""
-	if img.Repository != "" && img.Reference != "" {
-		var v Verdict
-		err := getJSONTx(tx, keyVerdict(img.Repository, img.Reference), &v)
-		if err != nil && !errors.Is(err, meta.ErrNotFound) {
-			return fmt.Errorf("signature verdict of %s: %w", img.ID, err)
-		}
-		if err == nil {
-			status, signers = v.Status, strings.Join(v.Signers, ",")
+	if img.Repository != "" {
+		for _, ref := range imageSignedRefs(*img) {
+			var v Verdict
+			err := getJSONTx(tx, keyVerdict(img.Repository, ref), &v)
+			if errors.Is(err, meta.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("signature verdict of %s: %w", img.ID, err)
+			}
+			if statusRank[v.Status] > statusRank[status] {
+				status, signers = v.Status, strings.Join(v.Signers, ",")
+			}
 		}
 	}
 	if img.Properties == nil {
@@ -100,6 +105,18 @@ func signatureProps(tx meta.Tx, img *Image) error {
 		img.Properties[PropSignatureSigners] = signers
 	}
 	return nil
+}
+
+// statusRank orders statuses: an image shows the best verdict among its manifests.
+var statusRank = map[string]int{SigUnsigned: 0, SigUntrusted: 1, SigInvalid: 2, SigVerified: 3}
+
+// imageSignedRefs are the manifests of img whose verdicts count for it.
+func imageSignedRefs(img Image) []string {
+	refs := slices.Clone(img.SignedRefs)
+	if img.Reference != "" && !slices.Contains(refs, img.Reference) {
+		refs = append(refs, img.Reference)
+	}
+	return refs
 }
 
 func cloneProps(p map[string]string) map[string]string {
@@ -221,13 +238,16 @@ func (c *Catalog) RefreshSignatures(ctx context.Context, repo string, subject di
 			return err
 		}
 		img, err := getImage(tx, string(id))
-		if errors.Is(err, ErrNotFound) || (err == nil && img.Reference != subject.String()) {
-			return nil // a child of an image: the index's verdict is the image's
+		if errors.Is(err, ErrNotFound) {
+			return nil
 		}
 		if err != nil {
 			return err
 		}
 		old := img.clone()
+		if !slices.Contains(img.SignedRefs, subject.String()) {
+			img.SignedRefs = append(img.SignedRefs, subject.String())
+		}
 		return ev.put(tx, &old, img)
 	})
 }
@@ -312,7 +332,7 @@ func (c *Catalog) simpleSignatures(ctx context.Context, repo string, d digest.Di
 		if l.MediaType != mtSimpleSigning {
 			continue
 		}
-		payload, err := c.readSmallBlob(l.Digest)
+		payload, err := c.readSmallBlob(ctx, repo, l.Digest)
 		if err != nil {
 			return nil, err
 		}
@@ -343,7 +363,7 @@ func (c *Catalog) referrerSignatures(ctx context.Context, repo string, d digest.
 			if l.MediaType != artifactBundle {
 				continue
 			}
-			b, err := c.readSmallBlob(l.Digest)
+			b, err := c.readSmallBlob(ctx, repo, l.Digest)
 			if err != nil {
 				return nil, err
 			}
@@ -354,8 +374,8 @@ func (c *Catalog) referrerSignatures(ctx context.Context, repo string, d digest.
 	return nil, nil
 }
 
-func (c *Catalog) readSmallBlob(d digest.Digest) ([]byte, error) {
-	f, size, err := c.store.Files().Open(d)
+func (c *Catalog) readSmallBlob(ctx context.Context, repo string, d digest.Digest) ([]byte, error) {
+	f, size, err := c.store.OpenBlob(ctx, repo, d)
 	if err != nil {
 		return nil, fmt.Errorf("signature blob %s: %w", d, err)
 	}
