@@ -59,7 +59,7 @@ func (p *Policy) PullBlob(ctx context.Context, pr Principal, repo string, d dige
 		if pull.Decision == Allowed && pull.Denied == "" {
 			return pull, nil
 		}
-		if pull.Decision == Allowed && refused == nil {
+		if pull.Denied != "" && refused == nil {
 			refused = &pull
 		}
 	}
@@ -101,7 +101,11 @@ func (p *Policy) signingRule(ctx context.Context, pr Principal, repo string, d d
 	if status == "verified" {
 		return allowed, nil
 	}
-	if ok, err := p.AllowRepository(ctx, pr, repo, ActionPush); ok || err != nil {
+	// The user's right to push, not the token's scope: cosign reads the manifest it is
+	// about to sign with a pull-scoped token.
+	user := pr
+	user.Bounded, user.Grants = false, nil
+	if ok, err := p.AllowRepository(ctx, user, repo, ActionPush); ok || err != nil {
 		return allowed, err
 	}
 	if status == "" {

@@ -67,9 +67,15 @@ type Verdict struct {
 	Status  string           `json:"status"`
 	Signers []string         `json:"signers"`
 	Results []signing.Result `json:"results"`
-	// Known maps signature values once verified to their signer: the same value over
-	// other bytes later is a tampered payload, not an unknown signer.
-	Known map[string]string `json:"known,omitempty"`
+	// Known maps signature values once verified to their signer and payload: the same
+	// value over other bytes later is a tampered payload, not an unknown signer.
+	Known map[string]KnownSignature `json:"known,omitempty"`
+}
+
+// KnownSignature is a signature value that once verified.
+type KnownSignature struct {
+	Signer  string `json:"signer"`
+	Payload string `json:"payload"`
 }
 
 // signatureProps sets the read-only signature properties of img from the verdict of its
@@ -130,7 +136,7 @@ func cloneProps(p map[string]string) map[string]string {
 // summarize makes the verdict of results: verified when a signature verified, else invalid
 // when one is broken, else untrusted when one exists, else unsigned. Signers are distinct:
 // one key's signature repeated counts once.
-func summarize(results []signing.Result, known map[string]string) Verdict {
+func summarize(results []signing.Result, known map[string]KnownSignature) Verdict {
 	v := Verdict{Status: SigUnsigned, Signers: []string{}, Results: results, Known: known}
 	seen := map[string]bool{}
 	for _, r := range results {
@@ -202,18 +208,18 @@ func (c *Catalog) RefreshSignatures(ctx context.Context, repo string, subject di
 	if err != nil && !errors.Is(err, meta.ErrNotFound) {
 		return fmt.Errorf("verdict of %s@%s: %w", repo, subject, err)
 	}
-	known := map[string]string{}
+	known := map[string]KnownSignature{}
 	for k, v := range prev.Known {
 		known[k] = v
 	}
 	results := make([]signing.Result, 0, len(sigs))
 	for _, s := range sigs {
 		r := trust.Verify(ctx, subject, s)
-		if signer := known[r.SigID]; r.Counted && !r.Verified && !r.Invalid && signer != "" {
-			r.Invalid, r.Reason = true, "the signature of "+signer+" no longer matches its payload: tampered"
+		if k, ok := known[r.SigID]; ok && r.Counted && !r.Verified && !r.Invalid && k.Payload != r.PayloadID {
+			r.Invalid, r.Reason = true, "the signature of "+k.Signer+" is attached to a payload it did not sign: tampered"
 		}
 		if r.Verified && r.SigID != "" {
-			known[r.SigID] = r.Signer
+			known[r.SigID] = KnownSignature{Signer: r.Signer, Payload: r.PayloadID}
 		}
 		results = append(results, r)
 	}
@@ -499,15 +505,28 @@ func (c *Catalog) Signatures(ctx context.Context, pr auth.Principal, id string) 
 		return nil, err
 	}
 	out := []signing.Result{}
-	if img.Repository == "" || img.Reference == "" {
+	if img.Repository == "" {
 		return out, nil
 	}
-	var v Verdict
-	err = c.meta.View(ctx, func(tx meta.Tx) error { return getJSONTx(tx, keyVerdict(img.Repository, img.Reference), &v) })
-	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+	err = c.meta.View(ctx, func(tx meta.Tx) error {
+		out = out[:0]
+		for _, ref := range imageSignedRefs(img) {
+			var v Verdict
+			err := getJSONTx(tx, keyVerdict(img.Repository, ref), &v)
+			if errors.Is(err, meta.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, v.Results...)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("signatures of %s: %w", id, err)
 	}
-	return append(out, v.Results...), nil
+	return out, nil
 }
 
 // SigningMode returns project's enforcement mode: one read, on every pull.

@@ -144,7 +144,7 @@ func (w *signWorld) pushDisk(t *testing.T, ref string) digest.Digest {
 // image returns the image named name, as the member sees it.
 func (w *signWorld) image(t *testing.T, name string) map[string]any {
 	t.Helper()
-	status, body, _ := w.api(t, "GET", "/v2/images?name="+url.QueryEscape(name), "member", nil)
+	status, body, _ := w.api(t, "GET", "/v2/images?name="+url.QueryEscape("in:\""+name+"\""), "member", nil)
 	var list struct{ Images []map[string]any }
 	if status == 200 {
 		decodeJSON(t, string(body), &list)
@@ -344,6 +344,6 @@ func requireDenied(t *testing.T, what string, status int, body []byte) {
 	}
 	json.Unmarshal(body, &e)
 	if status != 403 || len(e.Errors) != 1 || e.Errors[0].Code != "DENIED" || !strings.Contains(e.Errors[0].Message, "requires a signature") {
-		t.Fatalf("%s: %d %s, want 403 DENIED naming the signing policy", what, status, body)
+		t.Fatalf("%s: %d %.300q, want 403 DENIED naming the signing policy", what, status, body)
 	}
 }

@@ -63,6 +63,8 @@ type Result struct {
 	// SigID identifies the signature value, so a value once verified and later seen over
 	// other bytes is known as tampered.
 	SigID string `json:"signature_id,omitempty"`
+	// PayloadID identifies the bytes signed (SHA-256 of the payload or statement).
+	PayloadID string `json:"payload_id,omitempty"`
 }
 
 // Verify checks s, a signature of subject, against t. It runs no network call.
@@ -104,8 +106,7 @@ type simplePayload struct {
 }
 
 func (t *Trust) verifySimple(ctx context.Context, subject digest.Digest, s Signature, r Result) Result {
-	sum := sha256.Sum256([]byte(s.Signature))
-	r.SigID = hex.EncodeToString(sum[:])
+	r.SigID, r.PayloadID = hashHex([]byte(s.Signature)), hashHex(s.Payload)
 	var p simplePayload
 	if err := json.Unmarshal(s.Payload, &p); err != nil || p.Critical.Type != "cosign container image signature" {
 		return invalid(r, "the payload is no cosign simplesigning payload")
@@ -206,8 +207,7 @@ func (t *Trust) verifyBundle(ctx context.Context, subject digest.Digest, s Signa
 	if err := json.Unmarshal(s.Payload, &bj); err != nil || bj.DSSEEnvelope == nil || len(bj.DSSEEnvelope.Signatures) == 0 {
 		return invalid(r, "the bundle holds no DSSE envelope")
 	}
-	sum := sha256.Sum256([]byte(bj.DSSEEnvelope.Signatures[0].Sig))
-	r.SigID = hex.EncodeToString(sum[:])
+	r.SigID, r.PayloadID = hashHex([]byte(bj.DSSEEnvelope.Signatures[0].Sig)), hashHex(bj.DSSEEnvelope.Payload)
 	var st statement
 	if err := json.Unmarshal(bj.DSSEEnvelope.Payload, &st); err != nil {
 		return invalid(r, "the bundle's statement is no in-toto statement")
@@ -341,4 +341,9 @@ func issuerOf(c *x509.Certificate) string {
 		return s.Extensions.Issuer
 	}
 	return ""
+}
+
+func hashHex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
