@@ -3,6 +3,7 @@ package conformance
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -281,4 +282,77 @@ func enforcedPulls(t *testing.T, w *signWorld, signed, unsigned, untrusted diges
 	}
 	pol["mode"] = "enforce"
 	w.setPolicy(t, pol, nil)
+}
+
+// TestSigningContainerd: a VM image uploaded through the Image API, its VM-image index
+// signed with cosign by tag (latest), pulls with containerd under enforce: the signature on
+// the index covers the containerDisk manifest containerd picks and its layer. The same
+// upload unsigned is refused. On both metadata backends.
+func TestSigningContainerd(t *testing.T) {
+	t.Parallel()
+	tools := signTools{
+		cosign:  testenv.RequireTool(t, "cosign"),
+		oras:    testenv.RequireTool(t, "oras"),
+		qemuImg: testenv.RequireTool(t, "qemu-img"),
+	}
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			t.Parallel()
+			w := startSignWorld(t, b, tools)
+			w.cosign.must(t, "generate-key-pair")
+			w.setPolicy(t, map[string]any{"mode": "enforce", "keys": []map[string]string{
+				{"name": "ci", "public_key": readText(t, filepath.Join(w.dir, "cosign.pub"))}}}, nil)
+			signedRef := w.uploadImage(t, "golden")
+			unsignedRef := w.uploadImage(t, "scratch")
+			// cosign resolves latest to the index digest and signs that.
+			latest := signedRef[:strings.LastIndex(signedRef, ":")] + ":latest"
+			w.sign(t, w.cosign, "cosign.key", latest)
+			w.requireStatus(t, "golden", "verified", "ci")
+			w.requireStatus(t, "scratch", "unsigned", "")
+
+			ctd := testenv.StartContainerd(t)
+			reader := signAccounts["reader"].Account.creds()
+			pull := func(ref string) (string, error) {
+				return ctd.Ctr("images", "pull", "--plain-http", "--user", reader, "--snapshotter", "native",
+					"--platform", "linux/amd64", ref)
+			}
+			if out, err := pull(latest); err != nil {
+				t.Errorf("ctr pull of the signed image %s: %v\n%s", latest, err, tail(out, 20))
+			}
+			out, err := pull(unsignedRef)
+			t.Logf("ctr pull %s (unsigned): %v\n%s", unsignedRef, err, tail(out, 3))
+			if err == nil || !strings.Contains(out, "403") && !strings.Contains(strings.ToLower(out), "denied") {
+				t.Errorf("ctr pull of the unsigned image %s: %v, want refused 403:\n%s", unsignedRef, err, tail(out, 20))
+			}
+		})
+	}
+}
+
+// uploadImage creates an image named name through the Image API as the member, uploads a
+// qcow2 disk, and returns its xloud_oci_reference (host/repo:id).
+func (w *signWorld) uploadImage(t *testing.T, name string) string {
+	t.Helper()
+	status, body, _ := w.api(t, "POST", "/v2/images", "member", map[string]any{
+		"name": name, "disk_format": "qcow2", "container_format": "bare"})
+	var img map[string]any
+	decodeJSON(t, string(body), &img)
+	if status != 201 {
+		t.Fatalf("create image %s: %d %s", name, status, body)
+	}
+	id := img["id"].(string)
+	disk := makeQcow2(t, w.tools.qemuImg, t.TempDir())
+	req, err := http.NewRequest("PUT", w.srv.APIURL(false)+"/v2/images/"+id+"/file", bytes.NewReader(disk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Auth-Token", w.tokens["member"])
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if resp, out := roundTrip(t, req); resp.StatusCode != 204 {
+		t.Fatalf("upload %s: %s %s", name, resp.Status, out)
+	}
+	ref, _ := w.image(t, name)["xloud_oci_reference"].(string)
+	if ref == "" {
+		t.Fatalf("image %s has no xloud_oci_reference", name)
+	}
+	return ref
 }
