@@ -61,7 +61,14 @@ func startSignWorld(t *testing.T, backend string, tools signTools) *signWorld {
 	w.demoID, w.otherID = id.Project(t, "demo"), id.Project(t, "other")
 	for name, g := range signAccounts {
 		project := map[string]string{"demo": w.demoID, "other": w.otherID}[g.Project]
-		id.User(t, project, g.Account.User, g.Account.Password, g.Role)
+		uid := id.User(t, project, g.Account.User, g.Account.Password, g.Role)
+		if name == "reader" {
+			// The reader may push elsewhere: a mount must not carry demo's unverified
+			// content there.
+			if err := id.Grant(w.otherID, uid, "member"); err != nil {
+				t.Fatal(err)
+			}
+		}
 		tok, err := id.Login(g.Account.User, g.Account.Password, g.Project)
 		if err != nil {
 			t.Fatalf("login %s: %v", name, err)

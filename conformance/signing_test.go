@@ -245,6 +245,12 @@ func enforcedPulls(t *testing.T, w *signWorld, signed, unsigned, untrusted diges
 	decodeJSON(t, string(mb), &m)
 	st, body, _ := w.registryGet(t, "GET", "reader", "demo/unsigned/blobs/"+m.Layers[0].Digest.String())
 	requireDenied(t, "GET blob of an unsigned image", st, body)
+	// Nor can the reader mount it into a project of theirs without a policy (202: no mount,
+	// an upload starts instead).
+	mount := do(t, "POST", w.bases["reader"]+"/v2/other/stolen/blobs/uploads/?mount="+m.Layers[0].Digest.String()+"&from=demo/unsigned", "", nil)
+	if mount.StatusCode != 202 {
+		t.Errorf("mount of an unsigned image's disk out of an enforcing project: %s, want 202 (not mounted)", mount.Status)
+	}
 	for _, c := range map[string]struct{ method, who, path string }{
 		"HEAD":           {"HEAD", "reader", "demo/unsigned/manifests/v1"},
 		"tags":           {"GET", "reader", "demo/unsigned/tags/list"},

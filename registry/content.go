@@ -84,6 +84,19 @@ func (reg *Registry) pullError(w http.ResponseWriter, pull auth.Pull, err, missi
 	return decisionError(pull.Decision, err, missing)
 }
 
+// mountSourceBlob asks whether the caller may take blob d of repo as a mount source: what
+// a GET of it would answer, a signing refusal included.
+func (reg *Registry) mountSourceBlob(ctx context.Context, repo string, d digest.Digest) error {
+	if reg.opt.Access == nil {
+		return nil
+	}
+	pull, err := reg.opt.Access.Policy.PullBlob(ctx, principal(ctx), repo, d)
+	if err == nil && pull.Denied != "" {
+		return E(CodeDenied).WithMessage("%s", pull.Denied)
+	}
+	return decisionError(pull.Decision, err, fmt.Errorf("blob %s: %w", d, storage.ErrBlobUnknown))
+}
+
 // warning is a Warning header value (RFC 9111 §5.5): code 299, agent "-", quoted text.
 func warning(text string) string {
 	return `299 - "` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(text) + `"`
