@@ -286,6 +286,11 @@ func enforcedPulls(t *testing.T, w *signWorld, signed, unsigned, untrusted diges
 	if _, _, h := w.registryGet(t, "GET", "reader", "demo/tagged/manifests/v1"); h.Get("Warning") != "" {
 		t.Errorf("GET signed under warn: Warning %q, want none", h.Get("Warning"))
 	}
+	// Counted once, by API.
+	metrics := do(t, "GET", "http://"+w.reg+"/metrics", "", nil)
+	if !strings.Contains(string(metrics.body), `xloud_signature_warnings_total{api="registry"} 1`) {
+		t.Errorf("metrics after one warned pull: no xloud_signature_warnings_total{api=\"registry\"} 1 (%s)", metrics.Status)
+	}
 	pol["mode"] = "enforce"
 	w.setPolicy(t, pol, nil)
 }
