@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/xloud/xloud-image/internal/testenv"
@@ -160,6 +161,22 @@ func signingScenario(t *testing.T, w *signWorld) {
 	// Unsigned: the control case.
 	dN := w.pushDisk(t, "demo/unsigned:v1")
 	w.requireStatus(t, "demo/unsigned:v1", "unsigned", "")
+
+	// A notation signature (a referrer of artifactType application/vnd.cncf.notary.signature)
+	// is listed with its tool, and not counted.
+	_, subj, _ := getManifest(t, w.bases["member"], "demo/unsigned", dN.String())
+	empty, jws := []byte("{}"), []byte(`{"payload":"e30","protected":"e30","signature":"AA"}`)
+	pushBlob(t, w.bases["member"], "demo/unsigned", empty)
+	pushBlob(t, w.bases["member"], "demo/unsigned", jws)
+	subject := descriptorOf(ocispec.MediaTypeImageManifest, subj)
+	notation := mustJSON(t, ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		ArtifactType: "application/vnd.cncf.notary.signature", Config: descriptorOf("application/vnd.oci.empty.v1+json", empty),
+		Layers: []ocispec.Descriptor{descriptorOf("application/jose+json", jws)}, Subject: &subject})
+	pushManifest(t, w.bases["member"], "demo/unsigned", digest.FromBytes(notation).String(), ocispec.MediaTypeImageManifest, notation)
+	w.requireStatus(t, "demo/unsigned:v1", "unsigned", "")
+	if sigs := w.signatures(t, "demo/unsigned:v1"); len(sigs) != 1 || sigs[0]["tool"] != "notation" || sigs[0]["verified"] != false {
+		t.Errorf("signatures of an image with a notation signature: %v, want it listed, not verified", sigs)
+	}
 
 	enforcedPulls(t, w, digests["demo/tagged:v1"], dN, dU)
 
