@@ -36,6 +36,9 @@ type Catalog struct {
 	beats beats
 	// sigWork counts background re-verifications (signatures.go).
 	sigWork sync.WaitGroup
+	// sigLocks serialise re-verifications of one manifest in this process, so an older
+	// verdict cannot overwrite a newer one (striped by the manifest's key).
+	sigLocks [64]sync.Mutex
 }
 
 // New returns the catalog over store, deciding access with policy.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"regexp"
 	"slices"
@@ -184,6 +185,11 @@ func (c *Catalog) ContentChanged(ctx context.Context, repo string, tags []string
 // RefreshSignatures verifies the signatures of manifest subject of repo against its
 // project's policy and records the verdict on it and on the image it stands for.
 func (c *Catalog) RefreshSignatures(ctx context.Context, repo string, subject digest.Digest) error {
+	h := fnv.New32a()
+	h.Write([]byte(repo + "@" + subject.String()))
+	mu := &c.sigLocks[h.Sum32()%uint32(len(c.sigLocks))]
+	mu.Lock()
+	defer mu.Unlock()
 	proj, err := c.policy.RepositoryProject(ctx, repo)
 	if errors.Is(err, auth.ErrNotFound) {
 		return nil // no project owns it (--auth none): no policy to verify against
