@@ -39,6 +39,8 @@ conformance: deps
 
 bench: deps
 	bash scripts/bench.sh
+	bash scripts/bench-signing.sh
+	$(GO) test -run '^$$' -bench 'PullManifest' -benchtime=20000x ./auth/
 	$(GO) test -run '^$$' -bench 'InspectOverhead' -benchtime=1x ./diskformat/
 	$(GO) test -run '^$$' -bench 'ListPage' -benchtime=200x ./catalog/
 	$(GO) test -run '^$$' -bench 'MetadefShowVsImageShow' -benchtime=2000x ./imageapi/

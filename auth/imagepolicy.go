@@ -39,6 +39,8 @@ type ImageFacts struct {
 	// Repository holds the image's content ("" before it has data): a registry token acts
 	// on the image only through its grants there.
 	Repository string
+	// Signature is the image's signature status (unsigned, untrusted, invalid, verified).
+	Signature string
 }
 
 // tokenAction is what a registry token must grant on an image's repository for act: reads

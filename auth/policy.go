@@ -103,6 +103,9 @@ type Policy struct {
 	// Protections rule who may touch which extra image properties; nil: everyone who may
 	// change an image may change any of them (reserved names aside).
 	Protections *PropertyProtections
+	// Signatures tells projects' signing modes and manifests' signature verdicts; nil: no
+	// project enforces signatures.
+	Signatures SignatureFacts
 }
 
 // Decision is the answer to a read of one piece of content.
@@ -300,27 +303,38 @@ func (p *Policy) Grant(ctx context.Context, pr Principal, repo string, actions [
 // deactivated images are for admins), content referring to an image follows that image
 // (get), anything else the project's readers.
 func (p *Policy) ReadManifest(ctx context.Context, pr Principal, repo string, d digest.Digest) (Decision, error) {
+	dec, _, err := p.readManifest(ctx, pr, repo, d)
+	return dec, err
+}
+
+// readManifest is ReadManifest, also returning what governs the manifest (nothing for
+// admins, who read everything).
+func (p *Policy) readManifest(ctx context.Context, pr Principal, repo string, d digest.Digest) (Decision, *Content, error) {
 	if !pr.granted(repo, ActionPull) {
-		return Hidden, nil
+		return Hidden, nil, nil
 	}
 	pr.Bounded = false
 	if pr.Admin {
-		return Allowed, nil
+		return Allowed, nil, nil
 	}
 	c := Content{Kind: ProjectContent}
 	if p.Content != nil {
 		var err error
 		if c, err = p.Content.Manifest(ctx, repo, d); err != nil {
-			return Hidden, err
+			return Hidden, nil, err
 		}
 	}
+	var dec Decision
+	var err error
 	switch c.Kind {
 	case ImageContent:
-		return p.imageDecision(ctx, pr, c.Image, ImageDownload)
+		dec, err = p.imageDecision(ctx, pr, c.Image, ImageDownload)
 	case ReferrerContent:
-		return p.imageDecision(ctx, pr, c.Image, ImageGet)
+		dec, err = p.imageDecision(ctx, pr, c.Image, ImageGet)
+	default:
+		dec, err = p.projectDecision(ctx, pr, repo)
 	}
-	return p.projectDecision(ctx, pr, repo)
+	return dec, &c, err
 }
 
 // imageDecision: allowed when the policy allows act on img; refused when the caller may at

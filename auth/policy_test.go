@@ -41,7 +41,7 @@ type policyWorld struct {
 	principl map[string]Principal
 }
 
-func newPolicyWorld(t *testing.T) *policyWorld {
+func newPolicyWorld(t testing.TB) *policyWorld {
 	t.Helper()
 	m, err := meta.OpenBolt(filepath.Join(t.TempDir(), "meta.db"), time.Second)
 	if err != nil {

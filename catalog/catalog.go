@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -45,6 +46,11 @@ type Catalog struct {
 	// Properties checks image property values against metadata definitions on create and
 	// patch (--validate-metadef-properties); nil: values are not checked.
 	Properties PropertyChecker
+	// sigWork counts background re-verifications (signatures.go).
+	sigWork sync.WaitGroup
+	// sigLocks serialise re-verifications of one manifest in this process, so an older
+	// verdict cannot overwrite a newer one (striped by the manifest's key).
+	sigLocks [64]sync.Mutex
 }
 
 // PropertyChecker checks image properties against definitions of them (metadefs).
@@ -174,6 +180,9 @@ func (img *Image) indexes() []string {
 
 // putImage writes img and moves it between indexes to match old (nil for a new image).
 func putImage(tx meta.Tx, old *Image, img Image) error {
+	if err := signatureProps(tx, &img); err != nil {
+		return err
+	}
 	b, err := json.Marshal(img)
 	if err != nil {
 		return err
@@ -256,7 +265,8 @@ func members(tx meta.Tx, id string) (map[string]Member, error) {
 
 // facts is what the policy needs of img.
 func facts(img Image, ms map[string]Member) auth.ImageFacts {
-	f := auth.ImageFacts{Owner: img.Owner, Visibility: string(img.Visibility), Status: string(img.Status), Repository: img.Repository}
+	f := auth.ImageFacts{Owner: img.Owner, Visibility: string(img.Visibility), Status: string(img.Status), Repository: img.Repository,
+		Signature: img.Properties[PropSignatureStatus]}
 	if img.Visibility == VisibilityShared && len(ms) > 0 {
 		f.Members = map[string]string{}
 		for p, m := range ms {

@@ -174,34 +174,55 @@ func (c *Catalog) receive(ctx context.Context, pr auth.Principal, img Image, bod
 // Open returns an image's data for download: the caller must be allowed to download it
 // (a deactivated image: admins only); an image without data is ErrNoData.
 func (c *Catalog) Open(ctx context.Context, pr auth.Principal, id string) (Image, storage.ReadSeekCloser, int64, error) {
+	img, f, n, _, err := c.OpenSigned(ctx, pr, id)
+	return img, f, n, err
+}
+
+// OpenSigned is Open, also applying the owning project's signing rule: an image without a
+// verified signature is refused under enforce (Forbidden, naming the reason); under warn
+// the warning is returned.
+func (c *Catalog) OpenSigned(ctx context.Context, pr auth.Principal, id string) (Image, storage.ReadSeekCloser, int64, string, error) {
 	img, ms, err := c.load(ctx, id)
 	if err != nil {
-		return img, nil, 0, err
+		return img, nil, 0, "", err
 	}
 	if img.Status == StatusDeleted && !pr.Admin {
-		return img, nil, 0, ErrNotFound
+		return img, nil, 0, "", ErrNotFound
 	}
 	if err := c.allow(ctx, pr, img, ms, auth.ImageDownload); err != nil {
-		return img, nil, 0, err
+		return img, nil, 0, "", err
 	}
+	pull, err := c.policy.AllowDownloadSigned(ctx, pr, facts(img, ms))
+	if err != nil {
+		return img, nil, 0, "", err
+	}
+	if pull.Denied != "" {
+		return img, nil, 0, "", errorf(Forbidden, "image %s is not signed by a key trusted by its project: %s", img.ID, pull.Denied)
+	}
+	f, n, err := c.openData(ctx, img)
+	return img, f, n, pull.Warning, err
+}
+
+// openData opens the disk of img.
+func (c *Catalog) openData(ctx context.Context, img Image) (storage.ReadSeekCloser, int64, error) {
 	if img.DiskDigest == "" || (img.Status != StatusActive && img.Status != StatusDeactivated) {
-		return img, nil, 0, ErrNoData
+		return nil, 0, ErrNoData
 	}
 	d, err := storage.ParseDigest(img.DiskDigest)
 	if err != nil {
-		return img, nil, 0, err
+		return nil, 0, err
 	}
 	f, n, err := c.store.OpenBlob(ctx, img.Repository, d)
 	if err != nil || img.DiskOffset == 0 {
-		return img, f, n, err
+		return f, n, err
 	}
 	// The disk is a file inside an uncompressed tar layer (a pushed containerDisk).
 	ra, ok := f.(io.ReaderAt)
 	if !ok || img.Size == nil || img.DiskOffset+*img.Size > n {
 		f.Close()
-		return img, nil, 0, fmt.Errorf("disk of image %s: layer cannot be read in place", img.ID)
+		return nil, 0, fmt.Errorf("disk of image %s: layer cannot be read in place", img.ID)
 	}
-	return img, sectionCloser{io.NewSectionReader(ra, img.DiskOffset, *img.Size), f}, *img.Size, nil
+	return sectionCloser{io.NewSectionReader(ra, img.DiskOffset, *img.Size), f}, *img.Size, nil
 }
 
 // sectionCloser is a section of a blob that closes the blob.

@@ -119,6 +119,10 @@ type Image struct {
 	// Referrer is "<repo>@<digest>" of the copy of a snapshot's artifact manifest listed as a
 	// referrer of its base image, in the base's repository.
 	Referrer string `json:"referrer,omitempty"`
+	// SignedRefs are the digests of the image's manifests (Reference, the pushed manifest,
+	// its derived views) that signatures were found for: the image's signature status is
+	// the best verdict among them (signatures.go).
+	SignedRefs []string `json:"signed_refs,omitempty"`
 	// Reason says why an image was killed.
 	Reason string `json:"reason,omitempty"`
 	// Lease is the id of the process writing the image's data (saving, staging, importing):
@@ -216,6 +220,7 @@ func (img Image) clone() Image {
 		c.DeletedAt = &t
 	}
 	c.Tags = append([]string(nil), img.Tags...)
+	c.SignedRefs = append([]string(nil), img.SignedRefs...)
 	c.Properties = make(map[string]string, len(img.Properties))
 	for k, v := range img.Properties {
 		c.Properties[k] = v

@@ -22,6 +22,8 @@ var readOnly = map[string]bool{
 	"virtual_size": true, "direct_url": true, "self": true, "file": true, "schema": true,
 	"id": true, "os_hash_algo": true, "os_hash_value": true, "stores": true,
 	"xloud_oci_reference": true, // derived from where the content is (OCIReference)
+	PropSignatureStatus:   true, // the verdict of the image's signatures (signatures.go)
+	PropSignatureSigners:  true,
 }
 
 // baseFields are the image's own fields (everything else is an extra property).

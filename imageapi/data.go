@@ -60,9 +60,13 @@ func orNone(mt string) string {
 // single Range, 416 for an unsatisfiable one, 204 when the image has no data; Content-MD5
 // is the hex MD5 of the whole image.
 func (a *API) downloadImageData(w http.ResponseWriter, r *http.Request, pr auth.Principal) error {
-	img, f, size, err := a.cat.Open(r.Context(), pr, r.PathValue("id"))
+	img, f, size, warn, err := a.cat.OpenSigned(r.Context(), pr, r.PathValue("id"))
 	if err != nil {
 		return err
+	}
+	if warn != "" {
+		w.Header().Set("Warning", `299 - "`+strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(warn)+`"`)
+		a.opt.Metrics.SignatureWarning("image")
 	}
 	defer f.Close()
 	start, end, partial, err := parseRange(r, size)

@@ -150,7 +150,7 @@ func TestImageRepresentation(t *testing.T) {
 		"size": nil, "virtual_size": nil, "container_format": "bare", "disk_format": "raw", "min_ram": 64.0,
 		"min_disk": 0.0, "tags": []any{"t1", "t2"}, "self": "/v2/images/" + id, "file": "/v2/images/" + id + "/file",
 		"schema": "/v2/schemas/image", "os_distro": "cirros", "owner_specified.openstack.md5": "",
-		"created_at": img["created_at"], "updated_at": img["updated_at"],
+		"created_at": img["created_at"], "updated_at": img["updated_at"], "xloud_signature_status": "unsigned",
 	}
 	if !reflect.DeepEqual(img, want) {
 		t.Fatalf("image:\n got %v\nwant %v", img, want)

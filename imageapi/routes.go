@@ -114,6 +114,10 @@ func (a *API) routes() {
 	if a.opt.Metadefs != nil {
 		a.metadefRoutes() // glance-next.md §2.1
 	}
+	a.authed("GET /v2/images/{id}/signatures", a.listSignatures) // Xloud: signatures found and their verdicts
+	a.authed("GET /v2/xloud/projects/{project_id}/signing-policy", a.getSigningPolicy)
+	a.authed("PUT /v2/xloud/projects/{project_id}/signing-policy", a.putSigningPolicy)
+	a.authed("DELETE /v2/xloud/projects/{project_id}/signing-policy", a.deleteSigningPolicy)
 }
 
 // public adds a route served without a token (versions, schemas).

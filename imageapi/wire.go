@@ -29,6 +29,9 @@ func imageJSON(img catalog.Image, registry string) map[string]any {
 			out[k] = v
 		}
 	}
+	if _, ok := out[catalog.PropSignatureStatus]; !ok {
+		out[catalog.PropSignatureStatus] = catalog.SigUnsigned // a new image, not yet written back
+	}
 	if ref := catalog.OCIReference(img); ref != "" {
 		out["xloud_oci_reference"] = strings.TrimPrefix(registry+"/"+ref, "/")
 	}

@@ -31,7 +31,12 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, rt route) e
 		return err
 	}
 	defer f.Close()
-	if err := reg.readBlob(r.Context(), rt.name, d); err != nil {
+	if r.Method == http.MethodHead {
+		err = reg.readBlob(r.Context(), rt.name, d)
+	} else {
+		err = reg.pullBlob(w, r, rt.name, d)
+	}
+	if err != nil {
 		return err
 	}
 	h := w.Header()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 
@@ -27,6 +28,9 @@ type Catalog interface {
 	// (image_size_total) does not allow: blobs nil when an upload starts, else the blobs a
 	// manifest about to be stored holds. The error's kind is OverLimit (DENIED).
 	CheckPush(ctx context.Context, pr auth.Principal, repo string, blobs []digest.Digest) error
+	// ContentChanged is told of a manifest stored, deleted or untagged in repo with the tags
+	// it had or got and its subject, so signatures' verdicts change at once.
+	ContentChanged(ctx context.Context, repo string, tags []string, subject digest.Digest) error
 }
 
 // principal is the caller recorded by authorize; with authentication off (--auth none)
@@ -52,6 +56,54 @@ func (reg *Registry) readManifest(ctx context.Context, repo string, d digest.Dig
 	}
 	dec, err := reg.opt.Access.Policy.ReadManifest(ctx, principal(ctx), repo, d)
 	return decisionError(dec, err, fmt.Errorf("manifest %s: %w", d, storage.ErrManifestUnknown))
+}
+
+// pullManifest asks the policy whether the caller may GET manifest d of repo: the read
+// decision and the signing rule (refused with DENIED and the reason, or a Warning header).
+func (reg *Registry) pullManifest(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) error {
+	if reg.opt.Access == nil {
+		return nil
+	}
+	pull, err := reg.opt.Access.Policy.PullManifest(r.Context(), principal(r.Context()), repo, d)
+	return reg.pullError(w, pull, err, fmt.Errorf("manifest %s: %w", d, storage.ErrManifestUnknown))
+}
+
+// pullBlob is pullManifest for a blob GET.
+func (reg *Registry) pullBlob(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) error {
+	if reg.opt.Access == nil {
+		return nil
+	}
+	pull, err := reg.opt.Access.Policy.PullBlob(r.Context(), principal(r.Context()), repo, d)
+	return reg.pullError(w, pull, err, fmt.Errorf("blob %s: %w", d, storage.ErrBlobUnknown))
+}
+
+func (reg *Registry) pullError(w http.ResponseWriter, pull auth.Pull, err, missing error) error {
+	if err == nil && pull.Denied != "" {
+		return E(CodeDenied).WithMessage("%s", pull.Denied)
+	}
+	if err == nil && pull.Warning != "" {
+		w.Header().Set("Warning", warning(pull.Warning))
+		reg.opt.Metrics.SignatureWarning("registry")
+	}
+	return decisionError(pull.Decision, err, missing)
+}
+
+// mountSourceBlob asks whether the caller may take blob d of repo as a mount source: what
+// a GET of it would answer, a signing refusal included.
+func (reg *Registry) mountSourceBlob(ctx context.Context, repo string, d digest.Digest) error {
+	if reg.opt.Access == nil {
+		return nil
+	}
+	pull, err := reg.opt.Access.Policy.PullBlob(ctx, principal(ctx), repo, d)
+	if err == nil && pull.Denied != "" {
+		return E(CodeDenied).WithMessage("%s", pull.Denied)
+	}
+	return decisionError(pull.Decision, err, fmt.Errorf("blob %s: %w", d, storage.ErrBlobUnknown))
+}
+
+// warning is a Warning header value (RFC 9111 §5.5): code 299, agent "-", quoted text.
+func warning(text string) string {
+	return `299 - "` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(text) + `"`
 }
 
 // readBlob asks the policy whether the caller may read blob d of repo (as a GET, or as the

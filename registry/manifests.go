@@ -59,7 +59,12 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request, rt rout
 	if err != nil {
 		return err
 	}
-	if err := reg.readManifest(r.Context(), rt.name, d); err != nil {
+	if r.Method == http.MethodHead {
+		err = reg.readManifest(r.Context(), rt.name, d)
+	} else {
+		err = reg.pullManifest(w, r, rt.name, d)
+	}
+	if err != nil {
 		return err
 	}
 	h := w.Header()
@@ -129,6 +134,11 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request, rt rout
 	if record != nil {
 		if err := record(r.Context()); err != nil {
 			return fmt.Errorf("record image of %s: %w", d, err)
+		}
+	}
+	if reg.opt.Catalog != nil {
+		if err := reg.opt.Catalog.ContentChanged(r.Context(), rt.name, tags, put.Subject); err != nil {
+			return fmt.Errorf("signatures of %s: %w", d, err)
 		}
 	}
 	reg.event(r, "manifest pushed", "repository", rt.name, "digest", d.String(), "media_type", m.MediaType,
@@ -215,13 +225,28 @@ func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request, rt r
 	if err != nil {
 		return err
 	}
+	var tags []string
+	var subject digest.Digest
 	if ref.digest != "" {
+		// What the manifest was tagged as and signs, for the verdicts that change with it.
+		if rec, _, err := reg.store.GetManifest(r.Context(), rt.name, ref.digest); err == nil {
+			subject = rec.Subject
+			if tags, err = reg.store.ManifestTags(r.Context(), rt.name, ref.digest); err != nil {
+				return err
+			}
+		}
 		err = reg.deleteManifestByDigest(r, rt.name, ref.digest)
 	} else {
+		tags = []string{ref.tag}
 		err = reg.store.DeleteTag(r.Context(), rt.name, ref.tag)
 	}
 	if err != nil {
 		return err
+	}
+	if reg.opt.Catalog != nil {
+		if err := reg.opt.Catalog.ContentChanged(r.Context(), rt.name, tags, subject); err != nil {
+			return fmt.Errorf("signatures after deleting %s: %w", rt.ref, err)
+		}
 	}
 	reg.event(r, "manifest deleted", "repository", rt.name, "reference", rt.ref)
 	w.Header().Set("Content-Length", "0")

@@ -70,11 +70,13 @@ func (reg *Registry) mount(r *http.Request, repo, from string, d digest.Digest) 
 	}
 	for _, src := range candidates {
 		// A blob the caller may not read is, to them, not there: the source passes exactly
-		// the check a GET of the blob from it would, within the token's grants.
+		// the check a GET of the blob from it would (the signing rule included, so a mount
+		// cannot carry an unverified disk out of an enforcing project), within the token's
+		// grants.
 		if !validName(src) {
 			continue
 		}
-		if reg.readBlob(r.Context(), src, d) != nil {
+		if reg.mountSourceBlob(r.Context(), src, d) != nil {
 			continue
 		}
 		if src == repo {

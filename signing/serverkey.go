@@ -125,13 +125,13 @@ func (k *ServerKey) PublicKeyPEM() []byte {
 
 // Envelope is a DSSE envelope (github.com/secure-systems-lab/dsse, envelope.md).
 type Envelope struct {
-	PayloadType string      `json:"payloadType"`
-	Payload     string      `json:"payload"`
-	Signatures  []Signature `json:"signatures"`
+	PayloadType string              `json:"payloadType"`
+	Payload     string              `json:"payload"`
+	Signatures  []EnvelopeSignature `json:"signatures"`
 }
 
-// Signature is one signature of an Envelope.
-type Signature struct {
+// EnvelopeSignature is one signature of an Envelope.
+type EnvelopeSignature struct {
 	KeyID string `json:"keyid"`
 	Sig   string `json:"sig"`
 }
@@ -150,7 +150,7 @@ func (k *ServerKey) SignDSSE(payloadType string, payload []byte) ([]byte, error)
 		return nil, fmt.Errorf("sign attestation: %w", err)
 	}
 	return json.Marshal(Envelope{PayloadType: payloadType, Payload: base64.StdEncoding.EncodeToString(payload),
-		Signatures: []Signature{{KeyID: k.id, Sig: base64.StdEncoding.EncodeToString(sig)}}})
+		Signatures: []EnvelopeSignature{{KeyID: k.id, Sig: base64.StdEncoding.EncodeToString(sig)}}})
 }
 
 // VerifyDSSE checks envelope against pub and returns its payload type and payload.

@@ -394,3 +394,13 @@ func (s *Store) Holders(ctx context.Context, repo string, d digest.Digest) ([]di
 	})
 	return out, err
 }
+
+// ManifestTags lists the tags of repo that point at manifest d.
+func (s *Store) ManifestTags(ctx context.Context, repo string, d digest.Digest) ([]string, error) {
+	var out []string
+	err := s.meta.View(ctx, func(tx meta.Tx) (err error) {
+		out, err = tx.SetRange(keyManifestTags(repo, d), "", 0)
+		return err
+	})
+	return out, err
+}

@@ -56,10 +56,11 @@ func setupAuth(ctx context.Context, c config, store *storage.Store) (*security, 
 		return nil, err
 	}
 	th := throttle(c, store)
+	facts := catalog.NewFacts(store)
 	return &security{
 		identity:      id,
 		authenticator: &auth.Authenticator{Passwords: id, Tokens: id, Signer: signer, Throttle: th},
-		policy:        &auth.Policy{Directory: id, AnonymousPull: c.AnonymousPull, Content: catalog.NewFacts(store)},
+		policy:        &auth.Policy{Directory: id, AnonymousPull: c.AnonymousPull, Content: facts, Signatures: facts},
 		throttle:      th,
 		secrets:       auth.NewSecrets(store.Meta()),
 	}, nil
@@ -92,9 +93,10 @@ func setupKeystone(ctx context.Context, c config, store *storage.Store) (*securi
 		"cache_ttl", c.KeystoneCacheTTL.String())
 	// Keystone has lockouts of its own; ours also spares it the guesses.
 	th := throttle(c, store)
+	facts := catalog.NewFacts(store)
 	return &security{
 		authenticator: &auth.Authenticator{Passwords: ks, Tokens: ks, Signer: signer, Throttle: th},
-		policy:        &auth.Policy{Directory: ks, AnonymousPull: c.AnonymousPull, Content: catalog.NewFacts(store)},
+		policy:        &auth.Policy{Directory: ks, AnonymousPull: c.AnonymousPull, Content: facts, Signatures: facts},
 		throttle:      th,
 		// Read as oslo.limit reads them, cached briefly so a changed limit applies soon.
 		limits:  &auth.KeystoneLimits{Keystone: ks, ServiceType: "image", TTL: min(c.KeystoneCacheTTL, 10*time.Second)},

@@ -22,6 +22,8 @@ type domain struct {
 	refusals *prometheus.CounterVec
 	gcRuns   prometheus.Counter
 	gcFreed  prometheus.Counter
+	// sigWarnings counts pulls a warn signing policy let through unverified.
+	sigWarnings *prometheus.CounterVec
 }
 
 func newDomain() domain {
@@ -34,6 +36,10 @@ func newDomain() domain {
 			Name: "xloud_gc_runs_total", Help: "Garbage collections run (not dry runs)."}),
 		gcFreed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "xloud_gc_freed_bytes_total", Help: "Bytes of blobs garbage collection removed."}),
+		sigWarnings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xloud_signature_warnings_total",
+			Help: "Pulls and downloads of content without a verified signature that a warn signing policy let through, by API.",
+		}, []string{"api"}),
 	}
 }
 
@@ -42,6 +48,13 @@ func newDomain() domain {
 func (r *Registry) Refused(api, reason string) {
 	if r != nil {
 		r.refusals.WithLabelValues(api, reason).Inc()
+	}
+}
+
+// SignatureWarning counts a pull a warn signing policy let through unverified.
+func (r *Registry) SignatureWarning(api string) {
+	if r != nil {
+		r.sigWarnings.WithLabelValues(api).Inc()
 	}
 }
 
