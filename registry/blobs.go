@@ -19,18 +19,19 @@ func parseDigest(s string) (digest.Digest, error) {
 	return d, nil
 }
 
-// getBlob serves a blob (end-2), HEAD included, with Range support. A file-backed blob goes
-// out through ServeContent, so the kernel's sendfile does the copying.
+// getBlob serves a blob (end-2), HEAD included, with Range support. HEAD is answered from
+// the blob's record alone. A file-backed blob goes out through ServeContent, so the
+// kernel's sendfile does the copying; a blob in a store that hands out presigned URLs may
+// be answered with a redirect to it (a whole-blob GET only, after authorisation).
 func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, rt route) error {
 	d, err := parseDigest(rt.ref)
 	if err != nil {
 		return err
 	}
-	f, size, err := reg.store.OpenBlob(r.Context(), rt.name, d)
+	size, err := reg.store.StatBlob(r.Context(), rt.name, d)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
 	if err := reg.readBlob(r.Context(), rt.name, d); err != nil {
 		return err
 	}
@@ -45,6 +46,22 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, rt route) e
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
+	if r.Header.Get("Range") == "" {
+		url, ok, err := reg.store.BlobRedirect(r.Context(), d)
+		if err != nil {
+			return err
+		}
+		if ok {
+			h.Del("Cache-Control") // the URL expires
+			http.Redirect(w, r, url, http.StatusTemporaryRedirect)
+			return nil
+		}
+	}
+	f, _, err := reg.store.OpenBlob(r.Context(), rt.name, d)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
 	http.ServeContent(w, r, "", zeroTime, f)
 	return nil
 }

@@ -220,8 +220,8 @@ func openStore(ctx context.Context, c config, lockWait time.Duration) (*storage.
 func healthHandler(store *storage.Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/readyz" {
-			if err := store.Meta().Ping(r.Context()); err != nil {
-				http.Error(w, "metadata store unavailable", http.StatusServiceUnavailable)
+			if err := store.Ping(r.Context()); err != nil {
+				http.Error(w, err.Error()+"\n", http.StatusServiceUnavailable)
 				return
 			}
 		}
