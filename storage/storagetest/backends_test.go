@@ -1,0 +1,34 @@
+package storagetest_test
+
+import (
+	"testing"
+
+	"github.com/xloud/xloud-image/internal/testenv"
+	"github.com/xloud/xloud-image/storage"
+	"github.com/xloud/xloud-image/storage/storagetest"
+)
+
+func TestFiles(t *testing.T) {
+	dir := t.TempDir()
+	storagetest.Test(t, func(t *testing.T) storage.BlobStore {
+		f, err := storage.OpenFiles(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	})
+}
+
+// TestS3 runs the suite on a real S3 server (versitygw), which enforces the 5 MiB part
+// minimum a fake would not.
+func TestS3(t *testing.T) {
+	s3 := testenv.StartS3(t)
+	url := s3.URL(s3.Bucket("blobs"), "prefix/dir")
+	storagetest.Test(t, func(t *testing.T) storage.BlobStore {
+		b, err := storage.OpenS3(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
