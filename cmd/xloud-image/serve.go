@@ -199,7 +199,7 @@ func openStore(ctx context.Context, c config, lockWait time.Duration) (*storage.
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("create data dir: %w", err)
 	}
-	files, err := storage.OpenFiles(c.DataDir)
+	stores, err := openBlobStores(c)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -213,7 +213,12 @@ func openStore(ctx context.Context, c config, lockWait time.Duration) (*storage.
 	if err != nil {
 		return nil, nil, err
 	}
-	return storage.New(files, m), func() { m.Close() }, nil
+	s, err := storage.NewStores(m, stores, c.DefaultStore)
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	return s, func() { m.Close() }, nil
 }
 
 // healthHandler answers liveness; readiness also asks the metadata store.
