@@ -1,6 +1,7 @@
 package storagetest_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/xloud/xloud-image/internal/testenv"
@@ -10,12 +11,19 @@ import (
 
 func TestFiles(t *testing.T) {
 	dir := t.TempDir()
-	storagetest.Test(t, func(t *testing.T) storage.BlobStore {
+	open := func(t *testing.T) storage.BlobStore {
 		f, err := storage.OpenFiles(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return f
+	}
+	storagetest.Test(t, open)
+	t.Run("Store", func(t *testing.T) {
+		storagetest.TestStore(t, func(t *testing.T) func(t *testing.T) storage.BlobStore {
+			dir = t.TempDir()
+			return open
+		})
 	})
 }
 
@@ -24,11 +32,20 @@ func TestFiles(t *testing.T) {
 func TestS3(t *testing.T) {
 	s3 := testenv.StartS3(t)
 	url := s3.URL(s3.Bucket("blobs"), "prefix/dir")
-	storagetest.Test(t, func(t *testing.T) storage.BlobStore {
+	open := func(t *testing.T) storage.BlobStore {
 		b, err := storage.OpenS3(url)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
+	}
+	storagetest.Test(t, open)
+	n := 0
+	t.Run("Store", func(t *testing.T) {
+		storagetest.TestStore(t, func(t *testing.T) func(t *testing.T) storage.BlobStore {
+			n++
+			url = s3.URL(s3.Bucket(fmt.Sprintf("store%d", n)), "")
+			return open
+		})
 	})
 }
