@@ -14,14 +14,14 @@ import (
 // config is the one configuration surface: flags, XLOUD_* environment variables and an
 // optional YAML file, in that order of precedence.
 type config struct {
-	RegistryAddr  string
-	APIAddr       string
-	DataDir       string
-	RedisURL      string
+	RegistryAddr string
+	APIAddr      string
+	DataDir      string
+	RedisURL     string
 	// Stores are the named blob stores (--store NAME=URL, repeatable); DefaultStore is where
 	// pushes and uploads go (default: the first).
-	Stores       storeList
-	DefaultStore string
+	Stores        storeList
+	DefaultStore  string
 	Auth          string
 	KeystoneURL   string
 	AdminPassword string
