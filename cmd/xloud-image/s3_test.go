@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/xloud/xloud-image/internal/testenv"
+	"github.com/xloud/xloud-image/storage"
+)
+
+// startS3Server starts a server whose blobs go to a fresh versitygw bucket.
+func startS3Server(t *testing.T, backend string, redisURL string) (*testenv.Server, *testenv.S3, string) {
+	t.Helper()
+	s3 := testenv.StartS3(t)
+	url := s3.URL(s3.Bucket("xloud"), "blobs")
+	opt := testenv.ServerOptions{Args: []string{"--store", "s3=" + url}}
+	if backend == "redis" {
+		opt.RedisURL = redisURL
+	}
+	srv := testenv.StartServer(t, opt)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", srv.Log())
+		}
+	})
+	return srv, s3, url
+}
+
+// staging lists the upload staging left in an S3 store (multipart uploads, tails).
+func staging(t *testing.T, url string) []storage.Entry {
+	t.Helper()
+	b, err := storage.OpenS3(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []storage.Entry
+	if err := b.Walk(context.Background(), func(e storage.Entry) error {
+		if e.Key == "" {
+			out = append(out, e)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// errorCode is the first OCI error code of a response body.
+func errorCode(t *testing.T, body []byte) string {
+	t.Helper()
+	var e struct {
+		Errors []struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) == 0 {
+		t.Fatalf("not an OCI error body: %q", body)
+	}
+	return e.Errors[0].Code
+}
+
+// TestS3KilledServerResumes kills the server (SIGKILL) while a chunk streams into a
+// multipart upload on S3, restarts it, and resumes the session from its last acknowledged
+// chunk: the parts written by the dead request are overwritten, the blob is exact, and no
+// staging is left in the bucket.
+func TestS3KilledServerResumes(t *testing.T) {
+	redisURL := testenv.StartRedis(t)
+	for _, backend := range []string{"embedded", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			srv, _, url := startS3Server(t, backend, redisURL)
+			c := &client{t: t, base: srv.URL()}
+			full := randomBytes(32<<20 + 3)
+			resp := c.must(202, "POST", "/v2/s3/resume/blobs/uploads/", nil)
+			loc := strings.TrimPrefix(resp.Header.Get("Location"), srv.URL())
+			acked := 12 << 20
+			for off := 0; off < acked; off += 6 << 20 {
+				resp = c.must(202, "PATCH", loc, full[off:off+6<<20], "Content-Range", fmt.Sprintf("%d-%d", off, off+6<<20-1))
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				c.do("PATCH", loc, slowReader{bytes.NewReader(full[acked:]), 2 * time.Millisecond},
+					"Content-Range", fmt.Sprintf("%d-%d", acked, len(full)-1))
+			}()
+			time.Sleep(600 * time.Millisecond) // past the first 16 MiB part of the dying chunk
+			srv.Kill()
+			<-done
+
+			srv.Start()
+			c.base = srv.URL()
+			resp = c.must(204, "GET", loc, nil)
+			if r := resp.Header.Get("Range"); r != fmt.Sprintf("0-%d", acked-1) {
+				t.Fatalf("after the restart the session says Range %q, want 0-%d", r, acked-1)
+			}
+			d := digest.FromBytes(full)
+			c.must(404, "HEAD", "/v2/s3/resume/blobs/"+d.String(), nil)
+			c.must(202, "PATCH", loc, full[acked:len(full)-3], "Content-Range", fmt.Sprintf("%d-%d", acked, len(full)-4))
+			c.must(201, "PUT", loc+"?digest="+d.String(), full[len(full)-3:], "Content-Range", fmt.Sprintf("%d-%d", len(full)-3, len(full)-1))
+			_, b, err := c.do("GET", "/v2/s3/resume/blobs/"+d.String(), nil)
+			if err != nil || !bytes.Equal(b, full) {
+				t.Fatalf("resumed blob differs (%d bytes, %v)", len(b), err)
+			}
+			if st := staging(t, url); len(st) != 0 {
+				t.Fatalf("staging left after the commit: %+v", st)
+			}
+		})
+	}
+}
+
+// TestS3StoreDown stops the S3 server in the middle of a chunked upload: the chunk and the
+// closing PUT get 503 UNAVAILABLE, /readyz says so, the Image API answers 503 in Glance's
+// format, nothing is visible; once S3 is back the session resumes from its last
+// acknowledged chunk and a new push succeeds.
+func TestS3StoreDown(t *testing.T) {
+	redisURL := testenv.StartRedis(t)
+	for _, backend := range []string{"embedded", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			srv, s3, _ := startS3Server(t, backend, redisURL)
+			c := &client{t: t, base: srv.URL()}
+			api := &client{t: t, base: "http://" + srv.APIAddr}
+			full := randomBytes(7 << 20)
+			d := digest.FromBytes(full)
+			resp := c.must(202, "POST", "/v2/s3/down/blobs/uploads/", nil)
+			loc := strings.TrimPrefix(resp.Header.Get("Location"), srv.URL())
+			c.must(202, "PATCH", loc, full[:6<<20], "Content-Range", fmt.Sprintf("0-%d", 6<<20-1))
+			var img struct{ ID string }
+			resp, b, err := api.do("POST", "/v2/images", strings.NewReader(`{"name":"s3-down","disk_format":"raw","container_format":"bare"}`),
+				"Content-Type", "application/json")
+			if err != nil || resp.StatusCode != 201 || json.Unmarshal(b, &img) != nil {
+				t.Fatalf("create image: %v %v %s", err, resp, b)
+			}
+
+			s3.Stop()
+			resp, b, err = c.do("PATCH", loc, bytes.NewReader(full[6<<20:]), "Content-Range", fmt.Sprintf("%d-%d", 6<<20, len(full)-1))
+			if err != nil || resp.StatusCode != http.StatusServiceUnavailable || errorCode(t, b) != "UNAVAILABLE" {
+				t.Fatalf("chunk while S3 is down: %v %v %s", err, resp, b)
+			}
+			resp, b, err = c.do("PUT", loc+"?digest="+d.String(), bytes.NewReader(full[6<<20:]), "Content-Range", fmt.Sprintf("%d-%d", 6<<20, len(full)-1))
+			if err != nil || resp.StatusCode != http.StatusServiceUnavailable || errorCode(t, b) != "UNAVAILABLE" {
+				t.Fatalf("closing PUT while S3 is down: %v %v %s", err, resp, b)
+			}
+			resp, b, err = c.do("POST", "/v2/s3/down/blobs/uploads/?digest="+digest.FromBytes([]byte("small")).String(), strings.NewReader("small"))
+			if err != nil || resp.StatusCode != http.StatusServiceUnavailable || errorCode(t, b) != "UNAVAILABLE" {
+				t.Fatalf("monolithic push while S3 is down: %v %v %s", err, resp, b)
+			}
+			resp, b, err = api.do("PUT", "/v2/images/"+img.ID+"/file", bytes.NewReader(full), "Content-Type", "application/octet-stream")
+			if err != nil || resp.StatusCode != http.StatusServiceUnavailable || !bytes.Contains(b, []byte("503 Service Unavailable")) {
+				t.Fatalf("image upload while S3 is down: %v %v %s", err, resp, b)
+			}
+			resp, b, _ = c.do("GET", "/readyz", nil)
+			if resp.StatusCode != http.StatusServiceUnavailable || !bytes.Contains(b, []byte("blob store s3")) {
+				t.Fatalf("/readyz while S3 is down: %d %s", resp.StatusCode, b)
+			}
+			c.must(404, "HEAD", "/v2/s3/down/blobs/"+d.String(), nil)
+
+			s3.Restart()
+			c.must(200, "GET", "/readyz", nil)
+			c.must(404, "HEAD", "/v2/s3/down/blobs/"+d.String(), nil)
+			c.must(404, "HEAD", "/v2/s3/down/blobs/"+digest.FromBytes([]byte("small")).String(), nil)
+			resp = c.must(204, "GET", loc, nil)
+			if r := resp.Header.Get("Range"); r != fmt.Sprintf("0-%d", 6<<20-1) {
+				t.Fatalf("after the outage the session says Range %q", r)
+			}
+			c.must(201, "PUT", loc+"?digest="+d.String(), full[6<<20:], "Content-Range", fmt.Sprintf("%d-%d", 6<<20, len(full)-1))
+			if _, b, _ := c.do("GET", "/v2/s3/down/blobs/"+d.String(), nil); !bytes.Equal(b, full) {
+				t.Fatal("blob differs after the outage")
+			}
+			if _, err := c.pushBlob("s3/down", []byte("small")); err != nil {
+				t.Fatalf("a new push after the outage: %v", err)
+			}
+			api.must(204, "PUT", "/v2/images/"+img.ID+"/file", full, "Content-Type", "application/octet-stream")
+		})
+	}
+}
