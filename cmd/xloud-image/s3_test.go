@@ -185,3 +185,41 @@ func TestS3StoreDown(t *testing.T) {
 		})
 	}
 }
+
+// TestS3ChunkedPushNoCopy pushes a blob in 1 MiB chunks (under S3's 5 MiB part minimum) and
+// reads versitygw's access log: no server-side copy of any kind, parts of at least 5 MiB
+// (versitygw refuses to complete otherwise), and one multipart upload completed in place.
+func TestS3ChunkedPushNoCopy(t *testing.T) {
+	srv, s3, url := startS3Server(t, "embedded", "")
+	c := &client{t: t, base: srv.URL()}
+	full := randomBytes(24<<20 + 5)
+	resp := c.must(202, "POST", "/v2/s3/chunks/blobs/uploads/", nil)
+	loc := strings.TrimPrefix(resp.Header.Get("Location"), srv.URL())
+	for off := 0; off < len(full); off += 1 << 20 {
+		end := min(off+1<<20, len(full))
+		resp = c.must(202, "PATCH", loc, full[off:end], "Content-Range", fmt.Sprintf("%d-%d", off, end-1))
+		loc = strings.TrimPrefix(resp.Header.Get("Location"), srv.URL())
+	}
+	d := digest.FromBytes(full)
+	c.must(201, "PUT", loc+"?digest="+d.String(), nil)
+	if _, b, _ := c.do("GET", "/v2/s3/chunks/blobs/"+d.String(), nil); !bytes.Equal(b, full) {
+		t.Fatal("chunked blob differs")
+	}
+	for _, op := range []string{"s3_CopyObject", "s3_UploadPartCopy"} {
+		if n := s3.Requests(" " + op + " "); n != 0 {
+			t.Errorf("%d %s requests during a chunked push, want 0", n, op)
+		}
+	}
+	if n := s3.Requests(" s3_CompleteMultipartUpload "); n != 1 {
+		t.Errorf("%d completed multipart uploads, want 1", n)
+	}
+	// 24 MiB + 5 in 1 MiB chunks: parts of 5 MiB as the tail reaches the minimum.
+	if n := s3.Requests(" s3_UploadPart "); n != 5 {
+		t.Errorf("%d parts uploaded, want 5", n)
+	}
+	if st := staging(t, url); len(st) != 0 {
+		t.Fatalf("staging left after the commit: %+v", st)
+	}
+	t.Logf("versitygw requests: %d GetObject (tails read back), %d PutObject (tails), %d UploadPart",
+		s3.Requests(" s3_GetObject "), s3.Requests(" s3_PutObject "), s3.Requests(" s3_UploadPart "))
+}
