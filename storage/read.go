@@ -128,14 +128,58 @@ func (r *blobReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// Read returns what one read of the open stream gives (no waiting to fill p), so a copy
+// to a client keeps pace with the store.
 func (r *blobReader) Read(p []byte) (int, error) {
 	if r.off >= r.size {
 		return 0, io.EOF
 	}
-	n, err := r.ReadAt(p, r.off)
+	if r.rc == nil || r.rcAt != r.off {
+		if err := r.openAt(r.off); err != nil {
+			return 0, err
+		}
+	}
+	if rest := r.size - r.off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := r.rc.Read(p)
+	r.rcAt += int64(n)
 	r.off += int64(n)
+	if err == io.EOF && r.off < r.size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil && err != io.EOF {
+		r.openAt(r.size) // closes the stream; the next read reopens
+		return n, fmt.Errorf("read blob %s at %d: %w", r.key, r.off, err)
+	}
 	if err == io.EOF && n > 0 {
 		err = nil
+	}
+	return n, err
+}
+
+// WriteTo copies the rest of the blob to w; a stream that can hand its connection to w's
+// ReadFrom (S3's raw GET) does, so no byte passes through this process's memory.
+func (r *blobReader) WriteTo(w io.Writer) (int64, error) {
+	if r.off >= r.size {
+		return 0, nil
+	}
+	if r.rc == nil || r.rcAt != r.off {
+		if err := r.openAt(r.off); err != nil {
+			return 0, err
+		}
+	}
+	var n int64
+	var err error
+	if wt, ok := r.rc.(io.WriterTo); ok {
+		n, err = wt.WriteTo(w)
+	} else {
+		n, err = io.CopyBuffer(w, struct{ io.Reader }{r.rc}, make([]byte, 1<<20))
+	}
+	r.off += n
+	r.rcAt += n
+	if err != nil {
+		r.openAt(r.size)
 	}
 	return n, err
 }

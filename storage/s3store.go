@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -45,6 +46,8 @@ type S3Store struct {
 	// redirect is how long presigned GET URLs live; 0: GETs stream through the server.
 	redirect time.Duration
 	bufs     sync.Pool
+	secure   bool // https endpoint: no raw connections
+	dialer   *net.Dialer
 }
 
 var (
@@ -130,6 +133,8 @@ func OpenS3(raw string) (*S3Store, error) {
 		return nil, fmt.Errorf("s3 store: %w", err)
 	}
 	s.core = minio.Core{Client: c}
+	s.secure = ep.Scheme == "https"
+	s.dialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	s.bufs.New = func() any { b := make([]byte, s.partSize); return &b }
 	return s, nil
 }
@@ -186,8 +191,13 @@ func (s *S3Store) Stat(ctx context.Context, key string) (int64, error) {
 	return info.Size, nil
 }
 
-// Open sends one ranged GET; its answer's status is known when Open returns.
+// Open sends one ranged GET; its answer's status is known when Open returns. Over plain
+// HTTP it is a presigned GET on a connection of its own (openRaw), so a copy to a client
+// can move the bytes socket to socket (splice) instead of through the server's memory.
 func (s *S3Store) Open(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	if !s.secure && length != 0 {
+		return s.openRaw(ctx, key, off, length)
+	}
 	var opt minio.GetObjectOptions
 	if off > 0 || length >= 0 {
 		end := int64(0) // SetRange(off, 0): from off to the end
@@ -589,3 +599,100 @@ func (u *s3Upload) Abort(ctx context.Context) error {
 	u.st = s3State{}
 	return nil
 }
+
+// openRaw GETs key with a presigned URL (signed locally) over a connection of its own and
+// returns the body, whose WriteTo hands the connection itself to the destination's
+// ReadFrom: from an S3 socket to a client socket the kernel splices.
+func (s *S3Store) openRaw(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	u, err := s.core.PresignedGetObject(ctx, s.bucket, s.object(key), 15*time.Minute, nil)
+	if err != nil {
+		return nil, s3Err("presign", key, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("s3 get %s: %w", key, err)
+	}
+	if off > 0 || length > 0 { // no Range for a whole object: an empty one has no byte 0
+		rng := fmt.Sprintf("bytes=%d-", off)
+		if length > 0 {
+			rng += strconv.FormatInt(off+length-1, 10)
+		}
+		req.Header.Set("Range", rng)
+	}
+	conn, err := s.dialer.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("s3 get %s: %w: %v", key, ErrStoreUnavailable, err)
+	}
+	// The answer's head must come promptly; the body then streams at the client's pace.
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	br := bufio.NewReaderSize(conn, 32<<10)
+	var resp *http.Response
+	if err = req.Write(conn); err == nil {
+		resp, err = http.ReadResponse(br, req)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("s3 get %s: %w: %v", key, ErrStoreUnavailable, err)
+	}
+	conn.SetDeadline(time.Time{})
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		conn.Close()
+		return nil, fmt.Errorf("s3 get %s: %w", key, ErrNotExist)
+	case resp.StatusCode >= 500:
+		conn.Close()
+		return nil, fmt.Errorf("s3 get %s: %w: %s", key, ErrStoreUnavailable, resp.Status)
+	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent,
+		resp.ContentLength < 0, len(resp.TransferEncoding) > 0:
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		conn.Close()
+		return nil, fmt.Errorf("s3 get %s: %s: %s", key, resp.Status, bytes.TrimSpace(body))
+	}
+	return &rawBody{conn: conn, br: br, left: resp.ContentLength}, nil
+}
+
+// rawBody is an identity-encoded response body read straight off its connection.
+type rawBody struct {
+	conn net.Conn
+	br   *bufio.Reader // holds what was read past the head
+	left int64
+}
+
+func (b *rawBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.br.Read(p)
+	b.left -= int64(n)
+	if err == io.EOF && b.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// WriteTo sends what the head's read buffered, then the rest from the connection itself,
+// so a destination with ReadFrom (a net/http response on TCP) splices it.
+func (b *rawBody) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	if n := min(int64(b.br.Buffered()), b.left); n > 0 {
+		m, err := io.CopyN(w, b.br, n)
+		total += m
+		b.left -= m
+		if err != nil {
+			return total, err
+		}
+	}
+	lr := &io.LimitedReader{R: b.conn, N: b.left}
+	m, err := io.Copy(w, lr)
+	total += m
+	b.left -= m
+	if err == nil && b.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return total, err
+}
+
+func (b *rawBody) Close() error { return b.conn.Close() }

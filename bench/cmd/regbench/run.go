@@ -39,7 +39,7 @@ type blobFile struct {
 }
 
 func run(ctx context.Context, o options) error {
-	for _, bin := range []string{o.xloudBin, o.distBin, o.wrkBin, "dd"} {
+	for _, bin := range []string{o.xloudBin, o.distBin, o.wrkBin, o.versityBin, "dd"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Errorf("%s not found (scripts/install-deps.sh installs what is missing): %w", bin, err)
 		}
@@ -73,7 +73,7 @@ func run(ctx context.Context, o options) error {
 }
 
 // phaseIDs name the phases for -phases, in the order they run.
-var phaseIDs = []string{"put", "get", "image-put", "image-get", "manifest", "rss", "profile"}
+var phaseIDs = []string{"put", "get", "image-put", "image-get", "manifest", "rss", "s3", "profile"}
 
 // phases runs the measurements in order, recording the CPU other processes took meanwhile.
 func (b *bench) phases(ctx context.Context) error {
@@ -84,7 +84,7 @@ func (b *bench) phases(ctx context.Context) error {
 		{"put", "PUT", b.phasePut}, {"get", "GET", b.phaseGet},
 		{"image-put", "Image API PUT", b.phaseImagePut}, {"image-get", "Image API GET", b.phaseImageGet},
 		{"manifest", "manifest GET", b.phaseManifest},
-		{"rss", "RSS", b.phaseRSS}, {"profile", "profile", b.phaseProfile},
+		{"rss", "RSS", b.phaseRSS}, {"s3", "S3", b.phaseS3}, {"profile", "profile", b.phaseProfile},
 	} {
 		if (p.id == "profile" && b.o.profileDir == "") || (b.o.phases != nil && !b.o.phases[p.id]) {
 			continue
@@ -165,7 +165,7 @@ func (b *bench) generate() error {
 
 func (b *bench) startServers(ctx context.Context) error {
 	var err error
-	if b.xloud, err = startXloud(ctx, b.o.xloudBin, b.work); err != nil {
+	if b.xloud, err = startXloud(ctx, b.o.xloudBin, b.work, "xloud"); err != nil {
 		return err
 	}
 	b.logf("xloud-image pid %d at %s", b.xloud.pid(), b.xloud.base)
