@@ -89,7 +89,6 @@ func wholeUnconditional(r *http.Request) bool {
 	return true
 }
 
-
 // deleteBlob unlinks a blob from the repository (end-10); it is gone at once.
 func (reg *Registry) deleteBlob(w http.ResponseWriter, r *http.Request, rt route) error {
 	d, err := parseDigest(rt.ref)

@@ -29,7 +29,7 @@ type results struct {
 	// seconds per transfer.
 	imgPut, regPut, imgGet, regGet             []float64
 	imgPutCPU, regPutCPU, imgGetCPU, regGetCPU []float64
-	s3 s3Results
+	s3                                         s3Results
 
 	// md5 is this CPU's single-stream MD5 rate (MB/s per run): the ceiling of any upload that
 	// computes Glance's checksum, which is one serial chain.
