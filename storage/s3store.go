@@ -84,14 +84,6 @@ func OpenS3(raw string) (*S3Store, error) {
 	if err != nil || (ep.Scheme != "http" && ep.Scheme != "https") || ep.Host == "" {
 		return nil, fmt.Errorf("s3 store URL: endpoint %q is not an http(s) URL", endpoint)
 	}
-	ak, sk := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
-	if u.User != nil {
-		ak = u.User.Username()
-		sk, _ = u.User.Password()
-	}
-	if ak == "" || sk == "" {
-		return nil, errors.New("s3 store: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or put ACCESS:SECRET@ in the URL)")
-	}
 	s := &S3Store{bucket: u.Host, partSize: defaultPartSize}
 	if p := strings.Trim(u.Path, "/"); p != "" {
 		s.prefix = p + "/"
@@ -109,6 +101,14 @@ func OpenS3(raw string) (*S3Store, error) {
 			return nil, fmt.Errorf("s3 store URL: redirect %q: want a duration between 1s and %v", v, maxRedirect)
 		}
 		s.redirect = d
+	}
+	ak, sk := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+	if u.User != nil {
+		ak = u.User.Username()
+		sk, _ = u.User.Password()
+	}
+	if ak == "" || sk == "" {
+		return nil, errors.New("s3 store: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or put ACCESS:SECRET@ in the URL)")
 	}
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
