@@ -88,7 +88,7 @@ func TestS3KilledServerResumes(t *testing.T) {
 			loc := strings.TrimPrefix(resp.Header.Get("Location"), srv.URL())
 			acked := 12 << 20
 			for off := 0; off < acked; off += 6 << 20 {
-				resp = c.must(202, "PATCH", loc, full[off:off+6<<20], "Content-Range", fmt.Sprintf("%d-%d", off, off+6<<20-1))
+				c.must(202, "PATCH", loc, full[off:off+6<<20], "Content-Range", fmt.Sprintf("%d-%d", off, off+6<<20-1))
 			}
 			done := make(chan struct{})
 			go func() {
