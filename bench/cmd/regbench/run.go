@@ -131,7 +131,7 @@ func (b *bench) generate() error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	b.logf("generating %d files of %s in %s", 3*b.o.runs, humanBytes(int64(b.o.size)), dir)
+	b.logf("generating up to %d files of %s in %s", 3*b.o.runs, humanBytes(int64(b.o.size)), dir)
 	for _, set := range []struct {
 		name string
 		seed uint64
@@ -142,6 +142,9 @@ func (b *bench) generate() error {
 		{"image", 2000, true, &b.imageFiles},
 		{"regput", 3000, false, &b.regFiles},
 	} {
+		if set.name != "put" && b.o.phases != nil && !b.o.phases["image-put"] {
+			continue // only the Image API phases read these
+		}
 		for i := range b.o.runs {
 			p := filepath.Join(dir, fmt.Sprintf("%s-%d.bin", set.name, i))
 			var extra []io.Writer
