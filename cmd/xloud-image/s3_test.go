@@ -183,6 +183,14 @@ func TestS3StoreDown(t *testing.T) {
 				t.Fatalf("a new push after the outage: %v", err)
 			}
 			api.must(204, "PUT", "/v2/images/"+img.ID+"/file", full, "Content-Type", "application/octet-stream")
+			// The image's data reads back from S3, whole and by range.
+			if _, b, err := api.do("GET", "/v2/images/"+img.ID+"/file", nil); err != nil || !bytes.Equal(b, full) {
+				t.Fatalf("image download from S3: %d bytes, %v", len(b), err)
+			}
+			resp, b, err = api.do("GET", "/v2/images/"+img.ID+"/file", nil, "Range", "bytes=100-5242979")
+			if err != nil || resp.StatusCode != http.StatusPartialContent || !bytes.Equal(b, full[100:5242980]) {
+				t.Fatalf("ranged image download from S3: %v %v, %d bytes", resp, err, len(b))
+			}
 		})
 	}
 }
