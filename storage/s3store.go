@@ -359,7 +359,13 @@ func (u *s3Upload) State() ([]byte, error) {
 // becomes a part when it is at least 5 MiB (or final), else the new tail.
 func (u *s3Upload) Append(ctx context.Context, r io.Reader, max int64, final bool, sinks ...io.Writer) (int64, error) {
 	if u.st.Final {
-		return 0, fmt.Errorf("append to upload %s after its final chunk", u.id)
+		// The final chunk is in (a commit that failed after it, or a client retrying its
+		// closing PUT): an empty body changes nothing, more bytes cannot be taken.
+		var one [1]byte
+		if n, _ := io.ReadFull(r, one[:]); n == 0 && final {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("upload %s: bytes after its final chunk: %w", u.id, ErrRangeInvalid)
 	}
 	a := &s3Append{u: u, st: u.st, ctx: ctx}
 	a.st.Parts = append([]s3Part(nil), u.st.Parts...)

@@ -29,6 +29,7 @@ func Test(t *testing.T, open func(t *testing.T) storage.BlobStore) {
 	t.Run("AbortLeavesNothing", func(t *testing.T) { testAbort(t, open(t)) })
 	t.Run("DropUploadWithoutState", func(t *testing.T) { testDrop(t, open(t)) })
 	t.Run("MissingKeys", func(t *testing.T) { testMissing(t, open(t)) })
+	t.Run("FinalAppendRetried", func(t *testing.T) { testFinalRetried(t, open(t)) })
 }
 
 var ctx = context.Background()
@@ -309,5 +310,33 @@ func testMissing(t *testing.T, b storage.BlobStore) {
 	}
 	if gone, err := b.Remove(ctx, "data/no-such-key"); gone || err != nil {
 		t.Fatalf("remove missing: %v %v", gone, err)
+	}
+}
+
+// testFinalRetried: after the final append is recorded (and, say, the commit failed), a
+// resumed writer takes an empty final append again and commits; more bytes are refused.
+func testFinalRetried(t *testing.T, b storage.BlobStore) {
+	content := randBytes(t, 6<<20+9)
+	id := uuid.NewString()
+	w, err := b.NewUpload(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Append(ctx, bytes.NewReader(content), -1, true); err != nil {
+		t.Fatal(err)
+	}
+	state, _ := w.State()
+	if w, err = b.ResumeUpload(ctx, id, state, int64(len(content))); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.Append(ctx, bytes.NewReader(nil), -1, true); n != 0 || err != nil {
+		t.Fatalf("empty final append again: %d, %v", n, err)
+	}
+	key, err := w.Commit(ctx, digest.FromBytes(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, b, key, 0, -1); !bytes.Equal(got, content) {
+		t.Fatalf("committed %d bytes, want %d", len(got), len(content))
 	}
 }
