@@ -118,8 +118,9 @@ type blobRecord struct {
 	Deleting bool `json:"deleting,omitempty"`
 	// Store and Key say where the bytes are. They are set once the bytes are committed, so
 	// a record that names them always points at a whole blob. A record without them is
-	// either one written before blobs had keys (the bytes are at fileKey in the default
-	// store) or a commit in progress; a derived blob has none either (keyDerived).
+	// either one written before blobs had keys (the bytes are at fileKey in the store named
+	// DefaultStoreName, the data directory's, else the default store) or a commit in
+	// progress; a derived blob has none either (keyDerived).
 	Store string `json:"store,omitempty"`
 	Key   string `json:"key,omitempty"`
 }
@@ -127,6 +128,9 @@ type blobRecord struct {
 // location is where a record's bytes are.
 func (s *Store) location(r blobRecord, d digest.Digest) (string, string) {
 	if r.Key == "" {
+		if _, ok := s.stores[DefaultStoreName]; ok {
+			return DefaultStoreName, fileKey(d)
+		}
 		return s.def, fileKey(d)
 	}
 	return r.Store, r.Key
