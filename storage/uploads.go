@@ -96,10 +96,7 @@ func (s *Store) StartUpload(ctx context.Context, repo string, alg digest.Algorit
 
 // writer resumes session u in its blob store.
 func (s *Store) writer(ctx context.Context, u Upload) (UploadWriter, error) {
-	name := u.Store
-	if name == "" {
-		name = s.def
-	}
+	name := u.storeName(s)
 	b, ok := s.stores[name]
 	if !ok {
 		return nil, fmt.Errorf("upload %s is in blob store %q, which is not configured", u.ID, name)
@@ -270,11 +267,16 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 	return u.Offset, nil
 }
 
+// storeName is where session u's bytes are; a session recorded before stores had names is
+// in the data directory's store, as legacy blob records are.
 func (u Upload) storeName(s *Store) string {
-	if u.Store == "" {
-		return s.def
+	if u.Store != "" {
+		return u.Store
 	}
-	return u.Store
+	if _, ok := s.stores[DefaultStoreName]; ok {
+		return DefaultStoreName
+	}
+	return s.def
 }
 
 // uploadDigest is the digest of the session's content under alg: from the running hash when
