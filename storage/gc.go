@@ -203,24 +203,21 @@ func (s *Store) collectOrphans(ctx context.Context, cutoff, uploadCutoff int64, 
 }
 
 // collectOrphanObject removes the committed object e of store b unless a record names it
-// or the session that wrote it is still open.
+// or the session that wrote it is still open. Most objects are someone's: a read-only
+// check clears them before any write transaction.
 func (s *Store) collectOrphanObject(ctx context.Context, name string, b BlobStore, e Entry, dryRun bool, rep *GCReport) error {
+	var owned bool
+	if err := s.meta.View(ctx, func(tx meta.Tx) (err error) {
+		owned, err = objectOwned(tx, name, e)
+		return err
+	}); err != nil || owned {
+		return err
+	}
 	var orphan bool
 	err := s.meta.Update(ctx, func(tx meta.Tx) error {
 		orphan = false // Update may run this more than once
-		if _, err := tx.Get(keyStoreKey(name, e.Key)); !errors.Is(err, meta.ErrNotFound) {
+		if owned, err := objectOwned(tx, name, e); err != nil || owned {
 			return err
-		}
-		if e.Upload != "" {
-			if _, err := tx.Get(keyUpload(e.Upload)); !errors.Is(err, meta.ErrNotFound) {
-				return err
-			}
-		}
-		if e.Digest != "" {
-			_, found, err := getBlobRecord(tx, e.Digest)
-			if err != nil || found {
-				return err
-			}
 		}
 		orphan = true
 		if dryRun || e.Digest == "" {
@@ -244,6 +241,24 @@ func (s *Store) collectOrphanObject(ctx context.Context, name string, b BlobStor
 		return nil
 	}
 	return s.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(keyBlob(e.Digest)) })
+}
+
+// objectOwned reports whether a record names object e of store name, or the session that
+// writes it is open.
+func objectOwned(tx meta.Tx, name string, e Entry) (bool, error) {
+	if _, err := tx.Get(keyStoreKey(name, e.Key)); !errors.Is(err, meta.ErrNotFound) {
+		return err == nil, err
+	}
+	if e.Upload != "" {
+		if _, err := tx.Get(keyUpload(e.Upload)); !errors.Is(err, meta.ErrNotFound) {
+			return err == nil, err
+		}
+	}
+	if e.Digest != "" {
+		_, found, err := getBlobRecord(tx, e.Digest)
+		return found, err
+	}
+	return false, nil
 }
 
 // collectUploads removes sessions untouched since cutoff, with their data.
