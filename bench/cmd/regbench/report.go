@@ -74,6 +74,7 @@ func (b *bench) rows() []row {
 	rows = append(rows,
 		row{size + " blob PUT into S3 (versitygw)", sx, "Distribution s3-aws driver", sd, "MB/s", "≥ 1.10x", func() bool { return sx >= 1.1*sd }},
 		row{size + " blob GET from S3", sgx, "ranged GET of the object from versitygw", sgr, "MB/s", "≥ 0.90x", func() bool { return sgx >= 0.9*sgr }},
+		row{size + " blob GET from S3, store with redirect= (307 followed)", median(s3.getRedirect), "ranged GET of the object from versitygw", sgr, "MB/s", "", nil},
 		row{"peak RSS during a " + humanBytes(int64(b.o.rssSize)) + " S3 upload", srx, "Distribution s3-aws driver", srd, "MiB", "< 150 MiB", func() bool { return srx < 150 }},
 		row{fmt.Sprintf("server-side copies in a %s push of 1 MiB chunks", humanBytes(s3.chunkSize)), cx, "Distribution s3-aws driver", cd, "requests", "0", func() bool { return s3.chunkSize > 0 && cx == 0 }},
 	)
@@ -152,7 +153,7 @@ func (b *bench) details() string {
 	}
 	if s3 := r.s3; len(s3.putXloud) > 0 {
 		fmt.Fprintf(&sb, "- S3 PUT xloud-image: %s; Distribution s3-aws: %s\n", runs(s3.putXloud), runs(s3.putDist))
-		fmt.Fprintf(&sb, "- S3 GET xloud-image: %s; ranged GET from versitygw: %s\n", runs(s3.getXloud), runs(s3.getRaw))
+		fmt.Fprintf(&sb, "- S3 GET xloud-image: %s; ranged GET from versitygw: %s; with redirect= (307 followed): %s\n", runs(s3.getXloud), runs(s3.getRaw), runs(s3.getRedirect))
 		fmt.Fprintf(&sb, "- S3 RSS xloud-image: VmHWM %.1f MiB (sampled %.1f MiB); Distribution s3-aws: %.1f MiB (sampled %.1f MiB)\n",
 			float64(s3.rssXloud.peak)/1024, float64(s3.rssXloud.sampled)/1024, float64(s3.rssDist.peak)/1024, float64(s3.rssDist.sampled)/1024)
 		fmt.Fprintf(&sb, "- S3 requests of a %s push in 1 MiB chunks: xloud-image %v; Distribution %v\n", humanBytes(s3.chunkSize), s3.chunkedXloud, s3.chunkedDist)

@@ -23,6 +23,9 @@ import (
 type s3Results struct {
 	putXloud, putDist []float64 // MB/s per run, monolithic blob PUT
 	getXloud, getRaw  []float64 // MB/s per run: blob GET through xloud-image; ranged GET of the object from versitygw
+	// getRedirect: blob GET from a second xloud-image on the same bucket with redirect= on
+	// (307 to a presigned URL, followed), MB/s per run.
+	getRedirect []float64
 	rssXloud, rssDist rssResult
 	chunkSize         int64
 	// Requests versitygw logged during one chunked push (1 MiB chunks) per target, by operation.
@@ -157,6 +160,9 @@ func (b *bench) phaseS3(ctx context.Context) error {
 	if err := b.s3Gets(ctx, v, xs); err != nil {
 		return err
 	}
+	if err := b.s3RedirectGets(ctx, storeURL); err != nil {
+		return err
+	}
 	if err := b.s3Chunked(ctx, v, xs, ds); err != nil {
 		return err
 	}
@@ -227,6 +233,37 @@ func (b *bench) s3Gets(ctx context.Context, v *versity, xs *server) error {
 			}
 			b.logf("S3 GET run %d %-16s %8.1f MB/s (%.2fs)", i+1, name, val, el.Seconds())
 		}
+	}
+	return nil
+}
+
+// s3RedirectGets pushes run 0's file into a second xloud-image whose store has redirect=
+// on (same bucket) and times GETs that follow its 307 to S3.
+func (b *bench) s3RedirectGets(ctx context.Context, storeURL string) error {
+	xr, err := startXloud(ctx, b.o.xloudBin, b.work, "xloud-s3-redirect", "--store", "s3="+storeURL+"&redirect=20m")
+	if err != nil {
+		return err
+	}
+	defer xr.stop()
+	f := b.files[0]
+	if _, err := b.putRegistry(xr, "bench/s3redirect")(ctx, 0, f); err != nil {
+		return err
+	}
+	url := xr.base + "/v2/bench/s3redirect-0/blobs/" + f.digest
+	if _, _, err := b.c.getBlob(ctx, url, f.digest, true); err != nil {
+		return fmt.Errorf("warm-up redirected GET: %w", err)
+	}
+	for i := range b.o.runs {
+		n, el, err := b.c.getBlob(ctx, url, f.digest, false)
+		if err == nil && n != int64(b.o.size) {
+			err = fmt.Errorf("%d bytes, want %d", n, int64(b.o.size))
+		}
+		if err != nil {
+			return fmt.Errorf("redirected GET run %d: %w", i+1, err)
+		}
+		val := mbps(n, el.Seconds())
+		b.res.s3.getRedirect = append(b.res.s3.getRedirect, val)
+		b.logf("S3 GET run %d %-16s %8.1f MB/s (%.2fs)", i+1, "xloud redirect", val, el.Seconds())
 	}
 	return nil
 }
