@@ -25,7 +25,7 @@ type s3Results struct {
 	getXloud, getRaw  []float64 // MB/s per run: blob GET through xloud-image; ranged GET of the object from versitygw
 	// getRedirect: blob GET from a second xloud-image on the same bucket with redirect= on
 	// (307 to a presigned URL, followed), MB/s per run.
-	getRedirect []float64
+	getRedirect       []float64
 	rssXloud, rssDist rssResult
 	chunkSize         int64
 	// Requests versitygw logged during one chunked push (1 MiB chunks) per target, by operation.
