@@ -20,15 +20,26 @@ import (
 	"github.com/xloud/xloud-image/internal/testenv"
 )
 
-// backends are the metadata stores a server can run on; subtests carry these names.
-var backends = []string{"embedded", "redis"}
+// backends are the metadata stores and blob stores a server can run on; subtests carry these
+// names: the metadata store, then "-s3" when blobs go to an S3 store (a real versitygw)
+// instead of the data directory.
+var backends = []string{"embedded", "redis", "embedded-s3", "redis-s3"}
 
-// startBackend starts a fresh server on the named metadata backend (with a private
-// redis-server for "redis"). When the test fails, the server's log is printed.
+// startBackend starts a fresh server on the named backend (with a private redis-server for
+// "redis", a private versitygw for "-s3"). When the test fails, the server's log is printed.
 func startBackend(t *testing.T, backend string, args ...string) *testenv.Server {
 	t.Helper()
 	opt := testenv.ServerOptions{Args: args}
-	switch backend {
+	metaBackend, blobs, _ := strings.Cut(backend, "-")
+	switch blobs {
+	case "":
+	case "s3":
+		s3 := testenv.StartS3(t)
+		opt.Args = append([]string{"--store", "s3=" + s3.URL(s3.Bucket("xloud"), "blobs")}, opt.Args...)
+	default:
+		t.Fatalf("unknown blob store %q", blobs)
+	}
+	switch metaBackend {
 	case "embedded":
 	case "redis":
 		opt.RedisURL = testenv.StartRedis(t)

@@ -64,6 +64,7 @@ var statusTable = []struct {
 }{
 	{storage.ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{storage.ErrIncomplete, http.StatusBadRequest},
+	{storage.ErrStoreUnavailable, http.StatusServiceUnavailable}, // nothing was stored; retry later
 	{auth.ErrUnauthorized, http.StatusUnauthorized},
 	{auth.ErrTokenExpired, http.StatusUnauthorized},
 	{auth.ErrTokenMalformed, http.StatusUnauthorized},
@@ -104,6 +105,7 @@ var defaultMessages = map[int]string{
 	http.StatusGone:                  "This resource is no longer available.",
 	http.StatusRequestEntityTooLarge: "The request is larger than the server is willing or able to process.",
 	http.StatusUnsupportedMediaType:  "The request media type is not supported by this server.",
+	http.StatusServiceUnavailable:    "The server is currently unavailable. Please try again at a later time.",
 }
 
 // titles where webob's differ from Go's.

@@ -38,7 +38,7 @@ func TestPushFaultIsUnknown(t *testing.T) {
 	ld := s.pushBlobAs("a/disks", disk, hdr)
 	cd := s.pushBlobAs("a/disks", []byte("{}"), hdr)
 	// The blob's file becomes unreadable: a directory opens but does not read.
-	path := s.store.Files().BlobPath(digest.Digest(ld))
+	path := filesOf(s.store).BlobPath(digest.Digest(ld))
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}

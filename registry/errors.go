@@ -37,6 +37,9 @@ const (
 	CodeRangeInvalid        Code = "RANGE_INVALID"
 	CodePaginationInvalid   Code = "PAGINATION_NUMBER_INVALID"
 	CodeUnknown             Code = "UNKNOWN"
+	// CodeUnavailable is Distribution's code for a backend that does not answer (503);
+	// the spec has none, and clients retry on the status.
+	CodeUnavailable Code = "UNAVAILABLE"
 )
 
 // codeInfo gives each code its default status and message.
@@ -62,6 +65,7 @@ var codeInfo = map[Code]struct {
 	CodeRangeInvalid:        {http.StatusRequestedRangeNotSatisfiable, "invalid content range"},
 	CodePaginationInvalid:   {http.StatusBadRequest, "invalid number of results requested"},
 	CodeUnknown:             {http.StatusInternalServerError, "unknown error"},
+	CodeUnavailable:         {http.StatusServiceUnavailable, "service unavailable"},
 }
 
 // Error is a protocol error: a code, an optional message and detail, and the status to send.
@@ -130,6 +134,8 @@ func asError(err error) *Error {
 		// 429, not DENIED: the caller may push here; it has too many sessions open right now,
 		// and finishing, cancelling or letting them expire makes room.
 		return E(CodeTooManyRequests).WithMessage("%v; finish or cancel some, or wait for idle ones to expire", err)
+	case errors.Is(err, storage.ErrStoreUnavailable):
+		return E(CodeUnavailable).WithMessage("the blob store does not answer; nothing was stored; retry later")
 	case errors.Is(err, storage.ErrCollected):
 		return E(CodeBlobUploadInvalid).WithMessage("%v", storage.ErrCollected)
 	case errors.Is(err, context.Canceled):

@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/xloud/xloud-image/storage"
 )
 
 func TestParseRoute(t *testing.T) {
@@ -168,7 +170,7 @@ func TestBadUploads(t *testing.T) {
 		resp, body = tr.do("HEAD", "/v2/bad/repo/blobs/"+dd.String(), nil)
 		tr.expect(resp, body, http.StatusNotFound, "")
 	}
-	if _, err := tr.store.Files().Stat(d); err == nil {
+	if _, err := os.Stat(filesOf(tr.store).BlobPath(d)); err == nil {
 		t.Fatal("blob with the wrong digest was committed")
 	}
 	// Wrong digest on a single POST.
@@ -205,7 +207,7 @@ func TestBadUploads(t *testing.T) {
 	tr.expect(resp, body, http.StatusNoContent, "")
 	resp, body = tr.do("GET", "/v2/bad/repo/blobs/uploads/"+id, nil)
 	tr.expect(resp, body, http.StatusNotFound, CodeBlobUploadUnknown)
-	if _, err := os.Stat(tr.store.Files().UploadPath(id)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filesOf(tr.store).UploadPath(id)); !os.IsNotExist(err) {
 		t.Fatalf("cancelled upload left its file: %v", err)
 	}
 	// Malformed Content-Range.
@@ -398,4 +400,10 @@ func TestCatalog(t *testing.T) {
 	tr.expect(resp, body, http.StatusOK, "")
 	resp, body = tr.do("DELETE", "/v2/", nil)
 	tr.expect(resp, body, http.StatusMethodNotAllowed, CodeUnsupported)
+}
+
+// filesOf is the filesystem blob store under a test's Store.
+func filesOf(s *storage.Store) *storage.Files {
+	b, _ := s.BlobStore("")
+	return b.(*storage.Files)
 }

@@ -23,6 +23,7 @@ declare -A TOOLS=(
   [cosign]=github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
   [registry]=github.com/distribution/distribution/v3/cmd/registry@v3.1.2
   [staticcheck]=honnef.co/go/tools/cmd/staticcheck@v0.8.2
+  [versitygw]=github.com/versity/versitygw/cmd/versitygw@v1.8.0
 )
 pids=()
 for bin in "${!TOOLS[@]}"; do

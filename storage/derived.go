@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/opencontainers/go-digest"
 
@@ -32,7 +31,7 @@ func (s *Store) PutDerived(ctx context.Context, repo string, d digest.Digest, dv
 		return fmt.Errorf("derive %s from %s: %w", d, dv.Base, err)
 	}
 	total := int64(len(dv.Prefix)) + size + dv.Suffix
-	if err := s.claimBlob(ctx, d, total); err != nil {
+	if _, err := s.claimBlob(ctx, d, total); err != nil {
 		return err
 	}
 	err = s.meta.Update(ctx, func(tx meta.Tx) error {
@@ -57,18 +56,18 @@ func (s *Store) openDerived(ctx context.Context, d digest.Digest) (ReadSeekClose
 	if err != nil {
 		return nil, 0, err
 	}
-	base, size, err := s.files.Open(dv.Base)
+	base, size, err := s.openStored(ctx, dv.Base)
 	if err != nil {
 		return nil, 0, err
 	}
-	f, ok := base.(*os.File)
+	f, ok := base.(io.ReaderAt)
 	if !ok {
 		base.Close()
-		return nil, 0, fmt.Errorf("derived blob %s: base is not a file", d)
+		return nil, 0, fmt.Errorf("derived blob %s: base cannot be read at offsets", d)
 	}
 	parts := []io.ReaderAt{bytes.NewReader(dv.Prefix), f, zeros{}}
 	sizes := []int64{int64(len(dv.Prefix)), size, dv.Suffix}
-	r := &concatReader{parts: parts, sizes: sizes, closer: f}
+	r := &concatReader{parts: parts, sizes: sizes, closer: base}
 	for _, n := range sizes {
 		r.size += n
 	}

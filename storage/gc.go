@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -70,10 +67,11 @@ func (s *Store) CollectGarbage(ctx context.Context, opt GCOptions) (GCReport, er
 			rep.BytesFreed += size
 		}
 	}
-	if err := s.collectOrphanFiles(ctx, cutoff, opt.DryRun, &rep); err != nil {
+	uploadCutoff := s.Now().Add(-opt.UploadMaxAge).UnixNano()
+	if err := s.collectUploads(ctx, uploadCutoff, opt.DryRun, &rep); err != nil {
 		return rep, err
 	}
-	if err := s.collectUploads(ctx, s.Now().Add(-opt.UploadMaxAge).UnixNano(), opt.DryRun, &rep); err != nil {
+	if err := s.collectOrphans(ctx, cutoff, uploadCutoff, opt.DryRun, &rep); err != nil {
 		return rep, err
 	}
 	return rep, nil
@@ -82,7 +80,8 @@ func (s *Store) CollectGarbage(ctx context.Context, opt GCOptions) (GCReport, er
 // collectBlob removes blob d if nothing holds it and it was last touched before cutoff.
 func (s *Store) collectBlob(ctx context.Context, d digest.Digest, cutoff int64, dryRun bool) (int64, bool, error) {
 	var size int64
-	marked := false
+	var rec blobRecord
+	marked, derived := false, false
 	err := s.meta.Update(ctx, func(tx meta.Tx) error {
 		marked = false // Update may run this more than once
 		r, found, err := getBlobRecord(tx, d)
@@ -92,7 +91,12 @@ func (s *Store) collectBlob(ctx context.Context, d digest.Digest, cutoff int64, 
 		if r.Refs > 0 || r.Touched >= cutoff {
 			return nil
 		}
-		size, marked = r.Size, true
+		size, marked, rec = r.Size, true, r
+		_, err = tx.Get(keyDerived(d))
+		derived = err == nil
+		if err != nil && !errors.Is(err, meta.ErrNotFound) {
+			return err
+		}
 		if dryRun {
 			return nil
 		}
@@ -102,10 +106,18 @@ func (s *Store) collectBlob(ctx context.Context, d digest.Digest, cutoff int64, 
 	if err != nil || !marked || dryRun {
 		return size, marked, err
 	}
-	// Only bytes that were on disk count as freed: a file already gone frees nothing.
-	gone, err := s.files.removeBlob(d)
-	if err != nil {
-		return 0, false, err
+	// Only bytes that were stored count as freed: an object already gone frees nothing. A
+	// derived blob has no bytes of its own.
+	name, key := s.location(rec, d)
+	gone := false
+	if !derived {
+		b, ok := s.stores[name]
+		if !ok {
+			return 0, false, fmt.Errorf("gc: blob %s is in store %q, which is not configured", d, name)
+		}
+		if gone, err = b.Remove(ctx, key); err != nil {
+			return 0, false, fmt.Errorf("gc: remove blob %s: %w", d, err)
+		}
 	}
 	if !gone {
 		size = 0
@@ -132,6 +144,11 @@ func (s *Store) collectBlob(ctx context.Context, d digest.Digest, cutoff int64, 
 		if err := tx.Delete(keyDerived(d)); err != nil {
 			return err
 		}
+		if rec.Key != "" {
+			if err := tx.Delete(keyStoreKey(name, key)); err != nil {
+				return err
+			}
+		}
 		return tx.Delete(keyBlob(d))
 	})
 	if err != nil {
@@ -140,42 +157,111 @@ func (s *Store) collectBlob(ctx context.Context, d digest.Digest, cutoff int64, 
 	return size, true, nil
 }
 
-// collectOrphanFiles removes blob files that have no record (left by a crash between writing
-// a file and recording it) once they are older than cutoff.
-func (s *Store) collectOrphanFiles(ctx context.Context, cutoff int64, dryRun bool, rep *GCReport) error {
-	return s.files.walkBlobs(func(d digest.Digest, info fs.FileInfo) error {
-		if info.ModTime().UnixNano() >= cutoff {
-			return nil
-		}
-		var orphan bool
-		err := s.meta.Update(ctx, func(tx meta.Tx) error {
-			orphan = false // Update may run this more than once
-			_, found, err := getBlobRecord(tx, d)
-			if err != nil || found {
-				return err
-			}
-			orphan = true
-			if dryRun {
+// collectOrphans walks every blob store and removes what nobody owns: committed objects no
+// record names (left by a crash between a commit and its record) once older than cutoff,
+// and upload staging of sessions that no longer exist once older than uploadCutoff.
+func (s *Store) collectOrphans(ctx context.Context, cutoff, uploadCutoff int64, dryRun bool, rep *GCReport) error {
+	for _, name := range s.names {
+		b := s.stores[name]
+		stale := map[string]bool{}
+		err := b.Walk(ctx, func(e Entry) error {
+			if e.Key == "" {
+				if e.Upload != "" && e.Modified.UnixNano() < uploadCutoff {
+					stale[e.Upload] = true
+				}
 				return nil
 			}
-			// Hold the digest while the file goes, as collectBlob does.
-			return putJSON(tx, keyBlob(d), blobRecord{Deleting: true})
+			if e.Modified.UnixNano() >= cutoff {
+				return nil
+			}
+			return s.collectOrphanObject(ctx, name, b, e, dryRun, rep)
 		})
-		if err != nil || !orphan {
-			return err
+		if err != nil {
+			return fmt.Errorf("gc: walk store %s: %w", name, err)
 		}
-		rep.OrphanFiles++
-		if dryRun {
-			return nil
+		for id := range stale {
+			var open bool
+			if err := s.meta.View(ctx, func(tx meta.Tx) error {
+				_, err := tx.Get(keyUpload(id))
+				open = err == nil
+				if errors.Is(err, meta.ErrNotFound) {
+					err = nil
+				}
+				return err
+			}); err != nil || open {
+				continue
+			}
+			rep.OrphanFiles++
+			if !dryRun {
+				if err := b.DropUpload(ctx, id); err != nil {
+					s.Log.Warn("gc: remove orphan upload data", "store", name, "upload", id, "err", err)
+				}
+			}
 		}
-		if _, err := s.files.removeBlob(d); err != nil {
-			return err
-		}
-		return s.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(keyBlob(d)) })
-	})
+	}
+	return nil
 }
 
-// collectUploads removes sessions untouched since cutoff, and upload files with no session.
+// collectOrphanObject removes the committed object e of store b unless a record names it
+// or the session that wrote it is still open. Most objects are someone's: a read-only
+// check clears them before any write transaction.
+func (s *Store) collectOrphanObject(ctx context.Context, name string, b BlobStore, e Entry, dryRun bool, rep *GCReport) error {
+	var owned bool
+	if err := s.meta.View(ctx, func(tx meta.Tx) (err error) {
+		owned, err = objectOwned(tx, name, e)
+		return err
+	}); err != nil || owned {
+		return err
+	}
+	var orphan bool
+	err := s.meta.Update(ctx, func(tx meta.Tx) error {
+		orphan = false // Update may run this more than once
+		if owned, err := objectOwned(tx, name, e); err != nil || owned {
+			return err
+		}
+		orphan = true
+		if dryRun || e.Digest == "" {
+			return nil
+		}
+		// A content-addressed key may be committed anew at any moment: hold the digest
+		// while the object goes, as collectBlob does.
+		return putJSON(tx, keyBlob(e.Digest), blobRecord{Deleting: true})
+	})
+	if err != nil || !orphan {
+		return err
+	}
+	rep.OrphanFiles++
+	if dryRun {
+		return nil
+	}
+	if _, err := b.Remove(ctx, e.Key); err != nil {
+		return err
+	}
+	if e.Digest == "" {
+		return nil
+	}
+	return s.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(keyBlob(e.Digest)) })
+}
+
+// objectOwned reports whether a record names object e of store name, or the session that
+// writes it is open.
+func objectOwned(tx meta.Tx, name string, e Entry) (bool, error) {
+	if _, err := tx.Get(keyStoreKey(name, e.Key)); !errors.Is(err, meta.ErrNotFound) {
+		return err == nil, err
+	}
+	if e.Upload != "" {
+		if _, err := tx.Get(keyUpload(e.Upload)); !errors.Is(err, meta.ErrNotFound) {
+			return err == nil, err
+		}
+	}
+	if e.Digest != "" {
+		_, found, err := getBlobRecord(tx, e.Digest)
+		return found, err
+	}
+	return false, nil
+}
+
+// collectUploads removes sessions untouched since cutoff, with their data.
 func (s *Store) collectUploads(ctx context.Context, cutoff int64, dryRun bool, rep *GCReport) error {
 	var ids []string
 	if err := s.meta.View(ctx, func(tx meta.Tx) (err error) {
@@ -184,9 +270,7 @@ func (s *Store) collectUploads(ctx context.Context, cutoff int64, dryRun bool, r
 	}); err != nil {
 		return fmt.Errorf("gc: list uploads: %w", err)
 	}
-	known := map[string]bool{}
 	for _, id := range ids {
-		known[id] = true
 		var u Upload
 		err := s.meta.View(ctx, func(tx meta.Tx) error { return getJSON(tx, keyUpload(id), &u) })
 		if errors.Is(err, meta.ErrNotFound) {
@@ -207,23 +291,6 @@ func (s *Store) collectUploads(ctx context.Context, cutoff int64, dryRun bool, r
 		unlock()
 		if err != nil {
 			return err
-		}
-	}
-	entries, err := os.ReadDir(filepath.Join(s.files.root, "uploads"))
-	if err != nil {
-		return fmt.Errorf("gc: list upload files: %w", err)
-	}
-	for _, e := range entries {
-		info, err := e.Info()
-		if err != nil || known[e.Name()] || info.ModTime().UnixNano() >= cutoff {
-			continue
-		}
-		// A session started after we listed them would be newer than cutoff.
-		rep.OrphanFiles++
-		if !dryRun {
-			if err := os.Remove(filepath.Join(s.files.root, "uploads", e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				s.Log.Warn("gc: remove orphan upload file", "file", e.Name(), "err", err)
-			}
 		}
 	}
 	return nil

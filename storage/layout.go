@@ -2,18 +2,31 @@ package storage
 
 // Layout of everything the store keeps.
 //
-// Files, under the data directory:
+// Blob stores hold bytes under keys; the blob record names the store and the key. The
+// filesystem store (Files), under its directory (the data directory without --store):
 //
 //	blobs/<alg>/<first 2 hex>/<hex>   a committed blob (layers, configs and manifests alike),
-//	                                   stored once for the whole server
-//	uploads/<upload id>                the bytes of an upload session so far
-//	uploads/manifest-*                 a manifest being written (temp file, then renamed)
+//	                                   stored once for the whole server; the key is this path
+//	uploads/<upload id>                the bytes of an upload session so far (uploads, image
+//	                                   data and manifests alike go through a session)
+//
+// The S3 store (S3Store), under its bucket and prefix:
+//
+//	data/<upload id>                   a committed blob: the multipart upload of session <upload
+//	                                   id> completed at the key it was started at, so commit
+//	                                   moves and copies nothing (keppel's storage id)
+//	uploads/<upload id>/tail           the bytes of a session not yet in a part (less than the
+//	                                   5 MiB part minimum), rewritten by each append
+//	multipart uploads at data/<id>     the parts of a session so far
 //
 // Metadata keys (meta.Tx keys and sorted sets); <repo> never holds ':' and <tag> never holds
 // ':', so every key parses unambiguously:
 //
 //	blob:<digest>                  blobRecord: size, manifest reference count, last touch,
-//	                               deleting mark (set by GC while it removes the file)
+//	                               deleting mark (set by GC while it removes the file), the
+//	                               store and key of the bytes
+//	blobkey:<store>:<key>          the digest whose bytes are at key in store (GC's check
+//	                               that an object it finds is someone's)
 //	set blobs                      every digest that has a blob record
 //	set bloblinks:<digest>         repositories the blob is linked into
 //	set repos                      every repository name
@@ -26,7 +39,8 @@ package storage
 //	set mtags:<repo>:<digest>      tags pointing at one manifest (so a delete removes them)
 //	set referrers:<repo>:<digest>  manifests whose subject is <digest>
 //	set holders:<repo>:<digest>    manifests of the repository that hold <digest>
-//	upload:<id>                    uploadRecord: repository, offset, hash state, times
+//	upload:<id>                    Upload: repository, offset, hash state, times, the store
+//	                               and its resume state (S3: multipart id, parts, tail)
 //	set uploads                    every open upload session id
 //	set uploads:<project>          open session ids of repositories under <project>/ (the cap)
 
@@ -36,13 +50,14 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-func keyBlob(d digest.Digest) string      { return "blob:" + d.String() }
-func keyBlobLinks(d digest.Digest) string { return "bloblinks:" + d.String() }
-func keyRepoBlobs(repo string) string     { return "repo:" + repo + ":blobs" }
-func keyRepoManifests(repo string) string { return "repo:" + repo + ":manifests" }
-func keyRepoTags(repo string) string      { return "repo:" + repo + ":tags" }
-func keyTag(repo, tag string) string      { return "tag:" + repo + ":" + tag }
-func keyUpload(id string) string          { return "upload:" + id }
+func keyBlob(d digest.Digest) string       { return "blob:" + d.String() }
+func keyBlobLinks(d digest.Digest) string  { return "bloblinks:" + d.String() }
+func keyRepoBlobs(repo string) string      { return "repo:" + repo + ":blobs" }
+func keyRepoManifests(repo string) string  { return "repo:" + repo + ":manifests" }
+func keyRepoTags(repo string) string       { return "repo:" + repo + ":tags" }
+func keyTag(repo, tag string) string       { return "tag:" + repo + ":" + tag }
+func keyUpload(id string) string           { return "upload:" + id }
+func keyStoreKey(store, key string) string { return "blobkey:" + store + ":" + key }
 
 // setProjectUploads is the set of open sessions of a project: the first path component of
 // the repository, the unit that owns repositories.

@@ -128,7 +128,7 @@ func TestExpireIdleUploads(t *testing.T) {
 		if _, err := e.s.AppendUpload(ctx, "p/idle", idle.ID, -1, bytes.NewReader([]byte("more")), -1); !errors.Is(err, storage.ErrUploadUnknown) {
 			t.Fatalf("append to an expired session: %v, want ErrUploadUnknown", err)
 		}
-		if _, err := os.Stat(e.s.Files().UploadPath(idle.ID)); !os.IsNotExist(err) {
+		if _, err := os.Stat(e.files.UploadPath(idle.ID)); !os.IsNotExist(err) {
 			t.Fatalf("expired session's data: %v, want removed", err)
 		}
 		if _, err := e.s.GetUpload(ctx, "p/busy", busy.ID); err != nil {

@@ -1,11 +1,13 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/google/uuid"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/xloud/xloud-image/storage/meta"
@@ -58,10 +60,10 @@ func (e *MissingBlobsError) Unwrap() error { return ErrBlobsMissing }
 // PutManifest stores the manifest bytes and, in one transaction, links it into repo, raises
 // the reference counts of what it holds, records its subject's referrer and moves its tags.
 func (s *Store) PutManifest(ctx context.Context, repo string, m ManifestPut) error {
-	if err := s.files.writeSmall(m.Digest, m.Content); err != nil {
+	if err := s.writeSmall(ctx, m.Digest, m.Content); err != nil {
 		return err
 	}
-	if err := s.claimBlob(ctx, m.Digest, int64(len(m.Content))); err != nil {
+	if _, err := s.claimBlob(ctx, m.Digest, int64(len(m.Content))); err != nil {
 		return err
 	}
 	err := s.meta.Update(ctx, func(tx meta.Tx) error {
@@ -103,6 +105,29 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m ManifestPut) err
 		s.manifests.put(m.Digest, m.Content)
 	}
 	return err
+}
+
+// writeSmall stores small content (a manifest) as blob d unless it is stored already: one
+// session, one final append, one commit.
+func (s *Store) writeSmall(ctx context.Context, d digest.Digest, content []byte) error {
+	var stored bool
+	err := s.meta.View(ctx, func(tx meta.Tx) error {
+		r, _, err := getBlobRecord(tx, d)
+		stored = r.Key != "" && !r.Deleting
+		return err
+	})
+	if err != nil || stored {
+		return err
+	}
+	w, err := s.stores[s.def].NewUpload(ctx, uuid.NewString())
+	if err != nil {
+		return fmt.Errorf("store %s: %w", d, err)
+	}
+	if _, err := w.Append(ctx, bytes.NewReader(content), -1, true); err != nil {
+		s.abort(ctx, w, d)
+		return fmt.Errorf("store %s: %w", d, err)
+	}
+	return s.commitBlob(ctx, s.def, w, d, int64(len(content)))
 }
 
 // addManifest records a manifest new to repo and takes its references on itself, the blobs
@@ -216,7 +241,7 @@ func (s *Store) GetManifest(ctx context.Context, repo string, d digest.Digest) (
 	if b, ok := s.manifests.get(d); ok {
 		return rec, b, nil
 	}
-	f, size, err := s.files.Open(d)
+	f, size, err := s.openStored(ctx, d)
 	if err != nil {
 		return rec, nil, fmt.Errorf("read manifest %s: %w", d, err)
 	}

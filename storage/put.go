@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
-	"path/filepath"
+
+	"github.com/google/uuid"
 
 	"github.com/opencontainers/go-digest"
 
@@ -33,33 +33,27 @@ type PutOptions struct {
 // every sink see the bytes as they are written. Nothing is visible until the blob is
 // committed; on error nothing is left behind. It returns the digest and size.
 func (s *Store) PutBlob(ctx context.Context, repo string, r io.Reader, opt PutOptions) (digest.Digest, int64, error) {
-	tmp, err := os.CreateTemp(filepath.Join(s.files.root, "uploads"), "put-*")
+	w, err := s.stores[s.def].NewUpload(ctx, uuid.NewString())
 	if err != nil {
 		return "", 0, fmt.Errorf("put blob: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // no-op once committed
-	defer tmp.Close()
 	h := opt.Hash
 	if h == nil {
 		h = sha256.New()
 	}
-	n, err := ingest(tmp, 0, r, opt.Max, append([]io.Writer{h}, opt.Sinks...)...)
+	n, err := w.Append(ctx, r, opt.Max, true, append([]io.Writer{h}, opt.Sinks...)...)
 	if err != nil {
+		s.abort(ctx, w, "")
 		return "", n, fmt.Errorf("put blob: %w", err)
 	}
 	if opt.Check != nil {
 		if err := opt.Check(n); err != nil {
+			s.abort(ctx, w, "")
 			return "", n, err
 		}
 	}
-	if err := tmp.Sync(); err != nil {
-		return "", n, fmt.Errorf("put blob: %w", err)
-	}
 	d := digest.NewDigest(digest.SHA256, h)
-	if err := s.claimBlob(ctx, d, n); err != nil {
-		return "", n, err
-	}
-	if err := s.files.commit(tmp.Name(), d); err != nil {
+	if err := s.commitBlob(ctx, s.def, w, d, n); err != nil {
 		return "", n, err
 	}
 	err = s.meta.Update(ctx, func(tx meta.Tx) error { return s.linkBlob(tx, repo, d, n) })

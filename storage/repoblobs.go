@@ -23,11 +23,16 @@ func linked(tx meta.Tx, repo string, d digest.Digest) (bool, error) {
 	return found && !r.Deleting, nil
 }
 
-// StatBlob returns the size of blob d as seen through repo, or ErrBlobUnknown.
+// StatBlob returns the size of blob d as seen through repo, or ErrBlobUnknown. The record
+// answers; the blob store is not asked.
 func (s *Store) StatBlob(ctx context.Context, repo string, d digest.Digest) (int64, error) {
 	var ok bool
+	var r blobRecord
 	err := s.meta.View(ctx, func(tx meta.Tx) (err error) {
-		ok, err = linked(tx, repo, d)
+		if ok, err = linked(tx, repo, d); err != nil || !ok {
+			return err
+		}
+		r, _, err = getBlobRecord(tx, d)
 		return err
 	})
 	if err != nil {
@@ -36,14 +41,7 @@ func (s *Store) StatBlob(ctx context.Context, repo string, d digest.Digest) (int
 	if !ok {
 		return 0, ErrBlobUnknown
 	}
-	size, err := s.files.Stat(d)
-	if errors.Is(err, ErrBlobUnknown) {
-		if f, n, derr := s.openDerived(ctx, d); derr == nil {
-			f.Close()
-			return n, nil
-		}
-	}
-	return size, err
+	return r.Size, nil
 }
 
 // OpenBlob opens blob d as seen through repo. The caller closes it.
@@ -51,11 +49,7 @@ func (s *Store) OpenBlob(ctx context.Context, repo string, d digest.Digest) (Rea
 	if _, err := s.StatBlob(ctx, repo, d); err != nil {
 		return nil, 0, err
 	}
-	f, size, err := s.files.Open(d)
-	if errors.Is(err, ErrBlobUnknown) {
-		return s.openDerived(ctx, d)
-	}
-	return f, size, err
+	return s.openStored(ctx, d)
 }
 
 // BlobRepositories lists the repositories blob d is linked into (for a mount without

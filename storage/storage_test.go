@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +31,7 @@ type env struct {
 	redis string
 	m     meta.Store
 	s     *storage.Store
+	files *storage.Files
 }
 
 func (e *env) open() {
@@ -45,7 +48,7 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.s = storage.New(files, e.m)
+	e.s, e.files = storage.New(files, e.m), files
 }
 
 func (e *env) reopen() { e.m.Close(); e.open() }
@@ -109,7 +112,7 @@ func TestUploadSurvivesRestartAndFailedChunks(t *testing.T) {
 		if err != nil || got.Offset != 1<<20 {
 			t.Fatalf("after restart: %+v %v", got, err)
 		}
-		if st, _ := os.Stat(e.s.Files().UploadPath(u.ID)); st.Size() != 1<<20 {
+		if st, _ := os.Stat(e.files.UploadPath(u.ID)); st.Size() != 1<<20 {
 			t.Fatalf("upload file is %d bytes, want %d", st.Size(), 1<<20)
 		}
 		// Out of order.
@@ -132,7 +135,7 @@ func TestUploadSurvivesRestartAndFailedChunks(t *testing.T) {
 		if size != int64(len(content)) || !bytes.Equal(b, content) {
 			t.Fatal("committed blob differs")
 		}
-		if _, err := os.Stat(e.s.Files().UploadPath(u.ID)); !os.IsNotExist(err) {
+		if _, err := os.Stat(e.files.UploadPath(u.ID)); !os.IsNotExist(err) {
 			t.Fatal("upload file left after commit")
 		}
 		if _, err := e.s.GetUpload(ctx, "a/b", u.ID); !errors.Is(err, storage.ErrUploadUnknown) {
@@ -225,7 +228,7 @@ func TestGarbageCollection(t *testing.T) {
 		if _, err := e.s.StatBlob(ctx, "g/repo", loose); !errors.Is(err, storage.ErrBlobUnknown) {
 			t.Fatalf("collected blob still visible: %v", err)
 		}
-		if _, err := e.s.Files().Stat(loose); !errors.Is(err, storage.ErrBlobUnknown) {
+		if _, err := os.Stat(filepath.Join(e.dir, "blobs", "sha256", loose.Encoded()[:2], loose.Encoded())); !os.IsNotExist(err) {
 			t.Fatal("collected blob file still on disk")
 		}
 		if _, err := e.s.StatBlob(ctx, "g/repo", kept); err != nil {
@@ -330,6 +333,77 @@ func TestGCWhilePushing(t *testing.T) {
 		t.Logf("%d manifests accepted, %d refused because GC took a loose blob first (grace 0)", len(ok), refused)
 		if len(ok) == 0 {
 			t.Fatal("no manifest accepted")
+		}
+	})
+}
+
+// TestRecordsWithoutKeys: a data directory written before blob records named their store
+// and key keeps working: reads, a session recorded without a store, dedupe and GC.
+func TestRecordsWithoutKeys(t *testing.T) {
+	forBackends(t, func(t *testing.T, e *env) {
+		content := []byte("a layer from before stores had names")
+		d := push(t, e.s, "old/repo", content)
+		u, err := e.s.StartUpload(ctx, "old/repo", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.s.AppendUpload(ctx, "old/repo", u.ID, 0, bytes.NewReader([]byte("half")), -1); err != nil {
+			t.Fatal(err)
+		}
+		// Rewrite both records as the old code wrote them: no store, no key.
+		strip := func(key string) {
+			err := e.m.Update(ctx, func(tx meta.Tx) error {
+				b, err := tx.Get(key)
+				if err != nil {
+					return err
+				}
+				var m map[string]any
+				if err := json.Unmarshal(b, &m); err != nil {
+					return err
+				}
+				delete(m, "store")
+				delete(m, "key")
+				delete(m, "state")
+				b, _ = json.Marshal(m)
+				return tx.Put(key, b)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		strip("blob:" + d.String())
+		strip("upload:" + u.ID)
+		e.reopen()
+		f, _, err := e.s.OpenBlob(ctx, "old/repo", d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(f)
+		f.Close()
+		if !bytes.Equal(got, content) {
+			t.Fatalf("old record reads %q", got)
+		}
+		whole := []byte("half and the rest")
+		if _, err := e.s.CommitUpload(ctx, "old/repo", u.ID, digest.FromBytes(whole), 4, bytes.NewReader(whole[4:]), -1); err != nil {
+			t.Fatalf("commit an old session: %v", err)
+		}
+		if push(t, e.s, "old/other", content) != d {
+			t.Fatal("digest changed")
+		}
+		now := time.Now().Add(2 * time.Hour)
+		e.s.Now = func() time.Time { return now }
+		if err := e.s.DeleteBlob(ctx, "old/repo", d); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.s.DeleteBlob(ctx, "old/other", d); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := e.s.CollectGarbage(ctx, storage.GCOptions{Grace: time.Hour, UploadMaxAge: time.Hour})
+		if err != nil || !slices.Contains(rep.Blobs, d) {
+			t.Fatalf("gc of an old record: %+v %v", rep, err)
+		}
+		if _, err := os.Stat(filepath.Join(e.dir, "blobs", "sha256", d.Encoded()[:2], d.Encoded())); !os.IsNotExist(err) {
+			t.Fatalf("old blob file still there: %v", err)
 		}
 	})
 }

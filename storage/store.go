@@ -14,11 +14,13 @@ import (
 	"github.com/xloud/xloud-image/storage/meta"
 )
 
-// Store is the registry's storage: blob files plus the repository model in the metadata
-// store. Both the Registry API and the catalog use it; it holds no HTTP notions.
+// Store is the registry's storage: named blob stores plus the repository model in the
+// metadata store. Both the Registry API and the catalog use it; it holds no HTTP notions.
 type Store struct {
-	files *Files
-	meta  meta.Store
+	stores map[string]BlobStore
+	names  []string // in configuration order
+	def    string   // where new blobs go
+	meta   meta.Store
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 	// UploadLimit caps the open upload sessions of one project (0: no cap).
@@ -30,16 +32,78 @@ type Store struct {
 	manifests   *contentCache
 }
 
-// New returns a Store over the blob files and the metadata store.
-func New(files *Files, m meta.Store) *Store {
-	return &Store{files: files, meta: m, Now: time.Now, Log: slog.Default(), manifests: newContentCache(64 << 20)}
+// DefaultStoreName names the one blob store of a server run without --store.
+const DefaultStoreName = "default"
+
+// NamedStore is a blob store under the name operators and records use.
+type NamedStore struct {
+	Name  string
+	Store BlobStore
+}
+
+// New returns a Store over one blob store (named DefaultStoreName) and the metadata store.
+func New(b BlobStore, m meta.Store) *Store {
+	s, _ := NewStores(m, []NamedStore{{DefaultStoreName, b}}, "")
+	return s
+}
+
+// NewStores returns a Store over several named blob stores; def names the one new blobs go
+// to ("" : the first).
+func NewStores(m meta.Store, stores []NamedStore, def string) (*Store, error) {
+	if len(stores) == 0 {
+		return nil, errors.New("no blob store configured")
+	}
+	s := &Store{stores: map[string]BlobStore{}, meta: m, Now: time.Now, Log: slog.Default(), manifests: newContentCache(64 << 20)}
+	for _, n := range stores {
+		if _, dup := s.stores[n.Name]; dup {
+			return nil, fmt.Errorf("blob store %q configured twice", n.Name)
+		}
+		s.stores[n.Name] = n.Store
+		s.names = append(s.names, n.Name)
+	}
+	s.def = def
+	if def == "" {
+		s.def = stores[0].Name
+	}
+	if _, ok := s.stores[s.def]; !ok {
+		return nil, fmt.Errorf("default store %q is not configured", def)
+	}
+	return s, nil
 }
 
 // Meta exposes the metadata store to packages that keep their own records beside ours.
 func (s *Store) Meta() meta.Store { return s.meta }
 
-// Files exposes the blob files (for sendfile-friendly reads).
-func (s *Store) Files() *Files { return s.files }
+// BlobStore returns the blob store named name ("": the default one).
+func (s *Store) BlobStore(name string) (BlobStore, bool) {
+	if name == "" {
+		name = s.def
+	}
+	b, ok := s.stores[name]
+	return b, ok
+}
+
+// StoreNames lists the configured blob stores in configuration order; DefaultStore names
+// the one new blobs go to.
+func (s *Store) StoreNames() []string { return append([]string(nil), s.names...) }
+
+// DefaultStore names the blob store new blobs go to.
+func (s *Store) DefaultStore() string { return s.def }
+
+// Ping asks the metadata store and every blob store that can tell whether they answer.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.meta.Ping(ctx); err != nil {
+		return fmt.Errorf("metadata store: %w", err)
+	}
+	for _, name := range s.names {
+		if p, ok := s.stores[name].(Pinger); ok {
+			if err := p.Ping(ctx); err != nil {
+				return fmt.Errorf("blob store %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
 
 // blobRecord is the server-wide record of one committed blob.
 type blobRecord struct {
@@ -52,6 +116,24 @@ type blobRecord struct {
 	Touched int64 `json:"touched"`
 	// Deleting marks a blob whose file GC is removing; nobody may link it meanwhile.
 	Deleting bool `json:"deleting,omitempty"`
+	// Store and Key say where the bytes are. They are set once the bytes are committed, so
+	// a record that names them always points at a whole blob. A record without them is
+	// either one written before blobs had keys (the bytes are at fileKey in the store named
+	// DefaultStoreName, the data directory's, else the default store) or a commit in
+	// progress; a derived blob has none either (keyDerived).
+	Store string `json:"store,omitempty"`
+	Key   string `json:"key,omitempty"`
+}
+
+// location is where a record's bytes are.
+func (s *Store) location(r blobRecord, d digest.Digest) (string, string) {
+	if r.Key == "" {
+		if _, ok := s.stores[DefaultStoreName]; ok {
+			return DefaultStoreName, fileKey(d)
+		}
+		return s.def, fileKey(d)
+	}
+	return r.Store, r.Key
 }
 
 func getJSON(tx meta.Tx, key string, v any) error {
@@ -85,36 +167,110 @@ func getBlobRecord(tx meta.Tx, d digest.Digest) (blobRecord, bool, error) {
 // errBlobBusy means GC is removing the blob right now; the caller retries shortly.
 var errBlobBusy = errors.New("blob is being garbage-collected")
 
-// touchBlob records that d (of size) is committed and in use now. It refuses while GC holds
+// touchBlob records that d (of size) is committed or being committed and in use now, and
+// reports whether the record already names where the bytes are. It refuses while GC holds
 // the blob.
-func (s *Store) touchBlob(tx meta.Tx, d digest.Digest, size int64) error {
+func (s *Store) touchBlob(tx meta.Tx, d digest.Digest, size int64) (bool, error) {
 	r, _, err := getBlobRecord(tx, d)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if r.Deleting {
-		return errBlobBusy
+		return false, errBlobBusy
 	}
 	r.Size = size
 	r.Touched = s.Now().UnixNano()
 	if err := tx.SetAdd(setBlobs, d.String()); err != nil {
-		return err
+		return false, err
 	}
-	return putJSON(tx, keyBlob(d), r)
+	return r.Key != "", putJSON(tx, keyBlob(d), r)
 }
 
-// claimBlob runs touchBlob in its own transaction, waiting out a GC pass that holds d.
-func (s *Store) claimBlob(ctx context.Context, d digest.Digest, size int64) error {
+// claimBlob runs touchBlob in its own transaction, waiting out a GC pass that holds d. It
+// reports whether d's bytes are stored already.
+func (s *Store) claimBlob(ctx context.Context, d digest.Digest, size int64) (bool, error) {
 	for {
-		err := s.meta.Update(ctx, func(tx meta.Tx) error { return s.touchBlob(tx, d, size) })
-		if !errors.Is(err, errBlobBusy) {
+		var stored bool
+		err := s.meta.Update(ctx, func(tx meta.Tx) (err error) {
+			stored, err = s.touchBlob(tx, d, size)
 			return err
+		})
+		if !errors.Is(err, errBlobBusy) {
+			return stored, err
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+}
+
+// commitBlob makes what w holds the blob d (size bytes) in the blob store named name, and
+// records where it is. It claims d first, so a GC pass removing an older copy of d finishes
+// before ours lands; when d is stored already, ours is dropped, never committed. Two
+// concurrent commits of one digest both land; the first to record its key wins and the
+// other's object is removed (keppel's ON CONFLICT DO NOTHING).
+func (s *Store) commitBlob(ctx context.Context, name string, w UploadWriter, d digest.Digest, size int64) error {
+	stored, err := s.claimBlob(ctx, d, size)
+	if err == nil && stored {
+		s.abort(ctx, w, d)
+		return nil
+	}
+	if err != nil {
+		s.abort(ctx, w, d)
+		return fmt.Errorf("commit blob %s: %w", d, err)
+	}
+	key, err := w.Commit(ctx, d)
+	if err != nil {
+		s.abort(ctx, w, d)
+		return fmt.Errorf("commit blob %s: %w", d, err)
+	}
+	var dup bool
+	err = s.meta.Update(ctx, func(tx meta.Tx) error {
+		dup = false // Update may run this more than once
+		r, found, err := getBlobRecord(tx, d)
+		if err != nil {
+			return err
+		}
+		if !found || r.Deleting {
+			return errBlobBusy
+		}
+		if r.Key != "" {
+			dup = r.Store != name || r.Key != key
+			return nil
+		}
+		r.Store, r.Key = name, key
+		if err := tx.Put(keyStoreKey(name, key), []byte(d.String())); err != nil {
+			return err
+		}
+		return putJSON(tx, keyBlob(d), r)
+	})
+	if err != nil {
+		// Nothing names the object: it goes now, or GC finds it without an owner. On the
+		// filesystem the key is the content address, which GC (holding the digest) removes.
+		if name != "" && key != fileKey(d) {
+			if _, rerr := s.stores[name].Remove(context.WithoutCancel(ctx), key); rerr != nil {
+				s.Log.Warn("remove an unrecorded blob object; gc takes it", "digest", d, "key", key, "err", rerr)
+			}
+		}
+		if errors.Is(err, errBlobBusy) {
+			return ErrCollected
+		}
+		return fmt.Errorf("record blob %s: %w", d, err)
+	}
+	if dup {
+		if _, err := s.stores[name].Remove(ctx, key); err != nil {
+			s.Log.Warn("remove a duplicate copy of a blob; gc takes it", "digest", d, "key", key, "err", err)
+		}
+	}
+	return nil
+}
+
+// abort drops what an upload that will not be committed stored; a failure leaves it to GC.
+func (s *Store) abort(ctx context.Context, w UploadWriter, d digest.Digest) {
+	if err := w.Abort(context.WithoutCancel(ctx)); err != nil {
+		s.Log.Warn("drop the data of an upload not committed; gc takes it", "digest", d, "err", err)
 	}
 }
 
@@ -143,7 +299,7 @@ func (s *Store) linkBlob(tx meta.Tx, repo string, d digest.Digest, size int64) e
 	if !found {
 		return errBlobBusy
 	}
-	if err := s.touchBlob(tx, d, size); err != nil {
+	if _, err := s.touchBlob(tx, d, size); err != nil {
 		return err
 	}
 	if err := tx.SetAdd(keyRepoBlobs(repo), d.String()); err != nil {

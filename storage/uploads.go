@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
 
 	"github.com/google/uuid"
 	"github.com/opencontainers/go-digest"
@@ -27,8 +26,13 @@ type Upload struct {
 	// another algorithm costs a second read of the data.
 	Algorithm digest.Algorithm `json:"algorithm"`
 	HashState []byte           `json:"hash_state,omitempty"`
-	Started   int64            `json:"started"`
-	Updated   int64            `json:"updated"`
+	// Store names the blob store the bytes go to; State is what it needs to resume
+	// (UploadWriter.State). A session recorded before stores had names is in the default
+	// store.
+	Store   string `json:"store,omitempty"`
+	State   []byte `json:"state,omitempty"`
+	Started int64  `json:"started"`
+	Updated int64  `json:"updated"`
 }
 
 func newHash(alg digest.Algorithm) hash.Hash {
@@ -58,12 +62,12 @@ func (s *Store) StartUpload(ctx context.Context, repo string, alg digest.Algorit
 		return Upload{}, ErrUnsupportedAlg
 	}
 	now := s.Now().Unix()
-	u := Upload{ID: uuid.NewString(), Repo: repo, Algorithm: alg, Started: now, Updated: now}
-	f, err := os.OpenFile(s.files.UploadPath(u.ID), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	u := Upload{ID: uuid.NewString(), Repo: repo, Algorithm: alg, Store: s.def, Started: now, Updated: now}
+	w, err := s.stores[u.Store].NewUpload(ctx, u.ID)
 	if err != nil {
 		return Upload{}, fmt.Errorf("start upload: %w", err)
 	}
-	if err := f.Close(); err != nil {
+	if u.State, err = w.State(); err != nil {
 		return Upload{}, fmt.Errorf("start upload: %w", err)
 	}
 	err = s.meta.Update(ctx, func(tx meta.Tx) error {
@@ -79,8 +83,8 @@ func (s *Store) StartUpload(ctx context.Context, repo string, alg digest.Algorit
 		return putJSON(tx, keyUpload(u.ID), u)
 	})
 	if err != nil {
-		if rerr := os.Remove(s.files.UploadPath(u.ID)); rerr != nil {
-			s.Log.Warn("remove the file of an upload not started; gc takes it", "upload", u.ID, "err", rerr)
+		if rerr := w.Abort(ctx); rerr != nil {
+			s.Log.Warn("remove the data of an upload not started; gc takes it", "upload", u.ID, "err", rerr)
 		}
 		if errors.Is(err, ErrTooManyUploads) {
 			return Upload{}, err
@@ -88,6 +92,16 @@ func (s *Store) StartUpload(ctx context.Context, repo string, alg digest.Algorit
 		return Upload{}, fmt.Errorf("start upload: %w", err)
 	}
 	return u, nil
+}
+
+// writer resumes session u in its blob store.
+func (s *Store) writer(ctx context.Context, u Upload) (UploadWriter, error) {
+	name := u.storeName(s)
+	b, ok := s.stores[name]
+	if !ok {
+		return nil, fmt.Errorf("upload %s is in blob store %q, which is not configured", u.ID, name)
+	}
+	return b.ResumeUpload(ctx, u.ID, u.State, u.Offset)
 }
 
 // checkUploadLimit refuses a new session in repo's project once it holds UploadLimit. The
@@ -134,59 +148,54 @@ func (s *Store) GetUpload(ctx context.Context, repo, id string) (Upload, error) 
 func (s *Store) AppendUpload(ctx context.Context, repo, id string, start int64, body io.Reader, max int64) (Upload, error) {
 	unlock := s.uploadLocks.Lock(id)
 	defer unlock()
-	return s.appendLocked(ctx, repo, id, start, body, max, "")
+	u, _, err := s.appendLocked(ctx, repo, id, start, body, max, "", false)
+	return u, err
 }
 
 // appendLocked does AppendUpload's work under the session lock. If want names an algorithm
 // and nothing was written yet, the session switches to hashing with it, so a monolithic
-// upload is hashed once, in the algorithm of its digest.
-func (s *Store) appendLocked(ctx context.Context, repo, id string, start int64, body io.Reader, max int64, want digest.Algorithm) (Upload, error) {
+// upload is hashed once, in the algorithm of its digest. final says the body ends the
+// upload. It returns the session as recorded after the append and its writer.
+func (s *Store) appendLocked(ctx context.Context, repo, id string, start int64, body io.Reader, max int64, want digest.Algorithm, final bool) (Upload, UploadWriter, error) {
 	u, err := s.GetUpload(ctx, repo, id)
 	if err != nil {
-		return u, err
+		return u, nil, err
 	}
 	if start >= 0 && start != u.Offset {
-		return u, ErrRangeInvalid
+		return u, nil, ErrRangeInvalid
 	}
 	if u.Offset == 0 && want != "" && want != u.Algorithm {
 		u.Algorithm, u.HashState = want, nil
 	}
 	h, err := u.hasher()
 	if err != nil {
-		return u, err
+		return u, nil, err
 	}
-	f, err := os.OpenFile(s.files.UploadPath(id), os.O_RDWR, 0)
+	w, err := s.writer(ctx, u)
 	if err != nil {
-		return u, fmt.Errorf("open upload %s: %w", id, err)
+		return u, nil, err
 	}
-	defer f.Close()
-	// Bytes past the acknowledged offset are from a write that never completed (a crash or
-	// a failed chunk): drop them.
-	if err := f.Truncate(u.Offset); err != nil {
-		return u, fmt.Errorf("rewind upload %s: %w", id, err)
-	}
-	if _, err := f.Seek(u.Offset, io.SeekStart); err != nil {
-		return u, fmt.Errorf("seek upload %s: %w", id, err)
-	}
-	n, err := ingest(f, u.Offset, body, max, h)
-	if err == nil && n > 0 {
-		err = f.Sync()
-	}
+	n, err := w.Append(ctx, body, max, final, h)
 	if err != nil {
-		s.rewind(f, id, u.Offset)
-		return u, fmt.Errorf("write upload %s: %w", id, err)
+		return u, nil, fmt.Errorf("write upload %s: %w", id, err)
 	}
-	if n == 0 && u.HashState != nil {
-		return u, nil
+	if n == 0 && u.HashState != nil && !final {
+		return u, w, nil
 	}
-	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	hs, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
-		return u, fmt.Errorf("save hash state of upload %s: %w", id, err)
+		return u, nil, fmt.Errorf("save hash state of upload %s: %w", id, err)
+	}
+	st, err := w.State()
+	if err != nil {
+		return u, nil, fmt.Errorf("save state of upload %s: %w", id, err)
 	}
 	prev := u.Offset
 	u.Offset += n
-	u.HashState = state
+	u.HashState, u.State = hs, st
 	u.Updated = s.Now().Unix()
+	// What the append wrote past the recorded state is dropped by the next one if this
+	// record does not land.
 	err = s.meta.Update(ctx, func(tx meta.Tx) error {
 		var cur Upload
 		if err := getJSON(tx, keyUpload(id), &cur); err != nil {
@@ -197,42 +206,50 @@ func (s *Store) appendLocked(ctx context.Context, repo, id string, start int64, 
 		}
 		return putJSON(tx, keyUpload(id), u)
 	})
-	if err != nil {
-		s.rewind(f, id, prev)
-		if errors.Is(err, meta.ErrNotFound) {
-			err = ErrUploadUnknown
-		}
-		return u, err
+	if errors.Is(err, meta.ErrNotFound) {
+		err = ErrUploadUnknown
 	}
-	return u, nil
+	if err != nil {
+		return u, nil, err
+	}
+	return u, w, nil
 }
 
 // CommitUpload appends the final chunk (body may be empty; start as in AppendUpload), checks
-// that the whole content has digest d, and makes it a blob linked into repo. The data file
-// becomes the blob by rename; nothing is copied. On a digest mismatch the session is
-// discarded and nothing is stored.
+// that the whole content has digest d, and makes it a blob linked into repo. The blob store
+// commits the session's bytes where they are; nothing is copied or read again. On a digest
+// mismatch the session is discarded and nothing is stored.
 func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Digest, start int64, body io.Reader, max int64) (int64, error) {
 	unlock := s.uploadLocks.Lock(id)
 	defer unlock()
-	u, err := s.appendLocked(ctx, repo, id, start, body, max, d.Algorithm())
+	u, w, err := s.appendLocked(ctx, repo, id, start, body, max, d.Algorithm(), true)
 	if err != nil {
 		return 0, err
 	}
-	got, err := s.uploadDigest(u, d.Algorithm())
-	if err != nil {
-		return 0, err
+	if _, ok := s.stores[u.storeName(s)].(UploadReader); !ok && d.Algorithm() != u.Algorithm {
+		w, err = s.checkCommitted(ctx, u, w, d)
+		if errors.Is(err, ErrDigestMismatch) {
+			s.cancelLocked(ctx, id)
+		}
+		if err != nil {
+			return 0, err
+		}
+	} else {
+		got, err := s.uploadDigest(ctx, u, d.Algorithm())
+		if err != nil {
+			return 0, err
+		}
+		if got != d {
+			s.cancelLocked(ctx, id)
+			return 0, ErrDigestMismatch
+		}
 	}
-	if got != d {
-		s.cancelLocked(ctx, id)
-		return 0, ErrDigestMismatch
-	}
-	// Every chunk was fsynced before it was acknowledged (appendLocked), so the data is
-	// durable already: commit is a rename.
-	path := s.files.UploadPath(id)
-	if err := s.claimBlob(ctx, d, u.Offset); err != nil {
-		return 0, fmt.Errorf("commit upload %s: %w", id, err)
-	}
-	if err := s.files.commit(path, d); err != nil {
+	if err := s.commitBlob(ctx, u.storeName(s), w, d, u.Offset); err != nil {
+		// commitBlob dropped the session's data; its record goes too, and the client
+		// starts over.
+		if cerr := s.meta.Update(ctx, func(tx meta.Tx) error { return dropSession(tx, u) }); cerr != nil {
+			s.Log.Warn("forget an upload whose commit failed; the janitor takes it", "upload", id, "err", cerr)
+		}
 		return 0, err
 	}
 	err = s.meta.Update(ctx, func(tx meta.Tx) error {
@@ -250,9 +267,22 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 	return u.Offset, nil
 }
 
+// storeName is where session u's bytes are; a session recorded before stores had names is
+// in the data directory's store, as legacy blob records are.
+func (u Upload) storeName(s *Store) string {
+	if u.Store != "" {
+		return u.Store
+	}
+	if _, ok := s.stores[DefaultStoreName]; ok {
+		return DefaultStoreName
+	}
+	return s.def
+}
+
 // uploadDigest is the digest of the session's content under alg: from the running hash when
-// it is the session's algorithm, else by reading the data once more.
-func (s *Store) uploadDigest(u Upload, alg digest.Algorithm) (digest.Digest, error) {
+// it is the session's algorithm, else by reading the data once more (a digest of another
+// algorithm than the session was started with, after chunks; rare).
+func (s *Store) uploadDigest(ctx context.Context, u Upload, alg digest.Algorithm) (digest.Digest, error) {
 	if alg == u.Algorithm {
 		h, err := u.hasher()
 		if err != nil {
@@ -260,16 +290,75 @@ func (s *Store) uploadDigest(u Upload, alg digest.Algorithm) (digest.Digest, err
 		}
 		return digest.NewDigest(alg, h), nil
 	}
-	f, err := os.Open(s.files.UploadPath(u.ID))
+	r, err := s.readUpload(ctx, u)
 	if err != nil {
 		return "", fmt.Errorf("rehash upload %s: %w", u.ID, err)
 	}
-	defer f.Close()
+	defer r.Close()
 	h := newHash(alg)
-	if _, err := io.Copy(h, io.LimitReader(f, u.Offset)); err != nil {
+	if _, err := io.Copy(h, io.LimitReader(r, u.Offset)); err != nil {
 		return "", fmt.Errorf("rehash upload %s: %w", u.ID, err)
 	}
 	return digest.NewDigest(alg, h), nil
+}
+
+// UploadReader is a blob store whose session data can be read back before commit.
+type UploadReader interface {
+	ReadUpload(ctx context.Context, id string, size int64) (io.ReadCloser, error)
+}
+
+func (s *Store) readUpload(ctx context.Context, u Upload) (io.ReadCloser, error) {
+	ur, ok := s.stores[u.storeName(s)].(UploadReader)
+	if !ok {
+		return nil, fmt.Errorf("blob store %s cannot read uploads back", u.storeName(s))
+	}
+	return ur.ReadUpload(ctx, u.ID, u.Offset)
+}
+
+// checkCommitted is uploadDigest for a store that cannot read a session back (S3 parts are
+// unreadable before the multipart upload completes): it commits first, hashes the object
+// once, and removes it on a mismatch. It returns a writer whose Commit names the object.
+func (s *Store) checkCommitted(ctx context.Context, u Upload, w UploadWriter, d digest.Digest) (UploadWriter, error) {
+	b := s.stores[u.storeName(s)]
+	key, err := w.Commit(ctx, d)
+	if err != nil {
+		return nil, fmt.Errorf("commit upload %s: %w", u.ID, err)
+	}
+	cw := committedWriter{b: b, key: key}
+	r, err := b.Open(ctx, key, 0, -1)
+	if err != nil {
+		cw.Abort(ctx)
+		return nil, fmt.Errorf("rehash upload %s: %w", u.ID, err)
+	}
+	defer r.Close()
+	h := newHash(d.Algorithm())
+	if _, err := io.Copy(h, r); err != nil {
+		cw.Abort(ctx)
+		return nil, fmt.Errorf("rehash upload %s: %w", u.ID, err)
+	}
+	if digest.NewDigest(d.Algorithm(), h) != d {
+		cw.Abort(ctx)
+		return nil, ErrDigestMismatch
+	}
+	return cw, nil
+}
+
+// committedWriter is a session whose bytes are committed already, at key.
+type committedWriter struct {
+	b   BlobStore
+	key string
+}
+
+func (committedWriter) Append(context.Context, io.Reader, int64, bool, ...io.Writer) (int64, error) {
+	return 0, errors.New("append to a committed upload")
+}
+func (committedWriter) State() ([]byte, error) { return nil, nil }
+func (c committedWriter) Commit(context.Context, digest.Digest) (string, error) {
+	return c.key, nil
+}
+func (c committedWriter) Abort(ctx context.Context) error {
+	_, err := c.b.Remove(ctx, c.key)
+	return err
 }
 
 // CancelUpload ends session id of repo and drops its data.
@@ -289,11 +378,14 @@ func (s *Store) cancelLocked(ctx context.Context, id string) error {
 // removeSession drops session id, records and data, when remove approves its current
 // record (else errSessionLive); a session already gone is not an error.
 func (s *Store) removeSession(ctx context.Context, id string, remove func(Upload) bool) error {
+	var gone Upload
 	err := s.meta.Update(ctx, func(tx meta.Tx) error {
+		gone = Upload{} // Update may run this more than once
 		var u Upload
 		err := getJSON(tx, keyUpload(id), &u)
 		if errors.Is(err, meta.ErrNotFound) {
-			return tx.SetRemove(setUploads, id) // the file may be left over; remove it too
+			// The data may be left over; GC finds it as staging without a session.
+			return tx.SetRemove(setUploads, id)
 		}
 		if err != nil {
 			return err
@@ -301,6 +393,7 @@ func (s *Store) removeSession(ctx context.Context, id string, remove func(Upload
 		if !remove(u) {
 			return errSessionLive
 		}
+		gone = u
 		return dropSession(tx, u)
 	})
 	if errors.Is(err, errSessionLive) {
@@ -309,16 +402,15 @@ func (s *Store) removeSession(ctx context.Context, id string, remove func(Upload
 	if err != nil {
 		return fmt.Errorf("cancel upload %s: %w", id, err)
 	}
-	if err := os.Remove(s.files.UploadPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if gone.ID == "" {
+		return nil
+	}
+	w, err := s.writer(ctx, gone)
+	if err == nil {
+		err = w.Abort(ctx)
+	}
+	if err != nil {
 		return fmt.Errorf("remove upload %s: %w", id, err)
 	}
 	return nil
-}
-
-// rewind cuts an upload's file back to what its record says was received, after a failed
-// append. A failure is logged: the next append rewinds again before writing.
-func (s *Store) rewind(f *os.File, id string, offset int64) {
-	if err := f.Truncate(offset); err != nil {
-		s.Log.Warn("rewind upload after a failed append", "upload", id, "offset", offset, "err", err)
-	}
 }

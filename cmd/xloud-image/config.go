@@ -14,10 +14,14 @@ import (
 // config is the one configuration surface: flags, XLOUD_* environment variables and an
 // optional YAML file, in that order of precedence.
 type config struct {
-	RegistryAddr  string
-	APIAddr       string
-	DataDir       string
-	RedisURL      string
+	RegistryAddr string
+	APIAddr      string
+	DataDir      string
+	RedisURL     string
+	// Stores are the named blob stores (--store NAME=URL, repeatable); DefaultStore is where
+	// pushes and uploads go (default: the first).
+	Stores        storeList
+	DefaultStore  string
 	Auth          string
 	KeystoneURL   string
 	AdminPassword string
@@ -91,6 +95,8 @@ func (l limits) check() error {
 func commonFlags(fs *flag.FlagSet, c *config) *string {
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "blobs and the embedded store")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "use Redis as the metadata store (redis://HOST:PORT/DB); default: embedded")
+	fs.Var(&c.Stores, "store", "a blob store, NAME=URL, repeatable: file:///DIR or s3://BUCKET[/PREFIX]?endpoint=http://HOST:PORT&region=R[&redirect=5m] (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ACCESS:SECRET@ in the URL); default: DATA-DIR")
+	fs.StringVar(&c.DefaultStore, "default-store", "", "the --store new blobs go to (default: the first)")
 	c.LogLevel = "info"
 	fs.Var(choice(&c.LogLevel, "debug", "info", "warn", "error"), "log-level", "debug, info, warn or error")
 	return fs.String("config", "", "optional YAML file of flag values (keys are flag names)")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,6 +22,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/xloud/xloud-image/internal/testenv"
+	"github.com/xloud/xloud-image/storage"
 )
 
 // client is a minimal Registry API client for the process-level tests.
@@ -149,11 +151,21 @@ func (s slowReader) Read(p []byte) (int, error) {
 // partial is visible, and an interrupted chunked upload resumes.
 func TestCrashDuringPushes(t *testing.T) {
 	redisURL := testenv.StartRedis(t)
-	for _, backend := range []string{"embedded", "redis"} {
+	for _, backend := range []string{"embedded", "redis", "embedded-s3", "redis-s3"} {
 		t.Run(backend, func(t *testing.T) {
 			opt := testenv.ServerOptions{}
-			if backend == "redis" {
+			if strings.HasPrefix(backend, "redis") {
 				opt.RedisURL = redisURL
+			}
+			onS3 := strings.HasSuffix(backend, "-s3")
+			if onS3 {
+				if opt.RedisURL != "" {
+					// Its own Redis: records of the filesystem run name a store this
+					// server does not have.
+					opt.RedisURL = testenv.StartRedis(t)
+				}
+				s3 := testenv.StartS3(t)
+				opt.Args = []string{"--store", "s3=" + s3.URL(s3.Bucket("xloud"), "blobs")}
 			}
 			srv := testenv.StartServer(t, opt)
 			c := &client{t: t, base: srv.URL()}
@@ -228,7 +240,9 @@ func TestCrashDuringPushes(t *testing.T) {
 			if resp.StatusCode != 404 {
 				t.Fatalf("blob of an interrupted upload is visible: %d", resp.StatusCode)
 			}
-			checkBlobFiles(t, srv.DataDir)
+			if !onS3 { // on S3 the acknowledged blobs were read back above
+				checkBlobFiles(t, srv.DataDir)
+			}
 
 			// The chunked session resumes where its last acknowledged chunk ended.
 			resp = c.must(204, "GET", uploadPath, nil)
@@ -276,9 +290,25 @@ func checkBlobFiles(t *testing.T, dataDir string) {
 }
 
 // TestGCCommand runs `xloud-image gc` against a running server (through its admin socket)
-// and against a stopped one (opening the store itself).
+// and against a stopped one (opening the store itself), with blobs in the data directory
+// and in S3 (where the bucket is listed afterwards: exactly the referenced objects remain).
 func TestGCCommand(t *testing.T) {
-	srv := testenv.StartServer(t, testenv.ServerOptions{})
+	for _, blobs := range []string{"files", "s3"} {
+		t.Run(blobs, func(t *testing.T) {
+			var storeArgs []string
+			var storeURL string
+			if blobs == "s3" {
+				s3 := testenv.StartS3(t)
+				storeURL = s3.URL(s3.Bucket("xloud"), "blobs")
+				storeArgs = []string{"--store", "s3=" + storeURL}
+			}
+			testGCCommand(t, storeArgs, storeURL)
+		})
+	}
+}
+
+func testGCCommand(t *testing.T, storeArgs []string, storeURL string) {
+	srv := testenv.StartServer(t, testenv.ServerOptions{Args: storeArgs})
 	c := &client{t: t, base: srv.URL()}
 	p, err := c.pushImage("gc/repo", "kept", 1000)
 	if err != nil {
@@ -290,7 +320,8 @@ func TestGCCommand(t *testing.T) {
 	}
 	gc := func(args ...string) map[string]any {
 		t.Helper()
-		out, err := exec.Command(testenv.Binary(t), append([]string{"gc", "--data-dir", srv.DataDir}, args...)...).Output()
+		args = append(append([]string{"gc", "--data-dir", srv.DataDir}, storeArgs...), args...)
+		out, err := exec.Command(testenv.Binary(t), args...).Output()
 		if err != nil {
 			t.Fatalf("gc %v: %v", args, err)
 		}
@@ -314,6 +345,25 @@ func TestGCCommand(t *testing.T) {
 	}
 	c.must(404, "HEAD", "/v2/gc/repo/blobs/"+loose.String(), nil)
 	c.checkPushed(p)
+	if storeURL != "" {
+		b, err := storage.OpenS3(storeURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var objects []storage.Entry
+		if err := b.Walk(context.Background(), func(e storage.Entry) error { objects = append(objects, e); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		// The config, the layer and the manifest; no staging.
+		if len(objects) != 3 {
+			t.Fatalf("bucket after gc: %+v; want the 3 referenced objects", objects)
+		}
+		for _, o := range objects {
+			if o.Key == "" {
+				t.Fatalf("staging left in the bucket: %+v", o)
+			}
+		}
+	}
 
 	// With the server stopped, gc opens the store itself.
 	srv.Stop()

@@ -19,6 +19,9 @@ import (
 // given a wrong path says so instead of creating an empty store there and reporting nothing.
 func requireStore(c config) error {
 	marker := filepath.Join(c.DataDir, "meta.db")
+	if c.RedisURL != "" && len(c.Stores) > 0 {
+		return nil // nothing of the store is in the data directory
+	}
 	if c.RedisURL != "" {
 		marker = filepath.Join(c.DataDir, "blobs")
 	}

@@ -232,7 +232,7 @@ func openStore(ctx context.Context, c config, lockWait time.Duration) (*storage.
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("create data dir: %w", err)
 	}
-	files, err := storage.OpenFiles(c.DataDir)
+	stores, err := openBlobStores(c)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -246,15 +246,20 @@ func openStore(ctx context.Context, c config, lockWait time.Duration) (*storage.
 	if err != nil {
 		return nil, nil, err
 	}
-	return storage.New(files, m), func() { m.Close() }, nil
+	s, err := storage.NewStores(m, stores, c.DefaultStore)
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	return s, func() { m.Close() }, nil
 }
 
 // healthHandler answers liveness; readiness also asks the metadata store.
 func healthHandler(store *storage.Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/readyz" {
-			if err := store.Meta().Ping(r.Context()); err != nil {
-				http.Error(w, "metadata store unavailable", http.StatusServiceUnavailable)
+			if err := store.Ping(r.Context()); err != nil {
+				http.Error(w, err.Error()+"\n", http.StatusServiceUnavailable)
 				return
 			}
 		}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -70,6 +71,43 @@ func (c *client) pushBlob(ctx context.Context, base, repo string, body io.Reader
 	}
 	resp.Body.Close()
 	return time.Since(start), nil
+}
+
+// pushChunked uploads data into repo in chunks of chunk bytes: POST, one PATCH per chunk
+// with its Content-Range, then PUT ?digest= with no body.
+func (c *client) pushChunked(ctx context.Context, base, repo string, data []byte, chunk int, d string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v2/"+repo+"/blobs/uploads/", nil)
+	resp, err := c.do(req, http.StatusAccepted)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	loc, err := resolve(base, resp.Header.Get("Location"))
+	if err != nil {
+		return err
+	}
+	for off := 0; off < len(data); off += chunk {
+		end := min(off+chunk, len(data))
+		req, _ = http.NewRequestWithContext(ctx, http.MethodPatch, loc.String(), bytes.NewReader(data[off:end]))
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("Content-Range", fmt.Sprintf("%d-%d", off, end-1))
+		if resp, err = c.do(req, http.StatusAccepted); err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if loc, err = resolve(base, resp.Header.Get("Location")); err != nil {
+			return err
+		}
+	}
+	q := loc.Query()
+	q.Set("digest", d)
+	loc.RawQuery = q.Encode()
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPut, loc.String(), nil)
+	if resp, err = c.do(req, http.StatusCreated); err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
 }
 
 // resolve makes the upload Location absolute (the spec allows a relative one).

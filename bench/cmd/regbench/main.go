@@ -41,6 +41,7 @@ type options struct {
 	keep        bool   // keep the working directory (blobs, logs) at the end
 	xloudBin    string
 	distBin     string
+	versityBin  string // versitygw, the S3 server of the S3 phase
 	wrkBin      string
 	out         string // results file; "" prints only
 	dropCaches  bool
@@ -85,6 +86,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.xloudBin, "xloud", "bin/xloud-image", "xloud-image binary")
 	fs.StringVar(&o.distBin, "distribution", defaultDistribution(), "Distribution v3 registry binary")
 	fs.StringVar(&o.wrkBin, "wrk", "wrk", "wrk binary")
+	fs.StringVar(&o.versityBin, "versitygw", defaultTool("versitygw"), "versitygw binary (the S3 server of the S3 phase)")
 	fs.StringVar(&o.out, "out", "bench/results.md", "write the results here (overwritten); -quick does not write unless -out is given")
 	fs.BoolVar(&o.dropCaches, "drop-caches", true, "sync and drop the page cache before each PUT (needs root)")
 	fs.StringVar(&o.profileDir, "profile", "", "after measuring, profile one xloud-image blob PUT and GET, Image API upload and download, and 3 s of manifest GETs with perf into this directory")
@@ -128,11 +130,14 @@ func parseOptions(args []string) (options, error) {
 	return o, nil
 }
 
-// defaultDistribution is registry on PATH, else where go install puts it.
-func defaultDistribution() string {
+// defaultDistribution is registry where go install puts it.
+func defaultDistribution() string { return defaultTool("registry") }
+
+// defaultTool is where go install puts name.
+func defaultTool(name string) string {
 	if gp := os.Getenv("GOPATH"); gp != "" {
-		return filepath.Join(gp, "bin", "registry")
+		return filepath.Join(gp, "bin", name)
 	}
 	home, _ := os.UserHomeDir()
-	return filepath.Join(home, "go", "bin", "registry")
+	return filepath.Join(home, "go", "bin", name)
 }

@@ -29,6 +29,8 @@ type results struct {
 	// seconds per transfer.
 	imgPut, regPut, imgGet, regGet             []float64
 	imgPutCPU, regPutCPU, imgGetCPU, regGetCPU []float64
+	s3                                         s3Results
+
 	// md5 is this CPU's single-stream MD5 rate (MB/s per run): the ceiling of any upload that
 	// computes Glance's checksum, which is one serial chain.
 	md5 []float64
@@ -53,7 +55,7 @@ func (b *bench) rows() []row {
 	ip, rp, ig, rg := median(r.imgPut), median(r.regPut), median(r.imgGet), median(r.regGet)
 	mx, md := r.manXloud.reqPerSec, r.manDist.reqPerSec
 	rx, rd := float64(r.rssXloud.peak)/1024, float64(r.rssDist.peak)/1024
-	return []row{
+	rows := []row{
 		{size + " blob PUT, monolithic", px, "Distribution", pd, "MB/s", "≥ 1.10x", func() bool { return px >= 1.1*pd }},
 		{size + " blob PUT vs the disk", px, "dd conv=fdatasync", pdd, "MB/s", "≥ 0.85x", func() bool { return px >= 0.85*pdd }},
 		{size + " blob GET, warm cache", gx, "net/http ServeContent", gb, "MB/s", "≥ 0.85x", func() bool { return gx >= 0.85*gb }},
@@ -64,6 +66,19 @@ func (b *bench) rows() []row {
 		{fmt.Sprintf("manifest GET by tag (wrk -t%d -c%d)", b.o.wrkThreads, b.o.wrkConns), mx, "Distribution", md, "req/s", "≥ 3x", func() bool { return mx >= 3*md }},
 		{"peak RSS during a " + humanBytes(int64(b.o.rssSize)) + " upload", rx, "Distribution", rd, "MiB", "< 100 MiB", func() bool { return rx < 100 }},
 	}
+	s3 := r.s3
+	sx, sd := median(s3.putXloud), median(s3.putDist)
+	sgx, sgr := median(s3.getXloud), median(s3.getRaw)
+	srx, srd := float64(s3.rssXloud.peak)/1024, float64(s3.rssDist.peak)/1024
+	cx, cd := float64(copies(s3.chunkedXloud)), float64(copies(s3.chunkedDist))
+	rows = append(rows,
+		row{size + " blob PUT into S3 (versitygw)", sx, "Distribution s3-aws driver", sd, "MB/s", "≥ 1.10x", func() bool { return sx >= 1.1*sd }},
+		row{size + " blob GET from S3", sgx, "ranged GET of the object from versitygw", sgr, "MB/s", "≥ 0.90x", func() bool { return sgx >= 0.9*sgr }},
+		row{size + " blob GET from S3, store with redirect= (307 followed)", median(s3.getRedirect), "ranged GET of the object from versitygw", sgr, "MB/s", "", nil},
+		row{"peak RSS during a " + humanBytes(int64(b.o.rssSize)) + " S3 upload", srx, "Distribution s3-aws driver", srd, "MiB", "< 150 MiB", func() bool { return srx < 150 }},
+		row{fmt.Sprintf("server-side copies in a %s push of 1 MiB chunks", humanBytes(s3.chunkSize)), cx, "Distribution s3-aws driver", cd, "requests", "0", func() bool { return s3.chunkSize > 0 && cx == 0 }},
+	)
+	return rows
 }
 
 // table renders the main table in Markdown.
@@ -136,6 +151,13 @@ func (b *bench) details() string {
 		fmt.Fprintf(&sb, "- RSS %s: VmHWM over the upload %.1f MiB (largest sampled VmRSS %.1f MiB); VmHWM of all earlier phases %.1f MiB; upload %.0f MB/s\n",
 			m.name, float64(m.r.peak)/1024, float64(m.r.sampled)/1024, float64(m.r.wholeRun)/1024, m.r.uploadMBs)
 	}
+	if s3 := r.s3; len(s3.putXloud) > 0 {
+		fmt.Fprintf(&sb, "- S3 PUT xloud-image: %s; Distribution s3-aws: %s\n", runs(s3.putXloud), runs(s3.putDist))
+		fmt.Fprintf(&sb, "- S3 GET xloud-image: %s; ranged GET from versitygw: %s; with redirect= (307 followed): %s\n", runs(s3.getXloud), runs(s3.getRaw), runs(s3.getRedirect))
+		fmt.Fprintf(&sb, "- S3 RSS xloud-image: VmHWM %.1f MiB (sampled %.1f MiB); Distribution s3-aws: %.1f MiB (sampled %.1f MiB)\n",
+			float64(s3.rssXloud.peak)/1024, float64(s3.rssXloud.sampled)/1024, float64(s3.rssDist.peak)/1024, float64(s3.rssDist.sampled)/1024)
+		fmt.Fprintf(&sb, "- S3 requests of a %s push in 1 MiB chunks: xloud-image %v; Distribution %v\n", humanBytes(s3.chunkSize), s3.chunkedXloud, s3.chunkedDist)
+	}
 	fmt.Fprintf(&sb, "\nMethod: %d runs of each PUT and GET, median reported; MB/s = 10^6 bytes/s. ", b.o.runs)
 	sb.WriteString("PUT: POST then one PUT ?digest= with the whole body (Content-Length, sent with sendfile from a file of fresh random data per run, " +
 		"so nothing dedupes); before each PUT and each dd: sync, drop the page cache, read the source file back in; " +
@@ -151,6 +173,10 @@ func (b *bench) details() string {
 	fmt.Fprintf(&sb, "%d downloads of each (%d per run: they are short and scatter on a shared machine), median reported. ", imageGetRounds*b.o.runs, imageGetRounds)
 	fmt.Fprintf(&sb, "Manifest GET: OCI image (config, one 4 KiB layer) tagged %s, wrk with the Accept header of a pulling client, %s after a 1 s warm-up. ", smallTag, b.o.wrkDuration)
 	sb.WriteString("RSS: one monolithic PUT streamed from a ChaCha8 generator (digest from a first pass), VmHWM reset (clear_refs 5) before and read after. ")
+	sb.WriteString("S3: one versitygw v1.8.0 (posix, sidecar metadata, access log on) on the same filesystem serves both; xloud-image with --store s3=s3://xloud/blobs, " +
+		"Distribution v3 with its s3-aws driver (forcepathstyle, redirect disabled, in-memory descriptor cache) on bucket dist; PUT and GET as above; " +
+		"the raw GET is a presigned GET of the object holding xloud-image's blob with Range: bytes=0-<size-1> (206); the chunked push is POST, PATCHes of 1 MiB with Content-Range, PUT ?digest=, " +
+		"with versitygw's access-log lines for each bucket counted by operation. ")
 	sb.WriteString("Both registries fsync at commit (Distribution: filesystem driver, in-memory blob descriptor cache, access log off; xloud-image: embedded store, --auth none, log level warn).\n")
 	fmt.Fprintf(&sb, "\nMachine load: load average %s at the start, %s at the end; CPU used by processes other than the benchmark's:", r.loadStart, r.loadEnd)
 	for i, c := range r.cpu {

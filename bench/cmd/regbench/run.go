@@ -39,7 +39,7 @@ type blobFile struct {
 }
 
 func run(ctx context.Context, o options) error {
-	for _, bin := range []string{o.xloudBin, o.distBin, o.wrkBin, "dd"} {
+	for _, bin := range []string{o.xloudBin, o.distBin, o.wrkBin, o.versityBin, "dd"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return fmt.Errorf("%s not found (scripts/install-deps.sh installs what is missing): %w", bin, err)
 		}
@@ -73,7 +73,7 @@ func run(ctx context.Context, o options) error {
 }
 
 // phaseIDs name the phases for -phases, in the order they run.
-var phaseIDs = []string{"put", "get", "image-put", "image-get", "manifest", "rss", "profile"}
+var phaseIDs = []string{"put", "get", "image-put", "image-get", "manifest", "rss", "s3", "profile"}
 
 // phases runs the measurements in order, recording the CPU other processes took meanwhile.
 func (b *bench) phases(ctx context.Context) error {
@@ -84,7 +84,7 @@ func (b *bench) phases(ctx context.Context) error {
 		{"put", "PUT", b.phasePut}, {"get", "GET", b.phaseGet},
 		{"image-put", "Image API PUT", b.phaseImagePut}, {"image-get", "Image API GET", b.phaseImageGet},
 		{"manifest", "manifest GET", b.phaseManifest},
-		{"rss", "RSS", b.phaseRSS}, {"profile", "profile", b.phaseProfile},
+		{"rss", "RSS", b.phaseRSS}, {"s3", "S3", b.phaseS3}, {"profile", "profile", b.phaseProfile},
 	} {
 		if (p.id == "profile" && b.o.profileDir == "") || (b.o.phases != nil && !b.o.phases[p.id]) {
 			continue
@@ -131,7 +131,7 @@ func (b *bench) generate() error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	b.logf("generating %d files of %s in %s", 3*b.o.runs, humanBytes(int64(b.o.size)), dir)
+	b.logf("generating up to %d files of %s in %s", 3*b.o.runs, humanBytes(int64(b.o.size)), dir)
 	for _, set := range []struct {
 		name string
 		seed uint64
@@ -142,6 +142,9 @@ func (b *bench) generate() error {
 		{"image", 2000, true, &b.imageFiles},
 		{"regput", 3000, false, &b.regFiles},
 	} {
+		if set.name != "put" && b.o.phases != nil && !b.o.phases["image-put"] {
+			continue // only the Image API phases read these
+		}
 		for i := range b.o.runs {
 			p := filepath.Join(dir, fmt.Sprintf("%s-%d.bin", set.name, i))
 			var extra []io.Writer
@@ -165,7 +168,7 @@ func (b *bench) generate() error {
 
 func (b *bench) startServers(ctx context.Context) error {
 	var err error
-	if b.xloud, err = startXloud(ctx, b.o.xloudBin, b.work); err != nil {
+	if b.xloud, err = startXloud(ctx, b.o.xloudBin, b.work, "xloud"); err != nil {
 		return err
 	}
 	b.logf("xloud-image pid %d at %s", b.xloud.pid(), b.xloud.base)

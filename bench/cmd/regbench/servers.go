@@ -98,9 +98,9 @@ func (s *server) stop() {
 	s.log.Close()
 }
 
-// startXloud runs xloud-image serve with open auth and its data under dir: the Registry API
-// on one port, the Image API on another.
-func startXloud(ctx context.Context, bin, dir string) (*server, error) {
+// startXloud runs xloud-image serve with open auth and its data under dir/<name>-data: the
+// Registry API on one port, the Image API on another; extra flags (a --store) are added.
+func startXloud(ctx context.Context, bin, dir, name string, extra ...string) (*server, error) {
 	regPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -109,12 +109,12 @@ func startXloud(ctx context.Context, bin, dir string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	data := filepath.Join(dir, "xloud-data")
+	data := filepath.Join(dir, name+"-data")
 	base := fmt.Sprintf("http://127.0.0.1:%d", regPort)
-	s, err := startProcess(ctx, "xloud-image", filepath.Join(dir, "xloud.log"), base+"/v2/", nil, bin,
-		"serve", "--auth", "none", "--data-dir", data, "--log-level", "warn",
-		"--registry-addr", fmt.Sprintf("127.0.0.1:%d", regPort),
-		"--api-addr", fmt.Sprintf("127.0.0.1:%d", apiPort))
+	s, err := startProcess(ctx, name, filepath.Join(dir, name+".log"), base+"/v2/", nil, bin,
+		append([]string{"serve", "--auth", "none", "--data-dir", data, "--log-level", "warn",
+			"--registry-addr", fmt.Sprintf("127.0.0.1:%d", regPort),
+			"--api-addr", fmt.Sprintf("127.0.0.1:%d", apiPort)}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
