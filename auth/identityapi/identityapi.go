@@ -6,16 +6,13 @@
 package identityapi
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
 
 	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/internal/jsonbody"
 )
 
 // Options configure the identity API.
@@ -165,37 +162,17 @@ func scheme(r *http.Request) string {
 // decode reads r's JSON body (at most maxBody bytes) into v: malformed JSON, a body that is
 // not one JSON object or values of the wrong type are a 400, an oversized body a 413.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
-		return err
+	err := jsonbody.Decode(w, r, maxBody, v)
+	var bad *jsonbody.Error
+	if errors.As(err, &bad) {
+		return badRequest("%s", bad.Error())
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return badRequest("Invalid input for field '%s': expected %s.", te.Field, te.Type)
-		}
-		return badRequest("Malformed request body: %v.", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return badRequest("Malformed request body: trailing data.")
-	}
-	return nil
+	return err
 }
 
 // writeJSON writes v with status; HEAD gets the headers only.
 func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		w.Write(b)
-	}
-	return nil
+	return jsonbody.Write(w, r, status, "application/json", v)
 }
 
 // flag reads a boolean query parameter as Keystone does: present without a value is true,

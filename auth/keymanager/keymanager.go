@@ -6,16 +6,15 @@
 package keymanager
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 
 	"github.com/xloud/xloud-image/auth"
+	"github.com/xloud/xloud-image/internal/jsonbody"
 )
 
 // Options configure the key-manager API.
@@ -128,43 +127,23 @@ func (h *Handler) base(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
-// decode reads r's JSON body (at most maxBody bytes) into v.
+// decode reads r's JSON body (at most maxBody bytes) into v; a malformed one is a 400.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
-		return err
+	err := jsonbody.Decode(w, r, maxBody, v)
+	var bad *jsonbody.Error
+	if errors.As(err, &bad) {
+		return badRequest("%s", bad.Error())
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return badRequest("Invalid input for field '%s': expected %s.", te.Field, te.Type)
-		}
-		return badRequest("Malformed JSON: %v.", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return badRequest("Malformed JSON: trailing data.")
-	}
-	return nil
+	return err
 }
 
 // writeJSON writes v with status; HEAD gets the headers only.
 func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return writeBody(w, r, status, "application/json; charset=UTF-8", b)
+	return jsonbody.Write(w, r, status, "application/json; charset=UTF-8", v)
 }
 
 func writeBody(w http.ResponseWriter, r *http.Request, status int, contentType string, b []byte) error {
-	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		w.Write(b)
-	}
-	return nil
+	return jsonbody.WriteBytes(w, r, status, contentType, b)
 }
 
 // Error is a Barbican API error: its status and the description of Barbican's error body

@@ -129,7 +129,7 @@ func testSecretsAPI(t *testing.T, base string) {
 		want int
 		msg  string
 	}{
-		{"not json", "{", 400, "Malformed JSON"},
+		{"not json", "{", 400, "Malformed request body"},
 		{"trailing", `{"payload":"x"} {}`, 400, "trailing"},
 		{"wrong type", with("bit_length", "many"), 400, "bit_length"},
 		{"bad base64", with("payload", "@@not base64@@"), 400, "base64"},
