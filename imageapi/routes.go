@@ -33,6 +33,10 @@ type Options struct {
 	// to with RegistryPort, the port the registry listens on; both empty: no host.
 	RegistryHost string
 	RegistryPort string
+	// Signer signs the URLs of POST /v2/images/{id}/actions/url; RegistryURL is the base of
+	// the registry port, where they are served. Either nil: signed URLs are not offered.
+	Signer      *auth.URLSigner
+	RegistryURL func(*http.Request) string
 	// Log receives faults and failed background imports; nil: slog.Default().
 	Log *slog.Logger
 	// Metrics counts refusals; nil: not counted.
@@ -83,6 +87,7 @@ func (a *API) routes() {
 	a.authed("DELETE /v2/images/{id}", a.deleteImage)                      // §1.9
 	a.authed("POST /v2/images/{id}/actions/deactivate", a.deactivateImage) // §1.2
 	a.authed("POST /v2/images/{id}/actions/reactivate", a.reactivateImage) // §1.2
+	a.authed("POST /v2/images/{id}/actions/url", a.signedURL)              // extension: url.go
 	a.authed("PUT /v2/images/{id}/file", a.uploadImageData)                // §1.7
 	a.authed("GET /v2/images/{id}/file", a.downloadImageData)              // §1.7
 	a.authed("PUT /v2/images/{id}/stage", a.stageImageData)                // §1.7

@@ -5,7 +5,7 @@
 # Idempotent: a second run only checks.
 set -euo pipefail
 
-PKGS=(redis-server skopeo containerd qemu-utils wrk hyperfine python3-openstackclient python3-glanceclient keystone postgresql python3-psycopg2)
+PKGS=(redis-server skopeo containerd qemu-utils qemu-block-extra wrk hyperfine python3-openstackclient python3-glanceclient keystone postgresql python3-psycopg2)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

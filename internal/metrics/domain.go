@@ -2,7 +2,9 @@ package metrics
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +24,10 @@ type domain struct {
 	refusals *prometheus.CounterVec
 	gcRuns   prometheus.Counter
 	gcFreed  prometheus.Counter
+	// Signed URLs, by image id (the blob digest for URLs issued by the registry): one label
+	// value per image, not per URL, which would grow without bound.
+	urlUses  *prometheus.CounterVec
+	urlBytes *prometheus.CounterVec
 }
 
 func newDomain() domain {
@@ -34,6 +40,12 @@ func newDomain() domain {
 			Name: "xloud_gc_runs_total", Help: "Garbage collections run (not dry runs)."}),
 		gcFreed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "xloud_gc_freed_bytes_total", Help: "Bytes of blobs garbage collection removed."}),
+		urlUses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xloud_signed_url_requests_total",
+			Help: "Requests served through signed URLs, by image id (or blob digest when issued by the registry)."}, []string{"image"}),
+		urlBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xloud_signed_url_bytes_total",
+			Help: "Body bytes served through signed URLs, by image id (or blob digest when issued by the registry)."}, []string{"image"}),
 	}
 }
 
@@ -52,6 +64,41 @@ func (r *Registry) GCRun(freed int64) {
 		r.gcFreed.Add(float64(freed))
 	}
 }
+
+// SignedURLUse counts one request served through a signed URL for image.
+func (r *Registry) SignedURLUse(image string) {
+	if r != nil {
+		r.urlUses.WithLabelValues(image).Inc()
+	}
+}
+
+// CountImageBytes returns w counting the body bytes it sends into the signed URL bytes of
+// image; it keeps io.ReaderFrom, so file bodies still go out with sendfile.
+func (r *Registry) CountImageBytes(w http.ResponseWriter, image string) http.ResponseWriter {
+	if r == nil {
+		return w
+	}
+	return &bytesWriter{ResponseWriter: w, c: r.urlBytes.WithLabelValues(image)}
+}
+
+type bytesWriter struct {
+	http.ResponseWriter
+	c prometheus.Counter
+}
+
+func (b *bytesWriter) Write(p []byte) (int, error) {
+	n, err := b.ResponseWriter.Write(p)
+	b.c.Add(float64(n))
+	return n, err
+}
+
+func (b *bytesWriter) ReadFrom(src io.Reader) (int64, error) {
+	n, err := io.Copy(b.ResponseWriter, src) // the inner writer's ReadFrom: sendfile for files
+	b.c.Add(float64(n))
+	return n, err
+}
+
+func (b *bytesWriter) Unwrap() http.ResponseWriter { return b.ResponseWriter }
 
 // Observe adds the gauges src answers.
 func (r *Registry) Observe(src Sources) {
