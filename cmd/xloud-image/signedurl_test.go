@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,8 @@ type bootWorld struct {
 	alice, bob string // project-scoped tokens
 	image      string // image id
 	disk       string // path of the image's qcow2 file
+	// wrap runs qemu's commands (with the test CA trusted, over TLS).
+	wrap []string
 }
 
 // call sends one request and returns the status and body.
@@ -143,13 +146,44 @@ func backing(url string) string {
 	return "json:" + string(b)
 }
 
+// qemuImg runs qemu-img (wrapped) with args.
+func (w *bootWorld) qemuImg(env []string, args ...string) string {
+	w.t.Helper()
+	all := append(append(slices.Clone(w.wrap), "qemu-img"), args...)
+	return qemu(w.t, env, all[0], all[1:]...)
+}
+
+// trustCA makes qemu's commands trust ca: qemu's curl driver (libcurl with GnuTLS) reads
+// only the system bundle and no CA option or variable, so they run in a private mount
+// namespace where the system bundle plus ca is bound over /etc/ssl/certs/ca-certificates.crt.
+func (w *bootWorld) trustCA(ca *testenv.CA) {
+	const system = "/etc/ssl/certs/ca-certificates.crt"
+	sys, err := os.ReadFile(system)
+	if err != nil {
+		w.t.Fatalf("system CA bundle: %v", err)
+	}
+	pem, err := os.ReadFile(ca.CertFile)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	bundle := filepath.Join(w.t.TempDir(), "bundle.pem")
+	if err := os.WriteFile(bundle, append(append(sys, '\n'), pem...), 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	ns := []string{"unshare", "--mount"}
+	if os.Geteuid() != 0 {
+		ns = append(ns, "--map-root-user")
+	}
+	w.wrap = append(ns, "sh", "-c", `mount --bind "$0" `+system+` && exec "$@"`, bundle)
+}
+
 // overlayReads makes a qcow2 overlay over url and checks it reads back identical to the
 // image; env goes to qemu (e.g. the CA bundle).
 func (w *bootWorld) overlayReads(url string, env ...string) {
 	w.t.Helper()
 	overlay := filepath.Join(w.t.TempDir(), "overlay.qcow2")
-	qemu(w.t, env, "qemu-img", "create", "-q", "-f", "qcow2", "-b", backing(url), "-F", "qcow2", overlay)
-	out := qemu(w.t, env, "qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", overlay, w.disk)
+	w.qemuImg(env, "create", "-q", "-f", "qcow2", "-b", backing(url), "-F", "qcow2", overlay)
+	out := w.qemuImg(env, "compare", "-f", "qcow2", "-F", "qcow2", overlay, w.disk)
 	if !strings.Contains(out, "Images are identical") {
 		w.t.Fatalf("compare: %s", out)
 	}
@@ -159,7 +193,8 @@ func (w *bootWorld) overlayReads(url string, env ...string) {
 // error body naming code.
 func (w *bootWorld) qemuRefused(url string, status int, why string, env ...string) {
 	w.t.Helper()
-	cmd := exec.Command("qemu-img", "info", "-f", "qcow2", backing(url))
+	args := append(append(slices.Clone(w.wrap), "qemu-img", "info", "-f", "qcow2"), backing(url))
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	if out, err := cmd.CombinedOutput(); err == nil {
 		w.t.Fatalf("%s: qemu-img info succeeded:\n%s", why, out)
@@ -289,4 +324,25 @@ func TestSignedURLQemu(t *testing.T) {
 	w.must(204, "DELETE", w.api+"/v2/images/"+w.image, w.alice, nil)
 	w.qemuRefused(url, 403, "deleted")
 	w.qemuRefused(reg.URL, 403, "deleted (registry URL)")
+}
+
+// TestSignedURLQemuHTTPS: over HTTPS, qemu's https driver reads the signed URL verifying
+// the server against the test CA, and refuses the server without it.
+func TestSignedURLQemuHTTPS(t *testing.T) {
+	ca := testenv.NewCA(t)
+	w := newBootWorld(t, ca)
+	url := w.signedURL(w.alice, "")
+	if !strings.HasPrefix(url, "https://") {
+		t.Fatalf("URL over TLS: %s", url)
+	}
+	// Without the CA, qemu refuses the server: the check is real.
+	overlay := filepath.Join(t.TempDir(), "overlay.qcow2")
+	cmd := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-b", backing(url), "-F", "qcow2", overlay)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "certificate") {
+		t.Fatalf("qemu over TLS without the CA: %v %s", err, out)
+	}
+	w.trustCA(ca)
+	w.overlayReads(url)
+	w.must(204, "POST", w.api+"/v2/images/"+w.image+"/actions/deactivate", w.alice, nil)
+	w.qemuRefused(url, 403, "deactivated, over TLS")
 }
