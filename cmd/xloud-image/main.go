@@ -16,6 +16,7 @@ commands:
   gc         remove blobs no manifest references and stale uploads (--dry-run)
   purge      remove records of images deleted longer ago than --older-than (default 720h)
   inspect    print a disk image file's format, virtual size and safety verdict as JSON
+  boot-args  print the qemu-img and qemu-system-x86_64 lines that boot an image in place (signed URL)
   version    print the build (module version and VCS revision)
 
 Run "xloud-image <command> -h" for a command's flags. Every flag also reads XLOUD_<FLAG>
@@ -37,6 +38,8 @@ func main() {
 		err = cmdPurge(args)
 	case "inspect":
 		err = cmdInspect(args)
+	case "boot-args":
+		err = cmdBootArgs(args)
 	case "version", "--version":
 		err = cmdVersion(args)
 	case "help", "-h", "--help":

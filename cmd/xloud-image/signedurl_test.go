@@ -346,3 +346,48 @@ func TestSignedURLQemuHTTPS(t *testing.T) {
 	w.must(204, "POST", w.api+"/v2/images/"+w.image+"/actions/deactivate", w.alice, nil)
 	w.qemuRefused(url, 403, "deactivated, over TLS")
 }
+
+// TestBootArgs: `xloud-image boot-args` signs in with the OS_* variables, finds the image by
+// name, and prints a qemu-img line that, run by a shell, makes an overlay reading back
+// identical to the image, and the qemu-system-x86_64 line booting that overlay; a wrong
+// password or an unknown image is a clear error.
+func TestBootArgs(t *testing.T) {
+	w := newBootWorld(t, nil)
+	dir := t.TempDir()
+	env := []string{"OS_AUTH_URL=" + w.api + "/identity/v3", "OS_USERNAME=alice", "OS_PASSWORD=alice-pw",
+		"OS_PROJECT_NAME=alpha", "OS_USER_DOMAIN_NAME=Default", "OS_PROJECT_DOMAIN_NAME=Default"}
+	out, err := runTool(t, testenv.Binary(t), env, "boot-args", "--overlay", filepath.Join(dir, "vm.qcow2"), "--ttl", "600", "golden")
+	if err != nil {
+		t.Fatalf("boot-args: %v\n%s", err, out)
+	}
+	var create, system string
+	for line := range strings.Lines(out) {
+		switch {
+		case strings.HasPrefix(line, "qemu-img create "):
+			create = line
+		case strings.HasPrefix(line, "qemu-system-x86_64 "):
+			system = line
+		}
+	}
+	if create == "" || !strings.Contains(system, "-drive file="+filepath.Join(dir, "vm.qcow2")+",format=qcow2") {
+		t.Fatalf("boot-args printed:\n%s", out)
+	}
+	qemu(t, nil, "sh", "-c", create)
+	if got := qemu(t, nil, "qemu-img", "compare", "-F", "qcow2", filepath.Join(dir, "vm.qcow2"), w.disk); !strings.Contains(got, "identical") {
+		t.Fatalf("compare: %s", got)
+	}
+	for _, c := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{append(slices.Clone(env), "OS_PASSWORD=wrong"), []string{"boot-args", "golden"}, "sign in"},
+		{env, []string{"boot-args", "nothing-here"}, `no image with id or name "nothing-here"`},
+		{env, []string{"boot-args"}, "one IMAGE"},
+	} {
+		out, err := runTool(t, testenv.Binary(t), c.env, c.args...)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("%v: %v\n%s\nwant %q", c.args, err, out, c.want)
+		}
+	}
+}
