@@ -20,8 +20,8 @@ import (
 // openstack CLI, or flags) and what to print.
 type bootConfig struct {
 	AuthURL, Username, Password, Project, UserDomain, ProjectDomain, Token string
-	ImageURL, CACert, Overlay                                             string
-	TTL                                                                   int
+	ImageURL, CACert, Overlay                                              string
+	TTL                                                                    int
 }
 
 // cmdBootArgs is `xloud-image boot-args IMAGE`: it asks the Image API for a signed URL of
