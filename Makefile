@@ -42,6 +42,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'InspectOverhead' -benchtime=1x ./diskformat/
 	$(GO) test -run '^$$' -bench 'ListPage' -benchtime=200x ./catalog/
 	$(GO) test -run '^$$' -bench . -benchtime=2s ./internal/sha256twin/
+	bash scripts/bootbench.sh
 
 clean:
 	rm -rf bin
