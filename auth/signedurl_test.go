@@ -8,19 +8,32 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xloud/xloud-image/internal/testenv"
 	"github.com/xloud/xloud-image/storage/meta"
 )
 
-// TestURLSignerRotation: a URL verifies until it expires; a new key signs once the newest is
-// older than Rotate while the old one still verifies its URLs; a key is dropped once every URL
-// it signed has expired; two signers over one store (two nodes) verify each other's URLs;
-// tampered, truncated and foreign tokens are invalid; a life outside (0, MaxTTL] is refused.
+// TestURLSignerRotation runs the rotation checks on both metadata backends.
 func TestURLSignerRotation(t *testing.T) {
-	m, err := meta.OpenBolt(filepath.Join(t.TempDir(), "meta.db"), time.Second)
+	bolt, err := meta.OpenBolt(filepath.Join(t.TempDir(), "meta.db"), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	defer bolt.Close()
+	rds, err := meta.OpenRedis(context.Background(), testenv.StartRedis(t), "t:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rds.Close()
+	for name, m := range map[string]meta.Store{"bolt": bolt, "redis": rds} {
+		t.Run(name, func(t *testing.T) { testURLSignerRotation(t, m) })
+	}
+}
+
+// testURLSignerRotation: a URL verifies until it expires; a new key signs once the newest is
+// older than Rotate while the old one still verifies its URLs; a key is dropped once every URL
+// it signed has expired; two signers over one store (two nodes) verify each other's URLs;
+// tampered, truncated and foreign tokens are invalid; a life outside (0, MaxTTL] is refused.
+func testURLSignerRotation(t *testing.T, m meta.Store) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
