@@ -45,6 +45,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'ListPage' -benchtime=200x ./catalog/
 	$(GO) test -run '^$$' -bench 'MetadefShowVsImageShow' -benchtime=2000x ./imageapi/
 	$(GO) test -run '^$$' -bench . -benchtime=2s ./internal/sha256twin/
+	bash scripts/bootbench.sh
 
 clean:
 	rm -rf bin

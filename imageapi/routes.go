@@ -38,6 +38,10 @@ type Options struct {
 	// imports ask for other regions' Image APIs; nil: this server's own identity API under
 	// the API's base URL.
 	IdentityURL func(*http.Request) string
+	// Signer signs the URLs of POST /v2/images/{id}/actions/url; RegistryURL is the base of
+	// the registry port, where they are served. Either nil: signed URLs are not offered.
+	Signer      *auth.URLSigner
+	RegistryURL func(*http.Request) string
 	// Log receives faults and failed background imports; nil: slog.Default().
 	Log *slog.Logger
 	// Metrics counts refusals; nil: not counted.
@@ -92,6 +96,7 @@ func (a *API) routes() {
 	a.authed("DELETE /v2/images/{id}", a.deleteImage)                      // §1.9
 	a.authed("POST /v2/images/{id}/actions/deactivate", a.deactivateImage) // §1.2
 	a.authed("POST /v2/images/{id}/actions/reactivate", a.reactivateImage) // §1.2
+	a.authed("POST /v2/images/{id}/actions/url", a.signedURL)              // extension: url.go
 	a.authed("PUT /v2/images/{id}/file", a.uploadImageData)                // §1.7
 	a.authed("GET /v2/images/{id}/file", a.downloadImageData)              // §1.7
 	a.authed("PUT /v2/images/{id}/stage", a.stageImageData)                // §1.7

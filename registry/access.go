@@ -24,7 +24,7 @@ type Access struct {
 // action is what a request does to its repository.
 func action(rt route, method string) auth.Action {
 	switch {
-	case method == http.MethodGet || method == http.MethodHead:
+	case method == http.MethodGet || method == http.MethodHead || rt.kind == kindBlobURL:
 		return auth.ActionPull
 	case method == http.MethodDelete && (rt.kind == kindManifest || rt.kind == kindBlob):
 		return auth.ActionDelete

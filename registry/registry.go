@@ -32,6 +32,8 @@ type Options struct {
 	Catalog Catalog
 	// Log receives refusals, faults and events; nil: slog.Default().
 	Log *slog.Logger
+	// Signer signs and verifies signed blob URLs; nil: none are issued or served.
+	Signer *auth.URLSigner
 	// Metrics counts refusals; nil: not counted.
 	Metrics *metrics.Registry
 }

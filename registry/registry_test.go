@@ -33,6 +33,9 @@ func TestParseRoute(t *testing.T) {
 		{"/v2/a/blobs/x/manifests/latest", route{kind: kindManifest, name: "a/blobs/x", ref: "latest"}, true},
 		{"/v2/a/b/tags/list", route{kind: kindTags, name: "a/b"}, true},
 		{"/v2/a/referrers/sha256:1", route{kind: kindReferrers, name: "a", ref: "sha256:1"}, true},
+		{"/v2/a/b/blobs/sha256:1/url", route{kind: kindBlobURL, name: "a/b", ref: "sha256:1"}, true},
+		{"/v2/a/blobs/uploads/url", route{kind: kindUpload, name: "a", ref: "url"}, true},
+		{"/v2/a/manifests/url", route{kind: kindManifest, name: "a", ref: "url"}, true},
 		{"/v2/a/manifests/", route{}, false},
 		{"/v3/a/manifests/x", route{}, false},
 	}

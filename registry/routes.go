@@ -23,6 +23,7 @@ const (
 	kindManifest
 	kindTags
 	kindReferrers
+	kindBlobURL // /v2/<name>/blobs/<digest>/url (signedurl.go)
 )
 
 // route is a parsed /v2/ path: the repository name and the last path element (digest, tag,
@@ -63,6 +64,11 @@ func parseRoute(path string) (route, bool) {
 	}
 	if name, ok := strings.CutSuffix(rest, "/blobs/uploads"); ok {
 		return route{kind: kindUploads, name: name}, true
+	}
+	if rest, ok := strings.CutSuffix(rest, "/url"); ok {
+		if i := strings.LastIndex(rest, "/blobs/"); i >= 0 && strings.Contains(rest[i+7:], ":") && !strings.Contains(rest[i+7:], "/") {
+			return route{kind: kindBlobURL, name: rest[:i], ref: rest[i+7:]}, true
+		}
 	}
 	for _, m := range []struct {
 		marker string
@@ -108,6 +114,7 @@ func (reg *Registry) handlers() map[kind]map[string]handlerFunc {
 			"DELETE": reg.deleteManifest}, // end-9
 		kindTags:      {"GET": reg.getTags},      // end-8
 		kindReferrers: {"GET": reg.getReferrers}, // end-12
+		kindBlobURL:   {"POST": reg.postBlobURL}, // signed blob URL (extension)
 	}
 }
 

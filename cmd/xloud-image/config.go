@@ -48,6 +48,11 @@ type config struct {
 	KeystoneDomain   string
 	KeystoneCacheTTL time.Duration
 
+	// Signed blob URLs (POST /v2/images/{id}/actions/url): the longest life a URL may be
+	// given, and how long one key signs before the next is made.
+	SignedURLMaxTTL time.Duration
+	SignedURLRotate time.Duration
+
 	// web-download's import filter (webdownload.go).
 	Web webFilter
 

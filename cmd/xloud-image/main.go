@@ -17,6 +17,7 @@ commands:
   purge      remove records of images deleted longer ago than --older-than (default 720h)
   metadefs   load metadata definition files: metadefs load [--merge [--prefer-new] | --overwrite] DIR
   inspect    print a disk image file's format, virtual size and safety verdict as JSON
+  boot-args  print the qemu-img and qemu-system-x86_64 lines that boot an image in place (signed URL)
   version    print the build (module version and VCS revision)
 
 Run "xloud-image <command> -h" for a command's flags. Every flag also reads XLOUD_<FLAG>
@@ -40,6 +41,8 @@ func main() {
 		err = cmdInspect(args)
 	case "metadefs":
 		err = cmdMetadefs(args)
+	case "boot-args":
+		err = cmdBootArgs(args)
 	case "version", "--version":
 		err = cmdVersion(args)
 	case "help", "-h", "--help":

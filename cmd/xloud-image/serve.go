@@ -43,6 +43,8 @@ func cmdServe(args []string) (err error) {
 	fs.StringVar(&c.KeystonePassword, "keystone-password", "", "with --auth keystone: the service user's password (better: XLOUD_KEYSTONE_PASSWORD)")
 	fs.StringVar(&c.KeystoneProject, "keystone-project", "service", "with --auth keystone: the project of the service user's token")
 	fs.StringVar(&c.KeystoneDomain, "keystone-domain", "Default", "with --auth keystone: the domain (name) of the service user, its project and of users signing in with a password")
+	fs.DurationVar(&c.SignedURLMaxTTL, "signed-url-max-ttl", 12*time.Hour, "the longest life a signed blob URL may be asked for (the default life is 1h)")
+	fs.DurationVar(&c.SignedURLRotate, "signed-url-key-rotation", 24*time.Hour, "how long one signed-URL key signs before a new one is made (old keys verify until their URLs expire)")
 	fs.DurationVar(&c.KeystoneCacheTTL, "keystone-cache-ttl", 30*time.Second, "with --auth keystone: how long a token validation or role lookup is trusted (a revoked token works at most this long)")
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "bootstrap admin password; generated and written to DATA-DIR/admin-password if unset")
 	fs.StringVar(&c.PublicURL, "public-url", "", "base URL the registry port advertises (Location headers, token realm)")
@@ -139,8 +141,9 @@ func cmdServe(args []string) (err error) {
 	defer func() { stopLeases(); <-leases }()
 	m := metrics.New()
 	m.Observe(metricSources(cat, store))
+	signer := &auth.URLSigner{Meta: store.Meta(), MaxTTL: c.SignedURLMaxTTL, Rotate: c.SignedURLRotate}
 	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: c.SparseManifests,
-		Access: sec.registryAccess(), Catalog: cat, Metrics: m,
+		Access: sec.registryAccess(), Catalog: cat, Metrics: m, Signer: signer,
 		ManifestBudget: c.Limits.ManifestBudget, ManifestWait: c.Limits.ManifestWait})
 
 	health := healthHandler(store)
@@ -152,6 +155,7 @@ func cmdServe(args []string) (err error) {
 	regMux.Handle("/metrics", metricsHandler)
 	regMux.Handle("/v2/", reg)
 	regMux.Handle("/v2", reg)
+	regMux.Handle(registry.SignedPrefix, reg.SignedHandler())
 	regMux.Handle("/healthz", health)
 	regMux.Handle("GET "+serverKeyPath, serverKeyHandler(serverKey))
 	regMux.Handle("/readyz", health)
@@ -167,8 +171,11 @@ func cmdServe(args []string) (err error) {
 	if c.Auth == "keystone" {
 		identityURL = func(*http.Request) string { return keystoneV3(c.KeystoneURL) }
 	}
-	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m, Metadefs: md, IdentityURL: identityURL})
-	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m, Metadefs: md, IdentityURL: identityURL})
+	apiURL, regURL := portURL(c.APIPublicURL, c.APIAddr), portURL(c.PublicURL, c.RegistryAddr)
+	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m,
+		Metadefs: md, IdentityURL: identityURL, Signer: signer, RegistryURL: regURL})
+	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m,
+		Metadefs: md, IdentityURL: identityURL, Signer: signer, RegistryURL: regURL})
 	regMux.Handle("/image/", http.StripPrefix("/image", regImages))
 	if sec != nil {
 		regMux.Handle("/token", reg.TokenHandler())
@@ -178,7 +185,6 @@ func cmdServe(args []string) (err error) {
 	apiMux.Handle("/healthz", health)
 	apiMux.Handle("GET "+serverKeyPath, serverKeyHandler(serverKey))
 	apiMux.Handle("/readyz", health)
-	apiURL, regURL := portURL(c.APIPublicURL, c.APIAddr), portURL(c.PublicURL, c.RegistryAddr)
 	mountAPIPointers(regMux, c, apiURL, regURL)
 	// Versions at /, the Image API under /v2/; registry requests are pointed to the registry.
 	mountRegistryPointers(apiMux, images, regURL, m)

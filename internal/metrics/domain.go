@@ -2,7 +2,9 @@ package metrics
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +26,10 @@ type domain struct {
 	gcFreed  prometheus.Counter
 	// sigWarnings counts pulls a warn signing policy let through unverified.
 	sigWarnings *prometheus.CounterVec
+	// Signed URLs, by image id (the blob digest for URLs issued by the registry): one label
+	// value per image, not per URL, which would grow without bound.
+	urlUses  *prometheus.CounterVec
+	urlBytes *prometheus.CounterVec
 }
 
 func newDomain() domain {
@@ -40,6 +46,12 @@ func newDomain() domain {
 			Name: "xloud_signature_warnings_total",
 			Help: "Pulls and downloads of content without a verified signature that a warn signing policy let through, by API.",
 		}, []string{"api"}),
+		urlUses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xloud_signed_url_requests_total",
+			Help: "Requests served through signed URLs, by image id (or blob digest when issued by the registry)."}, []string{"image"}),
+		urlBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xloud_signed_url_bytes_total",
+			Help: "Body bytes served through signed URLs, by image id (or blob digest when issued by the registry)."}, []string{"image"}),
 	}
 }
 
@@ -65,6 +77,41 @@ func (r *Registry) GCRun(freed int64) {
 		r.gcFreed.Add(float64(freed))
 	}
 }
+
+// SignedURLUse counts one request served through a signed URL for image.
+func (r *Registry) SignedURLUse(image string) {
+	if r != nil {
+		r.urlUses.WithLabelValues(image).Inc()
+	}
+}
+
+// CountImageBytes returns w counting the body bytes it sends into the signed URL bytes of
+// image; it keeps io.ReaderFrom, so file bodies still go out with sendfile.
+func (r *Registry) CountImageBytes(w http.ResponseWriter, image string) http.ResponseWriter {
+	if r == nil {
+		return w
+	}
+	return &bytesWriter{ResponseWriter: w, c: r.urlBytes.WithLabelValues(image)}
+}
+
+type bytesWriter struct {
+	http.ResponseWriter
+	c prometheus.Counter
+}
+
+func (b *bytesWriter) Write(p []byte) (int, error) {
+	n, err := b.ResponseWriter.Write(p)
+	b.c.Add(float64(n))
+	return n, err
+}
+
+func (b *bytesWriter) ReadFrom(src io.Reader) (int64, error) {
+	n, err := io.Copy(b.ResponseWriter, src) // the inner writer's ReadFrom: sendfile for files
+	b.c.Add(float64(n))
+	return n, err
+}
+
+func (b *bytesWriter) Unwrap() http.ResponseWriter { return b.ResponseWriter }
 
 // Observe adds the gauges src answers.
 func (r *Registry) Observe(src Sources) {

@@ -26,6 +26,8 @@ type info struct {
 	mu sync.Mutex
 	// user and project of the caller, once authenticated.
 	user, project string
+	// urlNonce names the signed URL a request used (its path is logged redacted).
+	urlNonce string
 }
 
 type key struct{}
@@ -43,6 +45,15 @@ func SetCaller(ctx context.Context, user, project string) {
 	if in, ok := ctx.Value(key{}).(*info); ok {
 		in.mu.Lock()
 		in.user, in.project = user, project
+		in.mu.Unlock()
+	}
+}
+
+// SetURLNonce records the nonce of the signed URL a request used, for its access line.
+func SetURLNonce(ctx context.Context, nonce string) {
+	if in, ok := ctx.Value(key{}).(*info); ok {
+		in.mu.Lock()
+		in.urlNonce = nonce
 		in.mu.Unlock()
 	}
 }
@@ -73,11 +84,16 @@ func Middleware(listener string, access bool, log *slog.Logger, next http.Handle
 		cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(cw, r)
 		user, project := in.caller()
-		log.LogAttrs(r.Context(), slog.LevelInfo, "access",
-			slog.String("listener", listener), slog.String("method", r.Method),
+		attrs := []slog.Attr{slog.String("listener", listener), slog.String("method", r.Method),
 			slog.String("path", r.URL.Path), slog.Int("status", cw.code), slog.Int64("bytes", cw.n),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-			slog.String("remote", r.RemoteAddr), slog.String("user", user), slog.String("project", project))
+			slog.String("remote", r.RemoteAddr), slog.String("user", user), slog.String("project", project)}
+		in.mu.Lock()
+		if in.urlNonce != "" {
+			attrs = append(attrs, slog.String("url_nonce", in.urlNonce))
+		}
+		in.mu.Unlock()
+		log.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
 	})
 }
 
