@@ -178,9 +178,13 @@ func TestServerAttestation(t *testing.T) {
 		}
 
 		// Garbage collection keeps the attestations (tagged content): both still verify.
+		// gc opens the server's stores: its metadata store and its blob stores, as it runs.
 		gcArgs := []string{"gc", "--data-dir", srv.DataDir, "--grace", "0s"}
-		if i := slices.Index(srv.Args, "--redis-url"); i >= 0 {
-			gcArgs = append(gcArgs, srv.Args[i:i+2]...)
+		for i := 0; i+1 < len(srv.Args); i++ {
+			switch srv.Args[i] {
+			case "--redis-url", "--store", "--default-store":
+				gcArgs = append(gcArgs, srv.Args[i], srv.Args[i+1])
+			}
 		}
 		if out, err := exec.Command(testenv.Binary(t), gcArgs...).CombinedOutput(); err != nil {
 			t.Fatalf("gc: %v %s", err, out)

@@ -141,7 +141,7 @@ func TestImageRepresentation(t *testing.T) {
 	}
 	img := r.json(t)
 	id := img["id"].(string)
-	if r.header.Get("Location") != e.srv.URL+"/v2/images/"+id || r.header.Get("Openstack-Image-Import-Methods") != "glance-direct,web-download" {
+	if r.header.Get("Location") != e.srv.URL+"/v2/images/"+id || r.header.Get("Openstack-Image-Import-Methods") != "glance-direct,web-download,glance-download" {
 		t.Fatalf("create headers: %v", r.header)
 	}
 	want := map[string]any{
@@ -578,7 +578,7 @@ func TestInfoAndSchemas(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	r := e.do("reader-a", "GET", "/v2/info/import", nil)
-	if r.status != 200 || !reflect.DeepEqual(r.json(t)["import-methods"].(map[string]any)["value"], []any{"glance-direct", "web-download"}) {
+	if r.status != 200 || !reflect.DeepEqual(r.json(t)["import-methods"].(map[string]any)["value"], []any{"glance-direct", "web-download", "glance-download"}) {
 		t.Fatalf("info/import: %d %s", r.status, r.body)
 	}
 	if r := e.do("reader-a", "GET", "/v2/info/stores", nil); r.status != 404 {
