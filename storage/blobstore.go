@@ -94,3 +94,9 @@ type Redirector interface {
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
+
+// Describer is a BlobStore that can say what it is, for operators (Glance's
+// /v2/info/stores/detail): a type ("file", "s3") and properties that never hold secrets.
+type Describer interface {
+	Describe() (typ string, props map[string]any)
+}

@@ -31,7 +31,7 @@ func (s *Store) PutDerived(ctx context.Context, repo string, d digest.Digest, dv
 		return fmt.Errorf("derive %s from %s: %w", d, dv.Base, err)
 	}
 	total := int64(len(dv.Prefix)) + size + dv.Suffix
-	if _, err := s.claimBlob(ctx, d, total); err != nil {
+	if _, err := s.claimBlob(ctx, d, total, ""); err != nil {
 		return err
 	}
 	err = s.meta.Update(ctx, func(tx meta.Tx) error {

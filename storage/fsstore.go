@@ -279,3 +279,8 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// Describe says the store is a directory (Glance's filesystem store shows data_dir).
+func (f *Files) Describe() (string, map[string]any) {
+	return "file", map[string]any{"data_dir": f.root}
+}

@@ -108,20 +108,24 @@ func (s *Store) collectBlob(ctx context.Context, d digest.Digest, cutoff int64, 
 	}
 	// Only bytes that were stored count as freed: an object already gone frees nothing. A
 	// derived blob has no bytes of its own.
-	name, key := s.location(rec, d)
-	gone := false
+	locs := s.locations(rec, d)
+	freed := int64(0)
 	if !derived {
-		b, ok := s.stores[name]
-		if !ok {
-			return 0, false, fmt.Errorf("gc: blob %s is in store %q, which is not configured", d, name)
-		}
-		if gone, err = b.Remove(ctx, key); err != nil {
-			return 0, false, fmt.Errorf("gc: remove blob %s: %w", d, err)
+		for _, l := range locs {
+			b, ok := s.stores[l.Store]
+			if !ok {
+				return 0, false, fmt.Errorf("gc: blob %s is in store %q, which is not configured", d, l.Store)
+			}
+			gone, err := b.Remove(ctx, l.Key)
+			if err != nil {
+				return 0, false, fmt.Errorf("gc: remove blob %s from %s: %w", d, l.Store, err)
+			}
+			if gone {
+				freed += size
+			}
 		}
 	}
-	if !gone {
-		size = 0
-	}
+	size = freed
 	err = s.meta.Update(ctx, func(tx meta.Tx) error {
 		repos, err := tx.SetRange(keyBlobLinks(d), "", 0)
 		if err != nil {
@@ -145,8 +149,10 @@ func (s *Store) collectBlob(ctx context.Context, d digest.Digest, cutoff int64, 
 			return err
 		}
 		if rec.Key != "" {
-			if err := tx.Delete(keyStoreKey(name, key)); err != nil {
-				return err
+			for _, l := range locs {
+				if err := tx.Delete(keyStoreKey(l.Store, l.Key)); err != nil {
+					return err
+				}
 			}
 		}
 		return tx.Delete(keyBlob(d))

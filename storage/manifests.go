@@ -63,7 +63,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m ManifestPut) err
 	if err := s.writeSmall(ctx, m.Digest, m.Content); err != nil {
 		return err
 	}
-	if _, err := s.claimBlob(ctx, m.Digest, int64(len(m.Content))); err != nil {
+	if _, err := s.claimBlob(ctx, m.Digest, int64(len(m.Content)), ""); err != nil {
 		return err
 	}
 	err := s.meta.Update(ctx, func(tx meta.Tx) error {

@@ -27,13 +27,24 @@ type PutOptions struct {
 	Hash hash.Hash
 	// Sinks see the bytes as they are written (other hashes, a format inspector).
 	Sinks []io.Writer
+	// Store names the blob store the bytes go to ("": the default store). A blob already
+	// stored elsewhere gains a copy there.
+	Store string
 }
 
 // PutBlob streams r into a new blob linked into repo, in one pass: the sha256 digest and
 // every sink see the bytes as they are written. Nothing is visible until the blob is
 // committed; on error nothing is left behind. It returns the digest and size.
 func (s *Store) PutBlob(ctx context.Context, repo string, r io.Reader, opt PutOptions) (digest.Digest, int64, error) {
-	w, err := s.stores[s.def].NewUpload(ctx, uuid.NewString())
+	name := opt.Store
+	if name == "" {
+		name = s.def
+	}
+	b, ok := s.stores[name]
+	if !ok {
+		return "", 0, fmt.Errorf("put blob: %q: %w", name, ErrStoreUnknown)
+	}
+	w, err := b.NewUpload(ctx, uuid.NewString())
 	if err != nil {
 		return "", 0, fmt.Errorf("put blob: %w", err)
 	}
@@ -53,7 +64,7 @@ func (s *Store) PutBlob(ctx context.Context, repo string, r io.Reader, opt PutOp
 		}
 	}
 	d := digest.NewDigest(digest.SHA256, h)
-	if err := s.commitBlob(ctx, s.def, w, d, n); err != nil {
+	if err := s.commitBlob(ctx, name, w, d, n); err != nil {
 		return "", n, err
 	}
 	err = s.meta.Update(ctx, func(tx meta.Tx) error { return s.linkBlob(tx, repo, d, n) })

@@ -36,8 +36,19 @@ func (s *Store) openStored(ctx context.Context, d digest.Digest) (ReadSeekCloser
 	if derived {
 		return s.openDerived(ctx, d)
 	}
-	name, key := s.location(r, d)
-	return s.openKey(ctx, name, key, r.Size)
+	// A blob in several stores is read from the first that answers.
+	var lastErr error
+	for _, l := range s.locations(r, d) {
+		f, n, err := s.openKey(ctx, l.Store, l.Key, r.Size)
+		if err == nil {
+			return f, n, nil
+		}
+		if lastErr != nil || len(r.Copies) > 0 {
+			s.Log.Warn("blob copy unreadable; trying the next store", "digest", d, "store", l.Store, "err", err)
+		}
+		lastErr = err
+	}
+	return nil, 0, lastErr
 }
 
 // openKey opens key in store name; size is what the record says it holds.
@@ -220,6 +231,8 @@ func (s *Store) BlobRedirect(ctx context.Context, d digest.Digest) (string, bool
 	if err != nil || !found || r.Key == "" {
 		return "", false, err
 	}
+	// Only the first location redirects: a client sent to a store that does not answer
+	// cannot fall back, so a blob the first store holds is served as it always was.
 	rd, ok := s.stores[r.Store].(Redirector)
 	if !ok {
 		return "", false, nil

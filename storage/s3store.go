@@ -702,3 +702,9 @@ func (b *rawBody) WriteTo(w io.Writer) (int64, error) {
 }
 
 func (b *rawBody) Close() error { return b.conn.Close() }
+
+// Describe names the bucket, prefix and endpoint: never the credentials.
+func (s *S3Store) Describe() (string, map[string]any) {
+	return "s3", map[string]any{"bucket": s.bucket, "prefix": s.prefix,
+		"endpoint": s.core.EndpointURL().Scheme + "://" + s.core.EndpointURL().Host}
+}

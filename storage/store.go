@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -123,6 +124,16 @@ type blobRecord struct {
 	// progress; a derived blob has none either (keyDerived).
 	Store string `json:"store,omitempty"`
 	Key   string `json:"key,omitempty"`
+	// Copies are further whole copies of the bytes in other stores (Glance's multi-store:
+	// an image copied or imported to several stores). Each names a store at most once and
+	// never Store; reads fall back along Store, then Copies, when one does not answer.
+	Copies []Location `json:"copies,omitempty"`
+}
+
+// Location is where one copy of a blob's bytes is: a configured store and its key there.
+type Location struct {
+	Store string `json:"store"`
+	Key   string `json:"key"`
 }
 
 // location is where a record's bytes are.
@@ -187,12 +198,16 @@ func (s *Store) touchBlob(tx meta.Tx, d digest.Digest, size int64) (bool, error)
 }
 
 // claimBlob runs touchBlob in its own transaction, waiting out a GC pass that holds d. It
-// reports whether d's bytes are stored already.
-func (s *Store) claimBlob(ctx context.Context, d digest.Digest, size int64) (bool, error) {
+// reports whether d's bytes are stored already in the store named name.
+func (s *Store) claimBlob(ctx context.Context, d digest.Digest, size int64, name string) (bool, error) {
 	for {
 		var stored bool
 		err := s.meta.Update(ctx, func(tx meta.Tx) (err error) {
-			stored, err = s.touchBlob(tx, d, size)
+			if stored, err = s.touchBlob(tx, d, size); err != nil || !stored {
+				return err
+			}
+			r, _, err := getBlobRecord(tx, d)
+			stored = slices.ContainsFunc(s.locations(r, d), func(l Location) bool { return l.Store == name })
 			return err
 		})
 		if !errors.Is(err, errBlobBusy) {
@@ -212,7 +227,7 @@ func (s *Store) claimBlob(ctx context.Context, d digest.Digest, size int64) (boo
 // concurrent commits of one digest both land; the first to record its key wins and the
 // other's object is removed (keppel's ON CONFLICT DO NOTHING).
 func (s *Store) commitBlob(ctx context.Context, name string, w UploadWriter, d digest.Digest, size int64) error {
-	stored, err := s.claimBlob(ctx, d, size)
+	stored, err := s.claimBlob(ctx, d, size, name)
 	if err == nil && stored {
 		s.abort(ctx, w, d)
 		return nil
@@ -237,10 +252,18 @@ func (s *Store) commitBlob(ctx context.Context, name string, w UploadWriter, d d
 			return errBlobBusy
 		}
 		if r.Key != "" {
-			dup = r.Store != name || r.Key != key
-			return nil
+			locs := s.locations(r, d)
+			if i := slices.IndexFunc(locs, func(l Location) bool { return l.Store == name }); i >= 0 {
+				dup = locs[i].Key != key
+				return nil
+			}
 		}
-		r.Store, r.Key = name, key
+		if r.Key != "" {
+			// Bytes held elsewhere already: this is another copy, in store name.
+			r.Copies = append(r.Copies, Location{name, key})
+		} else {
+			r.Store, r.Key = name, key
+		}
 		if err := tx.Put(keyStoreKey(name, key), []byte(d.String())); err != nil {
 			return err
 		}
