@@ -26,6 +26,15 @@ const (
 	ImageSetOwner     ImageAction = "set_owner"
 	// ImageTasksAPI is Glance's tasks_api_access: the /v2/tasks API, admins only.
 	ImageTasksAPI ImageAction = "tasks_api_access"
+	// ImageCopy is Glance's copy_image: the copy-image import method, admins only ("for now
+	// restricted to project-admins", glance/policies/image.py).
+	ImageCopy ImageAction = "copy_image"
+	// ImageDeleteLocation is Glance's delete_image_location: DELETE /v2/stores/{s}/{id},
+	// admins only.
+	ImageDeleteLocation ImageAction = "delete_image_location"
+	// StoresInfoDetail is Glance's stores_info_detail: GET /v2/info/stores/detail, admins
+	// only (Glance also lets its service role, which this server does not have).
+	StoresInfoDetail ImageAction = "stores_info_detail"
 )
 
 // ImageFacts is what the policy needs to know about one image.
@@ -70,7 +79,7 @@ func (p *Policy) AllowImage(ctx context.Context, pr Principal, img ImageFacts, a
 		return true, nil
 	}
 	switch act {
-	case ImagePublicize, ImageSetOwner, ImageTasksAPI:
+	case ImagePublicize, ImageSetOwner, ImageTasksAPI, ImageCopy, ImageDeleteLocation, StoresInfoDetail:
 		return false, nil
 	case ImageGet, ImageDownload:
 		return p.canRead(ctx, pr, img, act == ImageDownload)

@@ -43,6 +43,10 @@ type Catalog struct {
 	// (lease.go).
 	node  string
 	beats beats
+	// MultiStore turns on Glance's multi-store API over the named blob stores (the server
+	// was given --store): store choice on upload, staging and import, copy-image, per-store
+	// delete, the images' `stores`.
+	MultiStore bool
 	// Properties checks image property values against metadata definitions on create and
 	// patch (--validate-metadef-properties); nil: values are not checked.
 	Properties PropertyChecker

@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/diskformat"
@@ -27,6 +30,16 @@ const MaxImageSize = 1 << 40
 // (-1 when unknown); more or fewer bytes is ErrInvalid. Any failure puts the image back to
 // queued with no data.
 func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body io.Reader, size int64) (Image, error) {
+	return c.UploadTo(ctx, pr, id, "", body, size)
+}
+
+// UploadTo is Upload into the named store (X-Image-Meta-Store; "": the default store). An
+// unknown store is refused before anything changes.
+func (c *Catalog) UploadTo(ctx context.Context, pr auth.Principal, id, store string, body io.Reader, size int64) (Image, error) {
+	store, err := c.chooseStore(store)
+	if err != nil {
+		return Image{}, err
+	}
 	project := callerProject(pr)
 	limits, err := c.projectLimits(ctx, project)
 	if err != nil {
@@ -54,7 +67,7 @@ func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body
 	if err != nil {
 		return img, err
 	}
-	out, err := c.receive(ctx, pr, img, body, size)
+	out, err := c.receive(ctx, pr, img, body, size, c.placement([]string{store}, true))
 	if err != nil {
 		c.requeue(context.WithoutCancel(ctx), img, StatusSaving)
 		return img, err
@@ -69,9 +82,9 @@ func (c *Catalog) Upload(ctx context.Context, pr auth.Principal, id string, body
 // layerPrefix, if not nil, is the tar framing in front of the disk in its containerDisk
 // layer: the layer's digest is then computed in the same pass, sharing the disk digest's
 // message schedule (sha256twin), and data.tarHash holds prefix+disk.
-func (c *Catalog) storeData(ctx context.Context, repo string, body io.Reader, size int64, check func() error, layerPrefix []byte, extra ...io.Writer) (uploaded, error) {
+func (c *Catalog) storeData(ctx context.Context, repo, store string, body io.Reader, size int64, check func() error, layerPrefix []byte, extra ...io.Writer) (uploaded, error) {
 	md5h := md5.New()
-	opt := storage.PutOptions{Max: MaxImageSize, Sinks: append([]io.Writer{md5h}, extra...)}
+	opt := storage.PutOptions{Max: MaxImageSize, Sinks: append([]io.Writer{md5h}, extra...), Store: store}
 	if size >= 0 {
 		opt.Max = size
 	}
@@ -134,7 +147,7 @@ func storeRefusal(err error, size int64) error {
 // the safety checks or does not match the image's Glance signature (checked with the
 // certificate pr may read), and publishes it. When the size is known up front the
 // containerDisk layer is hashed in the same pass.
-func (c *Catalog) receive(ctx context.Context, pr auth.Principal, img Image, body io.Reader, size int64) (Image, error) {
+func (c *Catalog) receive(ctx context.Context, pr auth.Principal, img Image, body io.Reader, size int64, place placement) (Image, error) {
 	verifier, err := c.glanceVerifier(ctx, pr, img)
 	if err != nil {
 		return img, err
@@ -163,12 +176,55 @@ func (c *Catalog) receive(ctx context.Context, pr auth.Principal, img Image, bod
 		}
 		return nil
 	}
-	data, err := c.storeData(ctx, repo, body, size, check, layerPrefix, sinks...)
+	data, err := c.storeData(ctx, repo, place.first(), body, size, check, layerPrefix, sinks...)
 	if err != nil {
+		return img, err
+	}
+	if data.stores, err = c.place(ctx, img.ID, data.disk, place); err != nil {
 		return img, err
 	}
 	data.virtualSize, data.detected = report.VirtualSize, report.Format
 	return c.publish(ctx, img, data)
+}
+
+// placement is where an upload or import puts the data: the stores in order (nil without
+// --store) and whether every one must take it.
+type placement struct {
+	to   []string
+	must bool
+	// progress: an import, which shows its progress in os_glance_importing_to_stores.
+	progress bool
+}
+
+// placement names the stores ("" : the default one); nil without --store.
+func (c *Catalog) placement(to []string, must bool) placement {
+	if !c.MultiStore {
+		return placement{}
+	}
+	out := slices.Clone(to)
+	for i, s := range out {
+		if s == "" {
+			out[i] = c.store.DefaultStore()
+		}
+	}
+	return placement{to: out, must: must}
+}
+
+// first is where the bytes go first ("": the default store).
+func (p placement) first() string {
+	if len(p.to) == 0 {
+		return ""
+	}
+	return p.to[0]
+}
+
+// place copies blob d, stored in one of p's stores or elsewhere (staged), to each of p's
+// stores, and returns the stores that hold it (nil without --store).
+func (c *Catalog) place(ctx context.Context, id string, d digest.Digest, p placement) ([]string, error) {
+	if len(p.to) == 0 || (len(p.to) == 1 && !p.progress) {
+		return p.to, nil
+	}
+	return c.placeData(ctx, id, d, p.to, p.must, false)
 }
 
 // Open returns an image's data for download: the caller must be allowed to download it

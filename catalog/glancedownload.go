@@ -164,7 +164,7 @@ func (s *GlanceSource) fetch(ctx context.Context) (remoteImage, io.ReadCloser, i
 
 // importGlance does a glance-download import's work: the remote record first (formats and
 // the chosen properties are taken over while the image is importing), then the data.
-func (c *Catalog) importGlance(ctx context.Context, pr auth.Principal, img Image, src *GlanceSource) error {
+func (c *Catalog) importGlance(ctx context.Context, pr auth.Principal, img Image, src *GlanceSource, place placement) error {
 	remote, body, size, err := src.fetch(ctx)
 	if err != nil {
 		return err
@@ -202,7 +202,7 @@ func (c *Catalog) importGlance(ctx context.Context, pr auth.Principal, img Image
 	if err != nil {
 		return err
 	}
-	if _, err = c.receive(ctx, pr, updated, body, size); err != nil {
+	if _, err = c.receive(ctx, pr, updated, body, size, place); err != nil {
 		c.revertGlanceMetadata(context.WithoutCancel(ctx), img)
 	}
 	return err

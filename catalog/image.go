@@ -5,6 +5,7 @@
 package catalog
 
 import (
+	"slices"
 	"time"
 )
 
@@ -135,6 +136,9 @@ type Image struct {
 	// Staged holds the hashes computed while data was staged; like Glance, the image shows
 	// them only once the import has made it active.
 	Staged *StagedHashes `json:"staged,omitempty"`
+	// Stores names the blob stores the image's data was placed in (multi-store); empty: the
+	// stores its disk blob is in (ImageStores).
+	Stores []string `json:"stores,omitempty"`
 }
 
 // StagedHashes are the hashes of staged data.
@@ -142,6 +146,8 @@ type StagedHashes struct {
 	MD5       string `json:"md5"`
 	HashAlgo  string `json:"os_hash_algo"`
 	HashValue string `json:"os_hash_value"`
+	// Store is where the staged bytes went ("": the default store).
+	Store string `json:"store,omitempty"`
 }
 
 // Limits of Glance's schema and quotas.
@@ -221,6 +227,7 @@ func (img Image) clone() Image {
 	}
 	c.Tags = append([]string(nil), img.Tags...)
 	c.SignedRefs = append([]string(nil), img.SignedRefs...)
+	c.Stores = slices.Clone(img.Stores)
 	c.Properties = make(map[string]string, len(img.Properties))
 	for k, v := range img.Properties {
 		c.Properties[k] = v

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/diskformat"
@@ -22,16 +23,37 @@ import (
 const (
 	ImportGlanceDirect = "glance-direct"
 	ImportWebDownload  = "web-download"
+	// ImportCopyImage copies an active image's data to more stores (multi-store only).
+	ImportCopyImage = "copy-image"
 )
 
 // ImportMethods are the enabled import methods, in the order GET /v2/info/import lists them.
 var ImportMethods = []string{ImportGlanceDirect, ImportWebDownload, ImportGlanceDownload}
+
+// ImportMethods are the enabled import methods: copy-image too when there are stores to
+// copy to (--store).
+func (c *Catalog) ImportMethods() []string {
+	if !c.MultiStore {
+		return slices.Clone(ImportMethods)
+	}
+	return []string{ImportGlanceDirect, ImportWebDownload, ImportCopyImage, ImportGlanceDownload}
+}
 
 // Stage receives data for a later glance-direct import: queued → uploading, the bytes stored
 // as a blob of the image's repository with size, MD5 and multihash computed on the way in,
 // nothing published (no manifest, no tag). size is the declared length (-1 when unknown);
 // more or fewer bytes is ErrInvalid. Any failure puts the image back to queued.
 func (c *Catalog) Stage(ctx context.Context, pr auth.Principal, id string, body io.Reader, size int64) (Image, error) {
+	return c.StageTo(ctx, pr, id, "", body, size)
+}
+
+// StageTo is Stage into the named store (X-Image-Meta-Store; "": the default store); the
+// import then copies from there to its stores. An unknown store is refused at once.
+func (c *Catalog) StageTo(ctx context.Context, pr auth.Principal, id, store string, body io.Reader, size int64) (Image, error) {
+	store, err := c.chooseStore(store)
+	if err != nil {
+		return Image{}, err
+	}
 	project := callerProject(pr)
 	limits, err := c.projectLimits(ctx, project)
 	if err != nil {
@@ -52,7 +74,7 @@ func (c *Catalog) Stage(ctx context.Context, pr auth.Principal, id string, body 
 	if err != nil {
 		return img, err
 	}
-	out, err := c.stage(ctx, img, body, size)
+	out, err := c.stage(ctx, img, store, body, size)
 	if err != nil {
 		c.requeue(context.WithoutCancel(ctx), img, StatusUploading)
 		return img, err
@@ -60,12 +82,12 @@ func (c *Catalog) Stage(ctx context.Context, pr auth.Principal, id string, body 
 	return out, nil
 }
 
-func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int64) (Image, error) {
+func (c *Catalog) stage(ctx context.Context, img Image, store string, body io.Reader, size int64) (Image, error) {
 	repo, err := c.repositoryFor(ctx, img)
 	if err != nil {
 		return img, err
 	}
-	data, err := c.storeData(ctx, repo, body, size, nil, nil)
+	data, err := c.storeData(ctx, repo, store, body, size, nil, nil)
 	if err != nil {
 		return img, err
 	}
@@ -80,7 +102,7 @@ func (c *Catalog) stage(ctx context.Context, img Image, body io.Reader, size int
 		}
 		next := cur.clone()
 		next.Size = &data.size
-		next.Staged = &StagedHashes{MD5: data.md5, HashAlgo: data.hashAlgo, HashValue: data.hashValue}
+		next.Staged = &StagedHashes{MD5: data.md5, HashAlgo: data.hashAlgo, HashValue: data.hashValue, Store: store}
 		next.Repository, next.DiskDigest = repo, data.disk.String()
 		next.Lease = "" // staged: at rest until the import
 		next.UpdatedAt = c.Now().UTC().Truncate(1e9)
@@ -120,6 +142,18 @@ type ImportRequest struct {
 	RequestID string
 	// task is the legacy import task doing this import, which then makes no task of its own.
 	task string
+	// Multi-store: the stores asked for (nil: not given), all_stores, all_stores_must_succeed
+	// (nil: true) and the X-Image-Meta-Store header.
+	Stores               []string
+	AllStores            bool
+	AllStoresMustSucceed *bool
+	HeaderStore          string
+	// targets are the stores the import writes, resolved by Import.
+	targets []string
+}
+
+func (r ImportRequest) mustSucceed() bool {
+	return r.AllStoresMustSucceed == nil || *r.AllStoresMustSucceed
 }
 
 // Import starts an import: it checks the method and the image's state (glance-direct needs
@@ -146,8 +180,24 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 		if err := req.Glance.check(); err != nil {
 			return nil, err
 		}
+	case ImportCopyImage:
+		if !c.MultiStore {
+			return nil, errorf(BadRequest, "import method %q is not supported (available: %v)", req.Method, c.ImportMethods())
+		}
 	default:
-		return nil, errorf(BadRequest, "import method %q is not supported (available: %v)", req.Method, ImportMethods)
+		return nil, errorf(BadRequest, "import method %q is not supported (available: %v)", req.Method, c.ImportMethods())
+	}
+	targets, err := c.importTargets(req)
+	if err != nil {
+		return nil, err
+	}
+	req.targets = targets
+	act := auth.ImageModify
+	if req.Method == ImportCopyImage {
+		if req.targets, err = c.copyable(ctx, pr, id, req); err != nil {
+			return nil, err
+		}
+		act = auth.ImageCopy
 	}
 	// Glance refuses any import of a project already over its storage (images.py, delta 0).
 	if err := c.checkQuota(ctx, callerProject(pr), quotaCheck{resource: LimitSizeTotal}); err != nil {
@@ -163,19 +213,23 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 	if req.task != "" { // a legacy import task's own import: that task is the record
 		task.ID = req.task
 	}
-	img, err := c.mutateChecked(ctx, pr, id, auth.ImageModify, func(img *Image) error {
+	img, err := c.mutateChecked(ctx, pr, id, act, func(img *Image) error {
 		// The lock keeps two imports of one image apart (Glance's os_glance_import_task). A
-		// lock on an image no longer importing is stale (its import ended without dropping
-		// it): busted, as Glance busts one whose task is gone.
-		if holder := img.Properties[ImportLockProperty]; holder != "" && img.Status == StatusImporting {
+		// lock on an image no longer importing (or copying) is stale (its import ended
+		// without dropping it): busted, as Glance busts one whose task is gone.
+		busy := img.Status == StatusImporting || img.Properties[ImportingToStoresProperty] != ""
+		if holder := img.Properties[ImportLockProperty]; holder != "" && busy {
 			return errorf(Conflict, "Image %s is already being imported (task %s holds %s)", id, holder, ImportLockProperty)
 		}
 		if err := importable(*img, req.Method); err != nil {
 			return err
 		}
-		img.Status = StatusImporting
-		img.Lease = c.node
+		if req.Method != ImportCopyImage { // a copy leaves the image active
+			img.Status = StatusImporting
+			img.Lease = c.node
+		}
 		img.Properties[ImportLockProperty] = task.ID
+		startImportProgress(img, req.targets)
 		return nil
 	}, func(tx meta.Tx, _ Image) error {
 		if req.task != "" {
@@ -215,16 +269,25 @@ func (c *Catalog) releaseImportLock(ctx context.Context, imageID, taskID string)
 // runImport does an import's work and requeues the image when it fails.
 func (c *Catalog) runImport(ctx context.Context, pr auth.Principal, img Image, req ImportRequest, web *WebDownloader) error {
 	err := c.importQuota(ctx, pr, img, req.Method)
+	place := placement{to: req.targets, must: req.mustSucceed(), progress: true}
 	switch {
 	case err != nil:
+	case req.Method == ImportCopyImage:
+		// A failed copy leaves the image active in the stores it was in (and those the
+		// copy reached); the failure is in os_glance_failed_import and on the task.
+		if err := c.copyImage(ctx, img, req); err != nil {
+			return fmt.Errorf("copy image %s to stores: %w", img.ID, err)
+		}
+		return nil
 	case req.Method == ImportGlanceDirect:
-		err = c.importStaged(ctx, pr, img)
+		err = c.importStaged(ctx, pr, img, place)
 	case req.Method == ImportGlanceDownload:
-		err = c.importGlance(ctx, pr, img, req.Glance)
+		err = c.importGlance(ctx, pr, img, req.Glance, place)
 	default:
-		err = c.importWeb(ctx, pr, img, web, req.URI)
+		err = c.importWeb(ctx, pr, img, web, req.URI, place)
 	}
 	if err != nil {
+		c.endImportProgress(context.WithoutCancel(ctx), img.ID, req.targets)
 		c.requeue(context.WithoutCancel(ctx), img, StatusImporting)
 		return fmt.Errorf("import image %s (%s): %w", img.ID, req.Method, err)
 	}
@@ -234,6 +297,10 @@ func (c *Catalog) runImport(ctx context.Context, pr auth.Principal, img Image, r
 // importable applies Glance's import preconditions (ImagesController.import_image).
 func importable(img Image, method string) error {
 	switch {
+	case method == ImportCopyImage && img.Status != StatusActive:
+		return errorf(Conflict, "Only images with status active can be targeted for copying")
+	case method == ImportCopyImage:
+		return nil
 	case method == ImportGlanceDirect && img.Status != StatusUploading:
 		return errorf(Conflict, "image needs to be staged before 'glance-direct' method can be used")
 	case img.Status == StatusActive:
@@ -248,7 +315,7 @@ func importable(img Image, method string) error {
 
 // importStaged checks the staged blob against the image's disk format and its Glance
 // signature, if any (one read, which also hashes the containerDisk layer), and publishes it.
-func (c *Catalog) importStaged(ctx context.Context, pr auth.Principal, img Image) error {
+func (c *Catalog) importStaged(ctx context.Context, pr auth.Principal, img Image, place placement) error {
 	verifier, err := c.glanceVerifier(ctx, pr, img)
 	if err != nil {
 		return err
@@ -292,18 +359,31 @@ func (c *Catalog) importStaged(ctx context.Context, pr auth.Principal, img Image
 		}
 	}
 	data.virtualSize, data.detected = report.VirtualSize, report.Format
-	_, err = c.publish(ctx, img, data)
-	return err
+	if data.stores, err = c.place(ctx, img.ID, d, place); err != nil {
+		return err
+	}
+	if _, err = c.publish(ctx, img, data); err != nil {
+		return err
+	}
+	// The staging store keeps no copy the import did not ask for.
+	staged := img.Staged.Store
+	if staged == "" {
+		staged = c.store.DefaultStore()
+	}
+	if data.stores != nil && !slices.Contains(data.stores, staged) {
+		return c.releaseCopy(ctx, img.ID, d, staged)
+	}
+	return nil
 }
 
 // importWeb fetches uri and receives it as an upload would be.
-func (c *Catalog) importWeb(ctx context.Context, pr auth.Principal, img Image, web *WebDownloader, uri string) error {
+func (c *Catalog) importWeb(ctx context.Context, pr auth.Principal, img Image, web *WebDownloader, uri string, place placement) error {
 	body, size, err := web.Fetch(ctx, uri)
 	if err != nil {
 		return err
 	}
 	defer body.Close()
-	_, err = c.receive(ctx, pr, img, body, size)
+	_, err = c.receive(ctx, pr, img, body, size, place)
 	return err
 }
 

@@ -186,6 +186,7 @@ func (img Image) requeued(now time.Time) Image {
 	next.Size, next.VirtualSize, next.Checksum, next.HashAlgo, next.HashValue = nil, nil, nil, nil, nil
 	next.Staged = nil
 	next.DiskDigest = ""
+	next.Stores = nil
 	if next.Reference == "" {
 		next.Repository = ""
 	}

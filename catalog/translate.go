@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"slices"
 	"bytes"
 	"cmp"
 	"context"
@@ -93,6 +94,7 @@ type uploaded struct {
 	detected            string // the format the inspector read in the bytes
 	hashAlgo, hashValue string
 	tarHash             hash.Hash // nil: compute from the stored blob
+	stores              []string  // the stores holding the data (multi-store), else nil
 }
 
 // publish writes the VM-image index for img's data and makes the image active.
@@ -165,6 +167,7 @@ func (c *Catalog) publish(ctx context.Context, img Image, data uploaded) (Image,
 		next.HashAlgo, next.HashValue = &data.hashAlgo, &data.hashValue
 		next.Repository, next.Reference, next.DiskDigest = data.repo, indexDigest.String(), data.disk.String()
 		next.Referrer = referrer
+		next.Stores = slices.Clone(data.stores)
 		if referrer != "" {
 			if err := tx.Put(keyImageRef(base.Repository, artDesc.Digest.String()), []byte(img.ID)); err != nil {
 				return err

@@ -22,7 +22,8 @@ func (a *API) uploadImageData(w http.ResponseWriter, r *http.Request, pr auth.Pr
 	if err != nil {
 		return err
 	}
-	if _, err := a.cat.Upload(r.Context(), pr, r.PathValue("id"), r.Body, size); err != nil {
+	store := r.Header.Get("X-Image-Meta-Store")
+	if _, err := a.cat.UploadTo(r.Context(), pr, r.PathValue("id"), store, r.Body, size); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

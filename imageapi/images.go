@@ -27,8 +27,15 @@ func (a *API) createImage(w http.ResponseWriter, r *http.Request, pr auth.Princi
 		return err
 	}
 	w.Header().Set("Location", a.baseURL(r)+"/v2/images/"+img.ID)
-	w.Header().Set("OpenStack-image-import-methods", strings.Join(catalog.ImportMethods, ","))
-	return writeJSON(w, http.StatusCreated, imageJSON(img, a.registryHost(r)))
+	w.Header().Set("OpenStack-image-import-methods", strings.Join(a.cat.ImportMethods(), ","))
+	if stores := a.cat.Stores(); stores != nil {
+		ids := make([]string, len(stores))
+		for i, s := range stores {
+			ids[i] = s.ID
+		}
+		w.Header().Set("OpenStack-image-store-ids", strings.Join(ids, ","))
+	}
+	return writeJSON(w, http.StatusCreated, a.imageView(r, img))
 }
 
 // parseNewImage reads a create body: base fields typed as the schema says, read-only and
@@ -80,7 +87,7 @@ func (a *API) showImage(w http.ResponseWriter, r *http.Request, pr auth.Principa
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, imageJSON(img, a.registryHost(r)))
+	return writeJSON(w, http.StatusOK, a.imageView(r, img))
 }
 
 // updateImage is PATCH /v2/images/{id} (§1.5): JSON-patch in either of Glance's media types.
@@ -106,7 +113,7 @@ func (a *API) updateImage(w http.ResponseWriter, r *http.Request, pr auth.Princi
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, imageJSON(img, a.registryHost(r)))
+	return writeJSON(w, http.StatusOK, a.imageView(r, img))
 }
 
 // deleteImage is DELETE /v2/images/{id}: 204.
@@ -152,7 +159,7 @@ func (a *API) listImages(w http.ResponseWriter, r *http.Request, pr auth.Princip
 	}
 	list := make([]map[string]any, 0, len(imgs))
 	for _, img := range imgs {
-		list = append(list, imageJSON(img, a.registryHost(r)))
+		list = append(list, a.imageView(r, img))
 	}
 	q.Del("marker")
 	body := map[string]any{"images": list, "schema": "/v2/schemas/images", "first": "/v2/images"}

@@ -18,7 +18,8 @@ func (a *API) stageImageData(w http.ResponseWriter, r *http.Request, pr auth.Pri
 	if err != nil {
 		return err
 	}
-	if _, err := a.cat.Stage(r.Context(), pr, r.PathValue("id"), r.Body, size); err != nil {
+	store := r.Header.Get("X-Image-Meta-Store")
+	if _, err := a.cat.StageTo(r.Context(), pr, r.PathValue("id"), store, r.Body, size); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -62,14 +63,19 @@ func (a *API) importImage(w http.ResponseWriter, r *http.Request, pr auth.Princi
 	// With one store, Glance imports to it whatever "all_stores" says (tempest sends
 	// all_stores: true to every server). Naming stores, or letting some fail, is a choice
 	// that exists only with several: refused rather than silently ignored as Glance does.
-	if len(req.Stores) > 0 {
+	if !a.cat.MultiStore && len(req.Stores) > 0 {
 		return errorf(http.StatusBadRequest, "Multiple stores are not enabled at this site: 'stores' cannot be used.")
 	}
-	if req.AllStoresMustSucceed != nil && !*req.AllStoresMustSucceed {
+	if !a.cat.MultiStore && req.AllStoresMustSucceed != nil && !*req.AllStoresMustSucceed {
 		return errorf(http.StatusBadRequest, "'all_stores_must_succeed' can only be false when several stores are enabled.")
 	}
 	id := r.PathValue("id")
 	ir := catalog.ImportRequest{Method: req.Method.Name, URI: req.Method.URI, Web: a.opt.Web, RequestID: reqlog.ID(r.Context())}
+	if a.cat.MultiStore {
+		ir.Stores, ir.AllStoresMustSucceed = req.Stores, req.AllStoresMustSucceed
+		ir.AllStores = req.AllStores != nil && *req.AllStores
+		ir.HeaderStore = r.Header.Get("X-Image-Meta-Store")
+	}
 	if req.Method.Name == catalog.ImportGlanceDownload {
 		identity := a.baseURL(r) + "/identity/v3" // this server's own identity
 		if a.opt.IdentityURL != nil {

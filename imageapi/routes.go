@@ -110,6 +110,8 @@ func (a *API) routes() {
 	a.authed("DELETE /v2/images/{id}/members/{member}", a.removeMember)    // §2.2
 	a.authed("GET /v2/info/import", a.getImportInfo)                       // §1.8
 	a.authed("GET /v2/info/stores", a.getStoresInfo)                       // §5.6
+	a.authed("GET /v2/info/stores/detail", a.getStoresDetail)              // §5.6, API 2.15
+	a.authed("DELETE /v2/stores/{store}/{id}", a.deleteFromStore)          // §5.6, API 2.10
 	a.authed("GET /v2/info/usage", a.getUsage)                             // §5.3
 	a.authed("GET /v2/images/{id}/tasks", a.listImageTasks)                // §1.2, API 2.12
 	a.authed("POST /v2/tasks", a.createTask)                               // tasks.go

@@ -57,6 +57,18 @@ func imageJSON(img catalog.Image, registry string) map[string]any {
 	return out
 }
 
+// imageView is imageJSON as this server shows it: with multi-store, the stores holding
+// the image's data as Glance shows them, sorted and comma-joined (absent without data).
+func (a *API) imageView(r *http.Request, img catalog.Image) map[string]any {
+	out := imageJSON(img, a.registryHost(r))
+	if a.cat.MultiStore {
+		if stores := a.cat.ImageStores(r.Context(), img); len(stores) > 0 {
+			out["stores"] = strings.Join(stores, ",")
+		}
+	}
+	return out
+}
+
 // memberJSON is an image member.
 type memberJSON struct {
 	ImageID   string `json:"image_id"`

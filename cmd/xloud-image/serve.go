@@ -108,6 +108,8 @@ func cmdServe(args []string) (err error) {
 	}
 	cat := catalog.New(store, policy)
 	cat.HashAlgo = string(c.HashAlgo)
+	// Glance's multi-store API exists when stores are named, as with enabled_backends.
+	cat.MultiStore = len(c.Stores) > 0
 	cat.Limits = sec.limitSource()
 	cat.Certificates = sec.certificates()
 	serverKey, err := signing.LoadServerKey(ctx, store.Meta())
