@@ -43,7 +43,12 @@ func newWorld(t *testing.T) *world { return newWorldOn(t, "") }
 // newWorldOn builds the world on the embedded store, or on Redis when redisURL is set.
 func newWorldOn(t *testing.T, redisURL string) *world {
 	t.Helper()
-	store := testenv.OpenStore(t, redisURL)
+	return newWorldWith(t, testenv.OpenStore(t, redisURL))
+}
+
+// newWorldWith builds the world over store.
+func newWorldWith(t *testing.T, store *storage.Store) *world {
+	t.Helper()
 	id := auth.NewIdentity(store.Meta())
 	w := &world{store: store, id: id, project: map[string]string{}, as: map[string]auth.Principal{}}
 	for _, p := range []string{"a", "b"} {
