@@ -45,11 +45,14 @@ sys.exit(os.waitstatus_to_exitcode(st))
 `
 
 // onTerminal runs `openstack args…` as c on a terminal and returns its output.
-func (c *cli) onTerminal(args ...string) (string, error) {
+func (c *cli) onTerminal(args ...string) (string, error) { return c.toolOnTerminal("openstack", args...) }
+
+// toolOnTerminal runs `tool args…` as c on a terminal and returns its output.
+func (c *cli) toolOnTerminal(tool string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testenv.RequireTool(c.t, "python3"), append([]string{"-c", ptyDriver,
-		testenv.RequireTool(c.t, "openstack")}, args...)...)
+		testenv.RequireTool(c.t, tool)}, args...)...)
 	cmd.Env = c.env
 	out, err := cmd.CombinedOutput()
 	return string(out), err
