@@ -175,7 +175,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(segs) > 0 && versionRE.MatchString(segs[0]) {
-		if !supportedVersion(segs[0]) {
+		if !a.supportedVersion(segs[0]) {
 			a.getVersionsRoot(w, r, auth.Principal{})
 			return
 		}

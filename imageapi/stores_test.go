@@ -52,7 +52,16 @@ func TestStoresInfoWire(t *testing.T) {
 	wantStatus(t, "stores without --store", single.do("member-a", "GET", "/v2/info/stores", nil), http.StatusNotFound, "")
 	wantStatus(t, "detail without --store", single.do("admin", "GET", "/v2/info/stores/detail", nil), http.StatusNotFound, "")
 
+	if r := single.do("", "GET", "/versions", nil); strings.Contains(string(r.body), "v2.10") {
+		t.Fatalf("single-store versions list multi-store ones: %s", r.body)
+	}
 	e := newMultiEnv(t)
+	if r := e.do("", "GET", "/versions", nil); !strings.Contains(string(r.body), `"v2.10"`) || !strings.Contains(string(r.body), `"v2.8"`) {
+		t.Fatalf("multi-store versions: %s", r.body)
+	}
+	if r := e.do("admin", "GET", "/v2.10/info/stores", nil); r.status != http.StatusOK {
+		t.Fatalf("/v2.10/info/stores: %d %s", r.status, r.body)
+	}
 	r := e.do("member-a", "GET", "/v2/info/stores", nil)
 	if r.status != http.StatusOK {
 		t.Fatalf("stores: %d %s", r.status, r.body)

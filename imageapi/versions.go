@@ -13,11 +13,27 @@ import (
 // served here; the 2.16+ cache and 2.17 location APIs are not.
 var versions = []string{"v2.15", "v2.13", "v2.12", "v2.9", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0"}
 
+// versionList is versions, with those Glance lists only with enabled_backends in place when
+// the stores API is on (--store): 2.8 (X-Image-Meta-Store, /info/stores), 2.10 (DELETE
+// /v2/stores/…), 2.11 (the import's stores).
+func (a *API) versionList() []string {
+	if !a.cat.MultiStore {
+		return versions
+	}
+	out := append([]string(nil), versions...)
+	i := slices.Index(out, "v2.9")
+	out = slices.Insert(out, i+1, "v2.8")
+	return slices.Insert(out, i, "v2.11", "v2.10")
+}
+
 // supportedVersion reports whether a path's version segment is served (as /v2).
-func supportedVersion(seg string) bool { return seg == "v2" || slices.Contains(versions, seg) }
+func (a *API) supportedVersion(seg string) bool {
+	return seg == "v2" || slices.Contains(a.versionList(), seg)
+}
 
 func (a *API) versionDocs(r *http.Request) []map[string]any {
 	href := a.baseURL(r) + "/v2/"
+	versions := a.versionList()
 	out := make([]map[string]any, 0, len(versions))
 	for i, v := range versions {
 		status := "SUPPORTED"
