@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"slices"
 	"bytes"
 	"cmp"
 	"context"
@@ -12,6 +11,7 @@ import (
 	"hash"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"

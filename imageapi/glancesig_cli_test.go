@@ -45,7 +45,9 @@ sys.exit(os.waitstatus_to_exitcode(st))
 `
 
 // onTerminal runs `openstack args…` as c on a terminal and returns its output.
-func (c *cli) onTerminal(args ...string) (string, error) { return c.toolOnTerminal("openstack", args...) }
+func (c *cli) onTerminal(args ...string) (string, error) {
+	return c.toolOnTerminal("openstack", args...)
+}
 
 // toolOnTerminal runs `tool args…` as c on a terminal and returns its output.
 func (c *cli) toolOnTerminal(tool string, args ...string) (string, error) {
