@@ -68,7 +68,12 @@ func usageOf(img *Image) usage {
 	}
 	switch img.Status {
 	case StatusActive, StatusDeactivated:
-		u.Size = size
+		// Glance counts an image once per store holding it (size × locations).
+		u.Size = size * int64(max(1, len(img.Stores)))
+		if img.Properties[ImportingToStoresProperty] != "" {
+			// A copy-image in progress stages and uploads, as Glance counts it.
+			u.Uploading, u.Stage = 1, size
+		}
 	case StatusSaving:
 		u.Size = img.Reserved
 	case StatusUploading, StatusImporting:

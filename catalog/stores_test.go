@@ -349,3 +349,44 @@ func TestImportToStores(t *testing.T) {
 	}
 	w.s3.Restart()
 }
+
+// TestMultiStoreQuota: Glance counts an image once per store in image_size_total, and a
+// copy in progress in image_stage_total and image_count_uploading.
+func TestMultiStoreQuota(t *testing.T) {
+	w := newMultiWorld(t)
+	setLimits(t, w.world, map[string]int64{catalog.LimitSizeTotal: 100, catalog.LimitStageTotal: 100,
+		catalog.LimitCountTotal: 10, catalog.LimitCountUploading: 10})
+	img := w.create(t, "member-a", "counted", "raw")
+	if _, err := w.cat.UploadTo(ctx, w.as["member-a"], img.ID, "", bytes.NewReader(make([]byte, 3<<20)), -1); err != nil {
+		t.Fatal(err)
+	}
+	usage := func() (int64, int64, int64) {
+		u, err := w.cat.Usage(ctx, w.project["a"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u[catalog.LimitSizeTotal].Usage, u[catalog.LimitStageTotal].Usage, u[catalog.LimitCountUploading].Usage
+	}
+	if size, stage, up := usage(); size != 3 || stage != 0 || up != 0 {
+		t.Fatalf("one store: size %d stage %d uploading %d", size, stage, up)
+	}
+	run, err := w.cat.Import(ctx, w.as["admin"], img.ID, catalog.ImportRequest{Method: catalog.ImportCopyImage, Stores: []string{"cheap", "spare"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size, stage, up := usage(); size != 3 || stage != 3 || up != 1 {
+		t.Fatalf("while copying: size %d stage %d uploading %d", size, stage, up)
+	}
+	if err := run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if size, stage, up := usage(); size != 9 || stage != 0 || up != 0 {
+		t.Fatalf("three stores: size %d stage %d uploading %d", size, stage, up)
+	}
+	if err := w.cat.DeleteFromStore(ctx, w.as["admin"], "spare", img.ID); err != nil {
+		t.Fatal(err)
+	}
+	if size, _, _ := usage(); size != 6 {
+		t.Fatalf("two stores: size %d", size)
+	}
+}
