@@ -226,8 +226,9 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 		}
 		if req.Method != ImportCopyImage { // a copy leaves the image active
 			img.Status = StatusImporting
-			img.Lease = c.node
 		}
+		// The writer's lease: if this process stops, another ends the import (lease.go).
+		img.Lease = c.node
 		img.Properties[ImportLockProperty] = task.ID
 		startImportProgress(img, req.targets)
 		return nil
@@ -276,6 +277,7 @@ func (c *Catalog) runImport(ctx context.Context, pr auth.Principal, img Image, r
 		// A failed copy leaves the image active in the stores it was in (and those the
 		// copy reached); the failure is in os_glance_failed_import and on the task.
 		if err := c.copyImage(ctx, img, req); err != nil {
+			c.endImportProgress(context.WithoutCancel(ctx), img.ID, req.targets)
 			return fmt.Errorf("copy image %s to stores: %w", img.ID, err)
 		}
 		return nil

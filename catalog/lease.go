@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +44,8 @@ func (img Image) leased() bool {
 	switch img.Status {
 	case StatusSaving, StatusUploading, StatusImporting:
 		return true
+	case StatusActive: // a copy-image running
+		return img.Properties[ImportingToStoresProperty] != ""
 	}
 	return false
 }
@@ -125,6 +129,9 @@ func (c *Catalog) RecoverLeases(ctx context.Context, all bool) (int, error) {
 				return nil
 			}
 			next := img.requeued(c.Now())
+			if img.Status == StatusActive {
+				next = img.copyEnded(c.Now()) // the data stays; the copy failed
+			}
 			if err := ev.put(tx, &img, next); err != nil {
 				return err
 			}
@@ -174,6 +181,24 @@ func (c *Catalog) alive(tx meta.Tx, node string) bool {
 		return true
 	}
 	return now.Sub(last.since) < leaseStale
+}
+
+// copyEnded is img after a copy-image that stopped: active in the stores it was in (and
+// those the copy reached), the stores left counted as failed, the lock and lease dropped.
+func (img Image) copyEnded(now time.Time) Image {
+	next := img.clone()
+	failed := splitStores(img.Properties[FailedImportProperty])
+	for _, s := range splitStores(img.Properties[ImportingToStoresProperty]) {
+		if !slices.Contains(failed, s) {
+			failed = append(failed, s)
+		}
+	}
+	next.Properties[ImportingToStoresProperty] = ""
+	next.Properties[FailedImportProperty] = strings.Join(failed, ",")
+	delete(next.Properties, ImportLockProperty)
+	next.Lease = ""
+	next.UpdatedAt = now.UTC().Truncate(time.Second)
+	return next
 }
 
 // requeued is img back in queued with no data, as after a failed upload.

@@ -242,6 +242,9 @@ func (c *Catalog) setPlaceProgress(ctx context.Context, id, store string, added 
 		next := cur.clone()
 		next.Properties[ImportingToStoresProperty] = strings.Join(left, ",")
 		next.Properties[FailedImportProperty] = strings.Join(failed, ",")
+		if len(left) == 0 && cur.Status == StatusActive {
+			next.Lease = "" // the copy is done
+		}
 		if added && hasData(cur) {
 			next.Stores = recordedStores(cur, before)
 			if !slices.Contains(next.Stores, store) {
@@ -364,15 +367,14 @@ func (c *Catalog) endImportProgress(ctx context.Context, id string, targets []st
 		if err != nil {
 			return err
 		}
-		next := cur.clone()
-		failed := splitStores(cur.Properties[FailedImportProperty])
-		for _, s := range splitStores(cur.Properties[ImportingToStoresProperty]) {
-			if !slices.Contains(failed, s) {
-				failed = append(failed, s)
+		next := cur.copyEnded(c.Now())
+		if cur.Status != StatusActive { // an import: requeue drops its lock and lease
+			next.Lease = cur.Lease
+			next.Properties[ImportLockProperty] = cur.Properties[ImportLockProperty]
+			if next.Properties[ImportLockProperty] == "" {
+				delete(next.Properties, ImportLockProperty)
 			}
 		}
-		next.Properties[ImportingToStoresProperty] = ""
-		next.Properties[FailedImportProperty] = strings.Join(failed, ",")
 		return ev.put(tx, &cur, next)
 	})
 	if err != nil && !errors.Is(err, ErrNotFound) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/catalog"
 	"github.com/xloud/xloud-image/internal/testenv"
 	"github.com/xloud/xloud-image/storage"
@@ -388,5 +389,35 @@ func TestMultiStoreQuota(t *testing.T) {
 	}
 	if size, _, _ := usage(); size != 6 {
 		t.Fatalf("two stores: size %d", size)
+	}
+}
+
+// TestCopyOfStoppedServerEnds: a copy-image whose process stopped is ended by the next
+// lease pass: the image stays active with its data, the stores left count as failed, the
+// lock goes, and a new copy can start.
+func TestCopyOfStoppedServerEnds(t *testing.T) {
+	w := newMultiWorld(t)
+	img := w.create(t, "member-a", "copied", "raw")
+	if _, err := w.cat.UploadTo(ctx, w.as["member-a"], img.ID, "", bytes.NewReader(make([]byte, 1<<20)), -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cat.Import(ctx, w.as["admin"], img.ID, catalog.ImportRequest{Method: catalog.ImportCopyImage, Stores: []string{"cheap"}}); err != nil {
+		t.Fatal(err) // its work never runs: the process "stopped"
+	}
+	other := catalog.New(w.store, &auth.Policy{Directory: w.id})
+	if n, err := other.RecoverLeases(ctx, true); err != nil || n != 1 {
+		t.Fatalf("recovered %d (%v), want 1", n, err)
+	}
+	got, _ := w.cat.Get(ctx, w.as["admin"], img.ID)
+	if got.Status != catalog.StatusActive || got.Properties[catalog.ImportingToStoresProperty] != "" ||
+		got.Properties[catalog.FailedImportProperty] != "cheap" || got.Properties[catalog.ImportLockProperty] != "" ||
+		!slices.Equal(w.cat.ImageStores(ctx, got), []string{"fast"}) {
+		t.Fatalf("after recovery: %s %v %v", got.Status, got.Properties, w.cat.ImageStores(ctx, got))
+	}
+	if err := importNow(t, w, "admin", img.ID, catalog.ImportRequest{Method: catalog.ImportCopyImage, Stores: []string{"cheap"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.stores(t, img.ID); !slices.Equal(got, []string{"cheap", "fast"}) {
+		t.Fatalf("copy after recovery: %v", got)
 	}
 }
