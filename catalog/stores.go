@@ -82,7 +82,7 @@ func (c *Catalog) chooseStore(name string) (string, error) {
 	if !c.MultiStore || name == "" {
 		return "", nil
 	}
-	if _, ok := c.store.BlobStore(name); !ok || !slices.Contains(c.store.StoreNames(), name) {
+	if !slices.Contains(c.store.StoreNames(), name) {
 		return "", unknownStore(BadRequest, name)
 	}
 	return name, nil

@@ -24,9 +24,10 @@ package storage
 //
 //	blob:<digest>                  blobRecord: size, manifest reference count, last touch,
 //	                               deleting mark (set by GC while it removes the file), the
-//	                               store and key of the bytes
-//	blobkey:<store>:<key>          the digest whose bytes are at key in store (GC's check
-//	                               that an object it finds is someone's)
+//	                               store and key of the bytes, and further whole copies in
+//	                               other stores (multi-store: copy-image, import to stores)
+//	blobkey:<store>:<key>          the digest whose bytes are at key in store, for every copy
+//	                               (GC's check that an object it finds is someone's)
 //	set blobs                      every digest that has a blob record
 //	set bloblinks:<digest>         repositories the blob is linked into
 //	set repos                      every repository name
