@@ -205,6 +205,9 @@ func (c *Catalog) Import(ctx context.Context, pr auth.Principal, id string, req 
 	}
 	input := map[string]any{"image_id": id, "import_req": map[string]any{"method": map[string]string{"name": req.Method, "uri": req.URI}},
 		"backend": nil}
+	if req.targets != nil { // Glance's task input names the stores written
+		input["backend"] = req.targets
+	}
 	task, err := c.newTask(pr, TaskTypeAPIImport, input, id, req.RequestID)
 	if err != nil {
 		return nil, err
