@@ -28,7 +28,10 @@ type multiWorld struct {
 	bucket string
 }
 
-func newMultiWorld(t *testing.T) *multiWorld {
+func newMultiWorld(t *testing.T) *multiWorld { return newMultiWorldOn(t, "") }
+
+// newMultiWorldOn is newMultiWorld on the embedded store, or on Redis when redisURL is set.
+func newMultiWorldOn(t *testing.T, redisURL string) *multiWorld {
 	t.Helper()
 	dir := t.TempDir()
 	fast, err := storage.OpenFiles(filepath.Join(dir, "fast"))
@@ -45,7 +48,12 @@ func newMultiWorld(t *testing.T) *multiWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := meta.OpenBolt(filepath.Join(dir, "meta.db"), time.Second)
+	var m meta.Store
+	if redisURL != "" {
+		m, err = meta.OpenRedis(ctx, redisURL, "t"+filepath.Base(dir)+":")
+	} else {
+		m, err = meta.OpenBolt(filepath.Join(dir, "meta.db"), time.Second)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +231,13 @@ func TestUploadToStoreAndCopyImage(t *testing.T) {
 }
 
 func TestDeleteFromStore(t *testing.T) {
-	w := newMultiWorld(t)
+	redisURL := testenv.StartRedis(t)
+	for _, backend := range []string{"", redisURL} {
+		testDeleteFromStore(t, newMultiWorldOn(t, backend))
+	}
+}
+
+func testDeleteFromStore(t *testing.T, w *multiWorld) {
 	data := bytes.Repeat([]byte("shared bytes "), 50000)
 	one := w.create(t, "member-a", "one", "raw")
 	two := w.create(t, "member-a", "two", "raw")
