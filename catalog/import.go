@@ -376,7 +376,11 @@ func (c *Catalog) importStaged(ctx context.Context, pr auth.Principal, img Image
 		staged = c.store.DefaultStore()
 	}
 	if data.stores != nil && !slices.Contains(data.stores, staged) {
-		return c.releaseCopy(ctx, img.ID, d, staged)
+		// The image is active whatever happens here: a copy left behind is GC's when no
+		// manifest holds the blob, else only space.
+		if err := c.releaseCopy(ctx, img.ID, d, staged); err != nil {
+			c.Log.Warn("drop the staged copy of an imported image", "image", img.ID, "store", staged, "err", err)
+		}
 	}
 	return nil
 }
