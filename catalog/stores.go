@@ -200,6 +200,13 @@ func (c *Catalog) placeData(ctx context.Context, id string, d digest.Digest, tar
 	var done, failed []string
 	for i, s := range targets {
 		err := c.store.CopyBlob(ctx, d, s)
+		if err == nil && record {
+			// Recorded only if the copy is still there (releaseCopy of another image may
+			// have dropped a copy this one found): otherwise copied again, once.
+			if err = c.setPlaceProgress(ctx, id, s, true, targets[i:], failed); errors.Is(err, errCopyGone) {
+				err = c.store.CopyBlob(ctx, d, s)
+			}
+		}
 		if err != nil {
 			c.Log.Warn("import to a store failed", "image", id, "store", s, "err", err)
 			failed = append(failed, s)
@@ -246,6 +253,16 @@ func (c *Catalog) setPlaceProgress(ctx context.Context, id, store string, added 
 			next.Lease = "" // the copy is done
 		}
 		if added && hasData(cur) {
+			d, err := storage.ParseDigest(cur.DiskDigest)
+			if err != nil {
+				return err
+			}
+			if in, err := c.store.HasCopy(tx, d, store); err != nil || !in {
+				if err == nil {
+					err = errCopyGone
+				}
+				return err
+			}
 			next.Stores = recordedStores(cur, before)
 			if !slices.Contains(next.Stores, store) {
 				next.Stores = append(next.Stores, store)
@@ -323,38 +340,37 @@ func (c *Catalog) DeleteFromStore(ctx context.Context, pr auth.Principal, store,
 }
 
 // releaseCopy removes blob d from store unless an image other than id, placed in that
-// store, holds it (blobs are shared by digest between images).
+// store, holds it (blobs are shared by digest between images). The check runs in the
+// transaction that drops the copy, and an image records a store only in a transaction that
+// finds the copy there (setPlaceProgress), so a copy another image is being placed on
+// never goes from under it.
 func (c *Catalog) releaseCopy(ctx context.Context, id string, d digest.Digest, store string) error {
 	repos, err := c.store.BlobRepositories(ctx, d)
 	if err != nil {
 		return fmt.Errorf("release blob %s from store %s: %w", d, store, err)
 	}
-	var needed []Image
-	err = c.meta.View(ctx, func(tx meta.Tx) error {
+	keep := func(tx meta.Tx) (bool, error) {
 		for _, repo := range repos {
-			imgs, err := mergeScan(tx, walk{sets: []string{idxRepo(repo)}, dir: newestFirst}, func(img Image) (bool, error) {
-				return img.ID != id && img.DiskDigest == d.String() && hasData(img), nil
+			imgs, err := mergeScan(tx, walk{sets: []string{idxRepo(repo)}, dir: newestFirst, limit: 1}, func(img Image) (bool, error) {
+				// An image without recorded stores (older, or pushed) is in every store
+				// its blob is in: it needs this copy too.
+				return img.ID != id && img.DiskDigest == d.String() && hasData(img) &&
+					(len(img.Stores) == 0 || slices.Contains(img.Stores, store)), nil
 			})
-			if err != nil {
-				return err
+			if err != nil || len(imgs) > 0 {
+				return len(imgs) > 0, err
 			}
-			needed = append(needed, imgs...)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("release blob %s from store %s: %w", d, store, err)
+		return false, nil
 	}
-	for _, other := range needed {
-		if slices.Contains(c.ImageStores(ctx, other), store) {
-			return nil
-		}
-	}
-	if _, err := c.store.RemoveBlobCopy(ctx, d, store); err != nil && !errors.Is(err, storage.ErrLastCopy) {
+	if _, err := c.store.RemoveBlobCopyUnless(ctx, d, store, keep); err != nil && !errors.Is(err, storage.ErrLastCopy) {
 		return fmt.Errorf("remove blob %s from store %s: %w", d, store, err)
 	}
 	return nil
 }
+
+// errCopyGone: the copy a store was to hold of an image's blob was dropped meanwhile.
+var errCopyGone = errors.New("the blob's copy in the store was removed meanwhile")
 
 // endImportProgress is what a failed import shows: nothing left to write, and every store
 // it did not write among the failed ones.

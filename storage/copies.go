@@ -100,6 +100,13 @@ func (s *Store) CopyBlob(ctx context.Context, d digest.Digest, to string) error 
 // (ErrLastCopy) when it is the only one: a blob that no longer needs to be anywhere is
 // garbage collection's to take. It reports whether that store held a copy.
 func (s *Store) RemoveBlobCopy(ctx context.Context, d digest.Digest, from string) (bool, error) {
+	return s.RemoveBlobCopyUnless(ctx, d, from, nil)
+}
+
+// RemoveBlobCopyUnless is RemoveBlobCopy unless keep, run in the same transaction as the
+// removal (so it sees the records that say who needs the copy as they are when the copy
+// goes), reports that the copy is still needed.
+func (s *Store) RemoveBlobCopyUnless(ctx context.Context, d digest.Digest, from string, keep func(tx meta.Tx) (bool, error)) (bool, error) {
 	if _, ok := s.stores[from]; !ok {
 		return false, fmt.Errorf("remove blob %s from %q: %w", d, from, ErrStoreUnknown)
 	}
@@ -120,6 +127,11 @@ func (s *Store) RemoveBlobCopy(ctx context.Context, d digest.Digest, from string
 		}
 		if len(locs) == 1 {
 			return ErrLastCopy
+		}
+		if keep != nil {
+			if needed, err := keep(tx); err != nil || needed {
+				return err
+			}
 		}
 		gone = locs[i]
 		locs = slices.Delete(locs, i, i+1)
@@ -145,4 +157,13 @@ func (s *Store) RemoveBlobCopy(ctx context.Context, d digest.Digest, from string
 		s.Log.Warn("remove a blob copy; gc takes it", "digest", d, "store", from, "key", gone.Key, "err", err)
 	}
 	return true, nil
+}
+
+// HasCopy reports, within tx, whether the store named store holds a copy of blob d.
+func (s *Store) HasCopy(tx meta.Tx, d digest.Digest, store string) (bool, error) {
+	r, found, err := getBlobRecord(tx, d)
+	if err != nil || !found || r.Deleting {
+		return false, err
+	}
+	return slices.ContainsFunc(s.locations(r, d), func(l Location) bool { return l.Store == store }), nil
 }
