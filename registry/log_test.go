@@ -1,25 +1,15 @@
 package registry
 
 import (
-	"encoding/json"
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/xloud/xloud-image/internal/testenv"
 )
 
 // logLines parses every line of logs as JSON.
-func logLines(t *testing.T, logs string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for line := range strings.Lines(logs) {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("log line is not JSON: %q", line)
-		}
-		out = append(out, rec)
-	}
-	return out
-}
+func logLines(t *testing.T, logs string) []map[string]any { return testenv.JSONLines(t, logs) }
 
 // TestRefusalsExplainAndLog: a signed-in caller lacking a role is DENIED with what it lacks
 // (role and project), and the refusal is logged at INFO with the request id the response

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
@@ -11,16 +9,7 @@ import (
 
 // logRecords parses the server's stderr: every line must be JSON.
 func logRecords(t *testing.T, srv *testenv.Server) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for line := range strings.Lines(srv.Log()) {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("log line is not JSON: %q", line)
-		}
-		out = append(out, rec)
-	}
-	return out
+	return testenv.JSONLines(t, srv.Log())
 }
 
 // accessLine waits for the access line of request id (it is written as the answer ends).

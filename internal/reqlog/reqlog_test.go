@@ -3,7 +3,6 @@ package reqlog_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,18 +14,7 @@ import (
 	"github.com/xloud/xloud-image/internal/testenv"
 )
 
-func records(t *testing.T, logs string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for line := range strings.Lines(logs) {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("log line is not JSON: %q", line)
-		}
-		out = append(out, rec)
-	}
-	return out
-}
+func records(t *testing.T, logs string) []map[string]any { return testenv.JSONLines(t, logs) }
 
 // TestMiddleware: a request gets an id (header and context), a line logged inside it with
 // its context names the id once, and its access line has the status, the bytes sent (through

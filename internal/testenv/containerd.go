@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -191,7 +192,7 @@ func (c *Containerd) UnmountImage(target string) error {
 		}
 		return nil
 	}
-	if err := syscall.Unmount(target, 0); err != nil {
+	if err := unmountBusy(target); err != nil {
 		return fmt.Errorf("unmount %s: %w", target, err)
 	}
 	delete(c.views, target)
@@ -202,6 +203,21 @@ func (c *Containerd) UnmountImage(target string) error {
 		return fmt.Errorf("ctr leases delete %s: %v\n%s", key, err, out)
 	}
 	return nil
+}
+
+// unmountBusy unmounts target, retrying while the kernel reports it busy: another process on
+// this shared machine (a parallel test walking temp dirs, a page-cache writeback) can hold the
+// view for a moment after the test closed its files. After two seconds of EBUSY it detaches
+// lazily, which removes the mount from the namespace as soon as the last user lets go.
+func unmountBusy(target string) error {
+	var err error
+	for i := 0; i < 20; i++ {
+		if err = syscall.Unmount(target, 0); !errors.Is(err, syscall.EBUSY) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return syscall.Unmount(target, syscall.MNT_DETACH)
 }
 
 // Log returns what containerd printed so far.
