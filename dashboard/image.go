@@ -44,9 +44,13 @@ func (d *Dashboard) imagePage(r *http.Request, s *session) (map[string]any, erro
 	if err != nil {
 		return nil, err
 	}
-	allowed, err := cat.Allowed(ctx, s.pr, id, pageActions...)
+	acts, err := cat.Allowed(ctx, s.pr, id, pageActions...)
 	if err != nil {
 		return nil, err
+	}
+	allowed := make(map[string]bool, len(acts)) // keyed by the policy rule's name, for the templates
+	for act, ok := range acts {
+		allowed[string(act)] = ok
 	}
 	data := map[string]any{"Image": img, "Row": rowOf(img), "Fields": fields(img), "Allowed": allowed,
 		"Verdict": verdict(img), "Commands": d.commands(r, img), "Visibilities": []string{"private", "shared", "community", "public"},

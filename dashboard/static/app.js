@@ -105,7 +105,10 @@ function upload(created, file) {
       bar.value = 100;
       pct.textContent = "100%";
       box.dataset.done = "true";
-      window.setTimeout(function () { window.location.assign(created.page); }, 300);
+      var link = document.getElementById("upload-done");
+      link.href = created.page;
+      link.hidden = false;
+      link.focus();
     } else {
       showError("The upload was refused: " + errorText(xhr.responseText, xhr.status) +
         " The image stays queued; open it to delete it or upload again.");
