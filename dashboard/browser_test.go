@@ -142,7 +142,7 @@ func waitText(t *testing.T, ctx context.Context, sel, want string) {
 // -update-screenshots).
 func (s *site) shot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	buf := value(t, ctx, "screenshot "+name, chromedp.FullScreenshot(90))
+	buf := value(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
 	if err := os.WriteFile(filepath.Join(s.shots, name+".png"), buf, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -215,8 +215,25 @@ func TestBrowserFlow(t *testing.T) {
 		t.Fatalf("progress bar at the end: value %d, text %q", progress, pct)
 	}
 	s.shot(t, s.alice, "upload")
-	run(t, s.alice, "open the image", chromedp.Click(chromedp.CSS("#upload-done")),
-		chromedp.WaitVisible(chromedp.CSS("#image-status")))
+	uploaded := value(t, s.alice, "link", chromedp.Evaluate[string](`document.getElementById("upload-done").href`))
+
+	// A file that is not the declared format is refused by the Image API, and the page says
+	// why.
+	notQcow2 := filepath.Join(t.TempDir(), "plain.img")
+	if err := os.WriteFile(notQcow2, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, s.alice, "upload a raw file as qcow2",
+		chromedp.Navigate(s.base+"/dashboard/images/new"),
+		chromedp.SendKeys(chromedp.CSS("#n-name"), "not-qcow2"),
+		chromedp.SetUploadFiles(chromedp.CSS("#n-file"), []string{notQcow2}),
+		chromedp.Click(chromedp.CSS("#n-create")),
+		chromedp.WaitVisible(chromedp.CSS("#upload-error")))
+	if got := text(t, s.alice, "#upload-error"); !strings.Contains(got, "qcow2") {
+		t.Fatalf("a raw file declared qcow2: %q", got)
+	}
+	s.shot(t, s.alice, "upload-refused")
+	run(t, s.alice, "open the image", chromedp.Navigate(uploaded), chromedp.WaitVisible(chromedp.CSS("#image-status")))
 	page := value(t, s.alice, "location", chromedp.Location())
 	m := idRE.FindStringSubmatch(page)
 	if m == nil {
