@@ -18,8 +18,12 @@ var pageActions = []auth.ImageAction{auth.ImageModify, auth.ImageDelete, auth.Im
 	auth.ImageDeactivate, auth.ImageReactivate, auth.ImageAddMember, auth.ImageDeleteMember, auth.ImageGetMembers,
 	auth.ImageUpload}
 
-// field is one line of the image's field list.
-type field struct{ Key, Value string }
+// field is one line of the image's field list; ReadOnly fields (the server's own, such as
+// the signature status) offer no removal.
+type field struct {
+	Key, Value string
+	ReadOnly   bool
+}
 
 // command is one copyable command or snippet.
 type command struct{ ID, Title, Text string }
@@ -90,19 +94,19 @@ func (d *Dashboard) imagePage(r *http.Request, s *session) (map[string]any, erro
 // fields lists the image's own fields as the Image API names them.
 func fields(img catalog.Image) []field {
 	out := []field{
-		{"id", img.ID}, {"name", deref(img.Name)}, {"owner", img.Owner}, {"status", string(img.Status)},
-		{"visibility", string(img.Visibility)}, {"protected", strconv.FormatBool(img.Protected)},
-		{"os_hidden", strconv.FormatBool(img.Hidden)}, {"disk_format", deref(img.DiskFormat)},
-		{"container_format", deref(img.ContainerFormat)}, {"size", bytesField(img.Size)},
-		{"virtual_size", bytesField(img.VirtualSize)}, {"checksum (MD5)", deref(img.Checksum)},
-		{"os_hash_algo", deref(img.HashAlgo)}, {"os_hash_value", deref(img.HashValue)},
-		{"min_disk (GiB)", strconv.FormatInt(img.MinDisk, 10)}, {"min_ram (MiB)", strconv.FormatInt(img.MinRAM, 10)},
-		{"tags", strings.Join(img.Tags, ", ")}, {"created_at", img.CreatedAt.UTC().Format("2006-01-02T15:04:05Z")},
-		{"updated_at", img.UpdatedAt.UTC().Format("2006-01-02T15:04:05Z")},
-		{"repository", img.Repository}, {"manifest", img.Reference}, {"disk blob", img.DiskDigest},
+		{Key: "id", Value: img.ID}, {Key: "name", Value: deref(img.Name)}, {Key: "owner", Value: img.Owner}, {Key: "status", Value: string(img.Status)},
+		{Key: "visibility", Value: string(img.Visibility)}, {Key: "protected", Value: strconv.FormatBool(img.Protected)},
+		{Key: "os_hidden", Value: strconv.FormatBool(img.Hidden)}, {Key: "disk_format", Value: deref(img.DiskFormat)},
+		{Key: "container_format", Value: deref(img.ContainerFormat)}, {Key: "size", Value: bytesField(img.Size)},
+		{Key: "virtual_size", Value: bytesField(img.VirtualSize)}, {Key: "checksum (MD5)", Value: deref(img.Checksum)},
+		{Key: "os_hash_algo", Value: deref(img.HashAlgo)}, {Key: "os_hash_value", Value: deref(img.HashValue)},
+		{Key: "min_disk (GiB)", Value: strconv.FormatInt(img.MinDisk, 10)}, {Key: "min_ram (MiB)", Value: strconv.FormatInt(img.MinRAM, 10)},
+		{Key: "tags", Value: strings.Join(img.Tags, ", ")}, {Key: "created_at", Value: img.CreatedAt.UTC().Format("2006-01-02T15:04:05Z")},
+		{Key: "updated_at", Value: img.UpdatedAt.UTC().Format("2006-01-02T15:04:05Z")},
+		{Key: "repository", Value: img.Repository}, {Key: "manifest", Value: img.Reference}, {Key: "disk blob", Value: img.DiskDigest},
 	}
 	if img.Reason != "" {
-		out = append(out, field{"reason", img.Reason})
+		out = append(out, field{Key: "reason", Value: img.Reason})
 	}
 	return out
 }
@@ -116,7 +120,7 @@ func extraProperties(img catalog.Image) []field {
 	slices.Sort(keys)
 	out := make([]field, len(keys))
 	for i, k := range keys {
-		out[i] = field{k, img.Properties[k]}
+		out[i] = field{Key: k, Value: img.Properties[k], ReadOnly: catalog.ReadOnlyField(k)}
 	}
 	return out
 }

@@ -21,9 +21,9 @@ func (d *Dashboard) parse() error {
 			}
 			return human(*p)
 		},
-		"deref": deref,
-		"time":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04") },
-		"eq":    func(a, b any) bool { return fmt.Sprint(a) == fmt.Sprint(b) },
+		"deref":  deref,
+		"time":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04") },
+		"eq":     func(a, b any) bool { return fmt.Sprint(a) == fmt.Sprint(b) },
 		"prefix": func() string { return Prefix },
 		"sortKeys": func() []string {
 			return []string{"name", "status", "disk_format", "size", "updated_at", "id"}
