@@ -166,6 +166,12 @@ func TestAccessMatrix(t *testing.T) {
 		{"GET", "/dashboard/signing", nil, [5]int{see, ok, ok, ok, ok}},
 		{"GET", "/dashboard/signing?project=" + alpha, nil, [5]int{see, ok, forbidden, ok, ok}},
 		{"POST", "/dashboard/images", url.Values{"name": {"new"}, "disk_format": {"qcow2"}, "method": {"upload"}}, [5]int{unauth, forbidden, ok, ok, ok}},
+		{"POST", "/dashboard/images", url.Values{"name": {"webdl"}, "disk_format": {"qcow2"}, "method": {"web-download"}, "url": {"ftp://x/y"}},
+			[5]int{unauth, bad, bad, bad, bad}},
+		// The import filter refuses loopback addresses: the image made for it is deleted again.
+		{"POST", "/dashboard/images", url.Values{"name": {"webdl"}, "disk_format": {"qcow2"}, "method": {"web-download"}, "url": {"http://127.0.0.1:9/disk.qcow2"}},
+			[5]int{unauth, forbidden, bad, bad, bad}},
+		{"POST", "/dashboard/images", url.Values{"name": {"bad"}, "disk_format": {"floppy"}, "method": {"upload"}}, [5]int{unauth, bad, bad, bad, bad}},
 		{"POST", im + "/edit", url.Values{"name": {"golden"}, "min_disk": {"1"}, "min_ram": {"0"}, "visibility": {"shared"}, "protected": {"true"}},
 			[5]int{unauth, forbidden, missing, see, see}},
 		{"POST", im + "/edit", url.Values{"name": {"golden"}, "min_disk": {"-1"}, "min_ram": {"0"}, "visibility": {"shared"}, "protected": {"true"}},
@@ -214,6 +220,17 @@ func TestAccessMatrix(t *testing.T) {
 				t.Errorf("%s %s %s: %d, want %d\n%s", c.name, r.method, r.path, st, r.want[i], excerpt(body))
 			}
 		}
+	}
+	// The sign-in form needs its CSRF token too.
+	anon := newClient(t)
+	get(t, anon, base+"/dashboard/login")
+	if st, _ := post(t, anon, base+"/dashboard/login", url.Values{"username": {"alice"}, "password": {"alice-pw"}}); st != forbidden {
+		t.Errorf("sign-in without CSRF token: %d, want 403", st)
+	}
+	// No refused web-download left an image behind.
+	admin := signInHTTP(t, base, "admin", "admin", adminPassword, "admin")
+	if _, page := get(t, admin.client, base+"/dashboard/images?tab=all&name=webdl"); !strings.Contains(page, `id="no-images"`) {
+		t.Errorf("a refused web-download left an image:\n%s", page)
 	}
 	// Signed out, the session is gone and its token revoked.
 	for _, c := range callers[1:] {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/xloud/xloud-image/catalog"
@@ -32,11 +33,15 @@ func (d *Dashboard) createImage(w http.ResponseWriter, r *http.Request, s *sessi
 	switch method {
 	case "upload":
 	case catalog.ImportWebDownload:
-		if uri == "" {
-			return badInput("Give the URL to import from.")
+		if u, err := url.Parse(uri); uri == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return badInput("Give the http or https URL to import from.")
 		}
 	default:
 		return badInput("Upload a file or import from a URL.")
+	}
+	protect := in.Protected
+	if method != "upload" {
+		in.Protected = false // set once the import has started: a refused one is undone by a delete
 	}
 	img, err := d.opt.Catalog.Create(r.Context(), s.pr, in)
 	if err != nil {
@@ -50,9 +55,17 @@ func (d *Dashboard) createImage(w http.ResponseWriter, r *http.Request, s *sessi
 	run, err := d.opt.Catalog.Import(r.Context(), s.pr, img.ID, catalog.ImportRequest{Method: method, URI: uri,
 		Web: d.opt.Web, RequestID: reqlog.ID(r.Context())})
 	if err != nil {
-		// The image stays queued, as after a refused import call of the Image API: show it
-		// with the reason.
+		// A refused import (a URL the import filter does not allow, …) leaves nothing behind.
+		if derr := d.opt.Catalog.Delete(r.Context(), s.pr, img.ID); derr != nil {
+			d.opt.Log.Warn("dashboard: delete the image of a refused import", "image", img.ID, "err", derr)
+		}
 		return err
+	}
+	if protect {
+		v, _ := json.Marshal(true)
+		if _, err := d.opt.Catalog.Update(r.Context(), s.pr, img.ID, []catalog.Change{{Op: "replace", Path: "protected", Value: v}}); err != nil {
+			d.opt.Log.Warn("dashboard: protect an imported image", "image", img.ID, "err", err)
+		}
 	}
 	go func() {
 		if err := run(context.WithoutCancel(r.Context())); err != nil {
