@@ -317,6 +317,14 @@ func TestBrowserFlow(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#deactivate")), chromedp.WaitVisible(chromedp.CSS("#reactivate")))
 	run(t, s.root, "all projects", chromedp.Navigate(s.base+"/dashboard/images?tab=all"), chromedp.WaitVisible(chromedp.CSS("table.images")))
 	s.shot(t, s.root, "images")
+	// A filter is applied in place (htmx); a bad one is refused in place, with why.
+	run(t, s.root, "filter by name", chromedp.SendKeys(chromedp.CSS(`input[name="name"]`), "nothing-like-this\n"),
+		chromedp.WaitVisible(chromedp.CSS("#no-images")))
+	run(t, s.root, "bad size filter", chromedp.SendKeys(chromedp.CSS(`input[name="size_min"]`), "lots\n"),
+		chromedp.WaitVisible(chromedp.CSS("#images #error-message")))
+	if got := text(t, s.root, "#images #error-message"); !strings.Contains(got, "Minimum size") {
+		t.Fatalf("a bad size filter: %q", got)
+	}
 	run(t, s.alice, "reload", chromedp.Navigate(imagePage), chromedp.WaitVisible(chromedp.CSS("#image-status")))
 	if got := text(t, s.alice, "#image-status"); got != "deactivated" {
 		t.Fatalf("status after deactivation: %q", got)

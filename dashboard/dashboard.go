@@ -216,5 +216,13 @@ func (d *Dashboard) fail(w http.ResponseWriter, r *http.Request, s *session, err
 	if st == http.StatusInternalServerError {
 		d.opt.Log.Error("dashboard", "path", r.URL.Path, "err", err)
 	}
-	d.render(w, r, st, "error", s, map[string]any{"Status": st, "StatusText": http.StatusText(st), "Message": message(err)})
+	data := map[string]any{"Status": st, "StatusText": http.StatusText(st), "Message": message(err)}
+	if r.Header.Get("HX-Request") != "" && st != http.StatusUnauthorized {
+		// htmx swaps refusals in place of the part it asked for (htmx-config in the layout).
+		if err := d.renderPart(w, st, "error", "content", data); err != nil {
+			d.opt.Log.Error("dashboard: render", "err", err)
+		}
+		return
+	}
+	d.render(w, r, st, "error", s, data)
 }

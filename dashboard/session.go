@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/xloud/xloud-image/auth"
@@ -44,9 +45,49 @@ type session struct {
 	pr auth.Principal
 }
 
-func keySession(id string) string {
+// Metadata keys of sessions:
+//
+//	dashboard:session:<sha256 of the cookie's id>  record
+//	set dashboard:sessions                          "<expiry, unix seconds, 12 digits>|<hash>", to purge
+const setSessions = "dashboard:sessions"
+
+func sessionHash(id string) string {
 	h := sha256.Sum256([]byte(id))
-	return "dashboard:session:" + hex.EncodeToString(h[:])
+	return hex.EncodeToString(h[:])
+}
+
+func keySession(id string) string { return "dashboard:session:" + sessionHash(id) }
+
+func sessionMember(id string, expires time.Time) string {
+	return fmt.Sprintf("%012d|%s", expires.Unix(), sessionHash(id))
+}
+
+// purgeLimit bounds the expired sessions one sign-in removes.
+const purgeLimit = 100
+
+// purgeSessions removes sessions expired before now, oldest first, at most purgeLimit: every
+// sign-in does it, so records of sessions nobody signed out of do not pile up.
+func (d *Dashboard) purgeSessions(ctx context.Context) error {
+	cutoff := fmt.Sprintf("%012d|", d.opt.Now().Unix())
+	return d.opt.Meta.Update(ctx, func(tx meta.Tx) error {
+		members, err := tx.SetRange(setSessions, "", purgeLimit)
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			if m >= cutoff {
+				break
+			}
+			_, hash, _ := strings.Cut(m, "|")
+			if err := tx.Delete("dashboard:session:" + hash); err != nil {
+				return err
+			}
+			if err := tx.SetRemove(setSessions, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func randomToken() string {
@@ -92,28 +133,49 @@ func (d *Dashboard) startSession(ctx context.Context, w http.ResponseWriter, r *
 	if rec.Expires.IsZero() {
 		rec.Expires = d.opt.Now().Add(auth.DefaultTokenTTL)
 	}
-	if err := d.putSession(ctx, id, rec); err != nil {
+	if err := d.putSession(ctx, id, rec, time.Time{}); err != nil {
 		return err
+	}
+	if err := d.purgeSessions(ctx); err != nil {
+		d.opt.Log.Warn("dashboard: purge expired sessions", "err", err)
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: id, Path: Prefix + "/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, Expires: rec.Expires})
 	return nil
 }
 
-func (d *Dashboard) putSession(ctx context.Context, id string, rec record) error {
+// putSession stores a session's record; old is the expiry it was stored with before (zero
+// for a new session).
+func (d *Dashboard) putSession(ctx context.Context, id string, rec record, old time.Time) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	if err := d.opt.Meta.Update(ctx, func(tx meta.Tx) error { return tx.Put(keySession(id), b) }); err != nil {
+	err = d.opt.Meta.Update(ctx, func(tx meta.Tx) error {
+		if !old.IsZero() {
+			if err := tx.SetRemove(setSessions, sessionMember(id, old)); err != nil {
+				return err
+			}
+		}
+		if err := tx.SetAdd(setSessions, sessionMember(id, rec.Expires)); err != nil {
+			return err
+		}
+		return tx.Put(keySession(id), b)
+	})
+	if err != nil {
 		return fmt.Errorf("store session: %w", err)
 	}
 	return nil
 }
 
 // endSession forgets a session.
-func (d *Dashboard) endSession(ctx context.Context, id string) error {
-	return d.opt.Meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(keySession(id)) })
+func (d *Dashboard) endSession(ctx context.Context, s *session) error {
+	return d.opt.Meta.Update(ctx, func(tx meta.Tx) error {
+		if err := tx.SetRemove(setSessions, sessionMember(s.id, s.Expires)); err != nil {
+			return err
+		}
+		return tx.Delete(keySession(s.id))
+	})
 }
 
 // clearSession drops the session cookie from the browser.

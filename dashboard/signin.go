@@ -62,7 +62,7 @@ func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request, s *session) e
 	if err := d.opt.SignIn.RevokeToken(r.Context(), s.Token); err != nil && !errors.Is(err, auth.ErrNotFound) {
 		return err
 	}
-	if err := d.endSession(r.Context(), s.id); err != nil {
+	if err := d.endSession(r.Context(), s); err != nil {
 		return err
 	}
 	d.clearSession(w, r)
@@ -80,9 +80,9 @@ func (d *Dashboard) switchProject(w http.ResponseWriter, r *http.Request, s *ses
 	if err != nil {
 		return err
 	}
-	old := s.Token
+	old, oldExpiry := s.Token, s.Expires
 	s.Token, s.ProjectID, s.ProjectName, s.Expires = secret, t.ProjectID, t.Project.Name, t.Expires
-	if err := d.putSession(r.Context(), s.id, s.record); err != nil {
+	if err := d.putSession(r.Context(), s.id, s.record, oldExpiry); err != nil {
 		return err
 	}
 	if err := d.opt.SignIn.RevokeToken(r.Context(), old); err != nil && !errors.Is(err, auth.ErrNotFound) {
