@@ -143,6 +143,14 @@ func TestAccessMatrix(t *testing.T) {
 		signInHTTP(t, base, "member", "alice", "alice-pw", "alpha"),
 		signInHTTP(t, base, "admin", "admin", adminPassword, "admin"),
 	}
+	// With unified limits on, the images page shows the usage GET /v2/info/usage reports.
+	if err := id.RegisterLimits("glance", "RegionOne", map[string]int{"image_size_total": 10000, "image_stage_total": 10000,
+		"image_count_total": 100, "image_count_uploading": 100}); err != nil {
+		t.Fatal(err)
+	}
+	if _, page := get(t, callers[3].client, base+"/dashboard/images"); !strings.Contains(page, `<meter id="quota-image_count_total" min="0" max="100" value="1"`) {
+		t.Errorf("no quota bar of 1 image of 100 on the member's page:\n%s", page)
+	}
 	im := "/dashboard/images/" + img
 	type route struct {
 		method, path string
