@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,7 +37,9 @@ const adminPassword = "admin-pw-1"
 
 func startSite(t *testing.T) *site {
 	t.Helper()
-	srv := testenv.StartServer(t, testenv.ServerOptions{Args: []string{"--auth", "embedded", "--admin-password", adminPassword}})
+	// web-download may fetch from this test's loopback web server.
+	srv := testenv.StartServer(t, testenv.ServerOptions{Args: []string{"--auth", "embedded", "--admin-password", adminPassword,
+		"--web-download-allowed-hosts", "127.0.0.1", "--web-download-ports", ""}})
 	s := &site{srv: srv, base: "http://" + srv.APIAddr, shots: filepath.Join(t.TempDir(), "screenshots")}
 	if err := os.MkdirAll(s.shots, 0o755); err != nil {
 		t.Fatal(err)
@@ -233,6 +237,22 @@ func TestBrowserFlow(t *testing.T) {
 		t.Fatalf("a raw file declared qcow2: %q", got)
 	}
 	s.shot(t, s.alice, "upload-refused")
+	// Created from a URL (web-download), the image becomes active in the background.
+	web := httptest.NewServer(http.FileServer(http.Dir(filepath.Dir(disk))))
+	defer web.Close()
+	run(t, s.alice, "create from a URL",
+		chromedp.Navigate(s.base+"/dashboard/images/new"),
+		chromedp.SendKeys(chromedp.CSS("#n-name"), "from-url"),
+		chromedp.Click(chromedp.CSS("#n-method-web")),
+		chromedp.SendKeys(chromedp.CSS("#n-url"), web.URL+"/"+filepath.Base(disk)),
+		chromedp.Click(chromedp.CSS("#n-create")),
+		chromedp.WaitVisible(chromedp.CSS("#image-status")))
+	for deadline := time.Now().Add(20 * time.Second); text(t, s.alice, "#image-status") != "active"; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("web-download image: %s", text(t, s.alice, "#image-status"))
+		}
+		run(t, s.alice, "reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#image-status")))
+	}
 	run(t, s.alice, "open the image", chromedp.Navigate(uploaded), chromedp.WaitVisible(chromedp.CSS("#image-status")))
 	page := value(t, s.alice, "location", chromedp.Location())
 	m := idRE.FindStringSubmatch(page)
