@@ -72,8 +72,7 @@ func (d *Dashboard) imagePage(r *http.Request, s *session) (map[string]any, erro
 	if sigs, err := cat.Signatures(ctx, s.pr, id); err == nil {
 		data["Signatures"] = sigs
 	}
-	snaps, _, err := cat.List(ctx, s.pr, catalog.ListOptions{Limit: catalog.DefaultLimit,
-		Filter: catalog.Filter{Visibility: "all", MemberStatus: "all", Properties: map[string]string{"base_image_ref": id}}})
+	snaps, err := cat.Snapshots(ctx, s.pr, id)
 	if err != nil {
 		return nil, err
 	}
