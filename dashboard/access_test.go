@@ -143,13 +143,18 @@ func TestAccessMatrix(t *testing.T) {
 		signInHTTP(t, base, "member", "alice", "alice-pw", "alpha"),
 		signInHTTP(t, base, "admin", "admin", adminPassword, "admin"),
 	}
+	snap := uploadImage(t, base, tok, map[string]any{"name": "golden-snap", "disk_format": "qcow2", "container_format": "bare",
+		"image_type": "snapshot", "base_image_ref": img})
+	if _, page := get(t, callers[3].client, base+"/dashboard/images/"+img); !strings.Contains(page, `href="/dashboard/images/`+snap+`"`) {
+		t.Errorf("the image page does not list its snapshot %s", snap)
+	}
 	// With unified limits on, the images page shows the usage GET /v2/info/usage reports.
 	if err := id.RegisterLimits("glance", "RegionOne", map[string]int{"image_size_total": 10000, "image_stage_total": 10000,
 		"image_count_total": 100, "image_count_uploading": 100}); err != nil {
 		t.Fatal(err)
 	}
-	if _, page := get(t, callers[3].client, base+"/dashboard/images"); !strings.Contains(page, `<meter id="quota-image_count_total" min="0" max="100" value="1"`) {
-		t.Errorf("no quota bar of 1 image of 100 on the member's page:\n%s", page)
+	if _, page := get(t, callers[3].client, base+"/dashboard/images"); !strings.Contains(page, `<meter id="quota-image_count_total" min="0" max="100" value="2"`) {
+		t.Errorf("no quota bar of 2 images of 100 on the member's page:\n%s", page)
 	}
 	im := "/dashboard/images/" + img
 	type route struct {
