@@ -270,6 +270,9 @@ func TestBrowserFlow(t *testing.T) {
 	if got := text(t, s.alice, "#field-virtual_size"); !strings.HasPrefix(got, "67108864 bytes (64.0 MiB)") {
 		t.Fatalf("virtual size: %q", got)
 	}
+	if got := text(t, s.alice, "#stores"); got != "default" {
+		t.Fatalf("stores: %q", got)
+	}
 	if got := text(t, s.alice, "#cmd-oras"); !strings.Contains(got, "oras pull --plain-http "+s.srv.RegistryAddr+"/alpha/cirros:"+id) {
 		t.Fatalf("oras command: %q", got)
 	}

@@ -72,6 +72,9 @@ func (d *Dashboard) imagePage(r *http.Request, s *session) (map[string]any, erro
 	if sigs, err := cat.Signatures(ctx, s.pr, id); err == nil {
 		data["Signatures"] = sigs
 	}
+	if data["Stores"], err = cat.Stores(ctx, s.pr, id); err != nil {
+		return nil, err
+	}
 	snaps, err := cat.Snapshots(ctx, s.pr, id)
 	if err != nil {
 		return nil, err
