@@ -233,7 +233,7 @@ func TestBrowserFlow(t *testing.T) {
 		chromedp.SetUploadFiles(chromedp.CSS("#n-file"), []string{notQcow2}),
 		chromedp.Click(chromedp.CSS("#n-create")),
 		chromedp.WaitVisible(chromedp.CSS("#upload-error")))
-	if got := text(t, s.alice, "#upload-error"); !strings.Contains(got, "qcow2") {
+	if got := text(t, s.alice, "#upload-error"); !strings.Contains(got, "disk_format qcow2, data is raw") || strings.Contains(got, "<br") {
 		t.Fatalf("a raw file declared qcow2: %q", got)
 	}
 	s.shot(t, s.alice, "upload-refused")

@@ -46,17 +46,23 @@ function showError(msg) {
   el.hidden = false;
 }
 
-// errorText is the message of a failed answer: the dashboard's JSON, or Glance's error body.
+// errorText is the message of a failed answer: the dashboard's JSON, or Glance's error body
+// (whose message carries Glance's HTML line breaks).
 function errorText(xhrText, status) {
+  var msg = "";
   try {
     var b = JSON.parse(xhrText);
-    if (b.message) { return b.message; }
-    if (b.error && b.error.message) { return b.error.message; }
-    for (var k in b) {
-      if (b[k] && b[k].message) { return b[k].message; }
+    if (b.message) { msg = b.message; }
+    else if (b.error && b.error.message) { msg = b.error.message; }
+    else {
+      for (var k in b) {
+        if (b[k] && b[k].message) { msg = b[k].message; break; }
+      }
     }
   } catch (e) { /* not JSON */ }
-  return "The server answered " + status + ".";
+  if (!msg) { return "The server answered " + status + "."; }
+  msg = msg.replace(/<br\s*\/?>/g, " ").replace(/\s+/g, " ").trim();
+  return /[.!?]$/.test(msg) ? msg : msg + ".";
 }
 
 function createAndUpload(form) {
