@@ -43,6 +43,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'PullManifest' -benchtime=20000x ./auth/
 	$(GO) test -run '^$$' -bench 'InspectOverhead' -benchtime=1x ./diskformat/
 	$(GO) test -run '^$$' -bench 'ListPage' -benchtime=200x ./catalog/
+	$(GO) test -run '^$$' -bench 'DashboardImagesPage' -benchtime=200x ./catalog/
 	$(GO) test -run '^$$' -bench 'MetadefShowVsImageShow' -benchtime=2000x ./imageapi/
 	$(GO) test -run '^$$' -bench . -benchtime=2s ./internal/sha256twin/
 	bash scripts/bootbench.sh

@@ -5,7 +5,7 @@
 # Idempotent: a second run only checks.
 set -euo pipefail
 
-PKGS=(redis-server skopeo containerd qemu-utils qemu-block-extra wrk hyperfine python3-openstackclient python3-glanceclient python3-barbicanclient keystone postgresql python3-psycopg2 tempest)
+PKGS=(redis-server skopeo containerd qemu-utils qemu-block-extra wrk hyperfine python3-openstackclient python3-glanceclient python3-barbicanclient keystone postgresql python3-psycopg2 tempest chromium fonts-dejavu-core)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -17,6 +17,8 @@ import (
 	"github.com/xloud/xloud-image/auth/identityapi"
 	"github.com/xloud/xloud-image/auth/keymanager"
 	"github.com/xloud/xloud-image/catalog"
+	"github.com/xloud/xloud-image/dashboard"
+	"github.com/xloud/xloud-image/metadefs"
 	"github.com/xloud/xloud-image/registry"
 	"github.com/xloud/xloud-image/storage"
 )
@@ -31,6 +33,8 @@ type security struct {
 	authenticator *auth.Authenticator
 	policy        *auth.Policy
 	throttle      *auth.Throttle
+	// signIn issues the dashboard's tokens for a user name and password.
+	signIn auth.SignIn
 	// secrets are the key-manager's (Barbican subset), per project in the metadata store.
 	secrets *auth.Secrets
 }
@@ -63,6 +67,7 @@ func setupAuth(ctx context.Context, c config, store *storage.Store) (*security, 
 		policy:        &auth.Policy{Directory: id, AnonymousPull: c.AnonymousPull, Content: facts, Signatures: facts},
 		throttle:      th,
 		secrets:       auth.NewSecrets(store.Meta()),
+		signIn:        auth.IdentitySignIn{Identity: id, Throttle: th},
 	}, nil
 }
 
@@ -101,6 +106,7 @@ func setupKeystone(ctx context.Context, c config, store *storage.Store) (*securi
 		// Read as oslo.limit reads them, cached briefly so a changed limit applies soon.
 		limits:  &auth.KeystoneLimits{Keystone: ks, ServiceType: "image", TTL: min(c.KeystoneCacheTTL, 10*time.Second)},
 		secrets: auth.NewSecrets(store.Meta()),
+		signIn:  auth.KeystoneSignIn{Keystone: ks, Throttle: th},
 	}, nil
 }
 
@@ -255,4 +261,30 @@ func (s *security) purge(ctx context.Context) {
 			slog.Warn("sweep lockout records", "err", err)
 		}
 	}
+}
+
+// mountDashboard serves the dashboard at /dashboard/ on the API port, signed in with the
+// identity the APIs use. With --auth none there is nobody to sign in: it is not served.
+func (s *security) mountDashboard(mux *http.ServeMux, cat *catalog.Catalog, store *storage.Store, md *metadefs.Store,
+	web *catalog.WebDownloader, regHost, regPort string) error {
+	if s == nil {
+		return nil
+	}
+	d, err := dashboard.New(dashboard.Options{Catalog: cat, SignIn: s.signIn, Tokens: s.authenticator.Tokens,
+		Meta: store.Meta(), Metadefs: md, Web: web, RegistryHost: func(r *http.Request) string {
+			if regHost != "" || regPort == "" {
+				return regHost
+			}
+			host, _, err := net.SplitHostPort(r.Host)
+			if err != nil {
+				host = r.Host
+			}
+			return net.JoinHostPort(host, regPort)
+		}})
+	if err != nil {
+		return err
+	}
+	mux.Handle(dashboard.Prefix+"/", d)
+	mux.Handle("GET "+dashboard.Prefix, http.RedirectHandler(dashboard.Prefix+"/", http.StatusMovedPermanently))
+	return nil
 }

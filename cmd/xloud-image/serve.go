@@ -191,6 +191,9 @@ func cmdServe(args []string) (err error) {
 	// Versions at /, the Image API under /v2/; registry requests are pointed to the registry.
 	mountRegistryPointers(apiMux, images, regURL, m)
 	sec.mountIdentity(apiMux, c)
+	if err := sec.mountDashboard(apiMux, cat, store, md, web, regHost, regPort); err != nil {
+		return err
+	}
 	sec.mountKeyManager(apiMux, c)
 
 	admin, err := listenAdmin(c.DataDir, store, cat, md, m)
