@@ -46,20 +46,12 @@ func (c *Catalog) Snapshots(ctx context.Context, pr auth.Principal, id string) (
 	return out, nil
 }
 
-// Stores names the blob stores holding an image's disk (Glance's "stores"), for a caller
+// StoresOf names the blob stores holding an image's disk (Glance's "stores"), for a caller
 // that may read the image; none before it has data.
-func (c *Catalog) Stores(ctx context.Context, pr auth.Principal, id string) ([]string, error) {
+func (c *Catalog) StoresOf(ctx context.Context, pr auth.Principal, id string) ([]string, error) {
 	img, err := c.Get(ctx, pr, id)
 	if err != nil {
 		return nil, err
 	}
-	d, err := digest.Parse(img.DiskDigest)
-	if err != nil {
-		return nil, nil
-	}
-	name, err := c.store.BlobStoreName(ctx, d)
-	if err != nil {
-		return nil, fmt.Errorf("store of %s: %w", id, err)
-	}
-	return []string{name}, nil
+	return c.ImageStores(ctx, img), nil
 }

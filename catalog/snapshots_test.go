@@ -52,21 +52,21 @@ func TestSnapshots(t *testing.T) {
 	}
 }
 
-// TestStores names the blob store of an image's disk; none before it has data.
-func TestStores(t *testing.T) {
+// TestStoresOf names the blob store of an image's disk; none before it has data.
+func TestStoresOf(t *testing.T) {
 	w := newWorld(t)
 	qcow := qemuImage(t, "-f", "qcow2", "16M")
 	img := w.create(t, "member-a", "golden", "qcow2")
-	if got, err := w.cat.Stores(ctx, w.as["member-a"], img.ID); err != nil || len(got) != 0 {
+	if got, err := w.cat.StoresOf(ctx, w.as["member-a"], img.ID); err != nil || len(got) != 0 {
 		t.Fatalf("stores of a queued image: %v %v", got, err)
 	}
 	if _, err := w.cat.Upload(ctx, w.as["member-a"], img.ID, bytes.NewReader(qcow), int64(len(qcow))); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := w.cat.Stores(ctx, w.as["reader-a"], img.ID); err != nil || !slices.Equal(got, []string{w.store.DefaultStore()}) {
+	if got, err := w.cat.StoresOf(ctx, w.as["reader-a"], img.ID); err != nil || !slices.Equal(got, []string{w.store.DefaultStore()}) {
 		t.Fatalf("stores: %v %v, want [%s]", got, err, w.store.DefaultStore())
 	}
-	if _, err := w.cat.Stores(ctx, w.as["member-b"], img.ID); !catalog.IsNotFound(err) {
+	if _, err := w.cat.StoresOf(ctx, w.as["member-b"], img.ID); !catalog.IsNotFound(err) {
 		t.Fatalf("stores of an image the caller cannot see: %v", err)
 	}
 }

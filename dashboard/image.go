@@ -72,7 +72,7 @@ func (d *Dashboard) imagePage(r *http.Request, s *session) (map[string]any, erro
 	if sigs, err := cat.Signatures(ctx, s.pr, id); err == nil {
 		data["Signatures"] = sigs
 	}
-	if data["Stores"], err = cat.Stores(ctx, s.pr, id); err != nil {
+	if data["Stores"], err = cat.StoresOf(ctx, s.pr, id); err != nil {
 		return nil, err
 	}
 	snaps, err := cat.Snapshots(ctx, s.pr, id)

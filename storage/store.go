@@ -369,21 +369,3 @@ func (k *keyedMutex) Lock(key string) func() {
 	}
 }
 
-// BlobStoreName names the blob store that holds the bytes of blob d; ErrBlobUnknown when no
-// committed blob has that digest.
-func (s *Store) BlobStoreName(ctx context.Context, d digest.Digest) (string, error) {
-	var rec blobRecord
-	var found bool
-	err := s.meta.View(ctx, func(tx meta.Tx) (err error) {
-		rec, found, err = getBlobRecord(tx, d)
-		return err
-	})
-	if err != nil {
-		return "", err
-	}
-	if !found {
-		return "", ErrBlobUnknown
-	}
-	name, _ := s.location(rec, d)
-	return name, nil
-}
