@@ -368,4 +368,3 @@ func (k *keyedMutex) Lock(key string) func() {
 		k.mu.Unlock()
 	}
 }
-
