@@ -66,7 +66,7 @@ func (f *Files) OpenFile(_ context.Context, key string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	file, err := os.Open(p)
+	file, err := openRead(p)
 	if err != nil {
 		return nil, fmt.Errorf("open blob %s: %w", key, err)
 	}

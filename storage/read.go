@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"sync"
+	"syscall"
 
 	"github.com/opencontainers/go-digest"
 
@@ -20,11 +23,7 @@ func (s *Store) openStored(ctx context.Context, d digest.Digest) (ReadSeekCloser
 		if r, found, err = getBlobRecord(tx, d); err != nil || !found {
 			return err
 		}
-		_, err = tx.Get(keyDerived(d))
-		derived = err == nil
-		if errors.Is(err, meta.ErrNotFound) {
-			err = nil
-		}
+		derived, err = isDerived(tx, d)
 		return err
 	})
 	if err != nil {
@@ -33,6 +32,20 @@ func (s *Store) openStored(ctx context.Context, d digest.Digest) (ReadSeekCloser
 	if !found || r.Deleting {
 		return nil, 0, ErrBlobUnknown
 	}
+	return s.openRecord(ctx, d, r, derived)
+}
+
+// isDerived reports whether blob d is derived from another (derived.go).
+func isDerived(tx meta.Tx, d digest.Digest) (bool, error) {
+	_, err := tx.Get(keyDerived(d))
+	if errors.Is(err, meta.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// openRecord opens blob d, whose record is r, where r says it is.
+func (s *Store) openRecord(ctx context.Context, d digest.Digest, r blobRecord, derived bool) (ReadSeekCloser, int64, error) {
 	if derived {
 		return s.openDerived(ctx, d)
 	}
@@ -169,8 +182,7 @@ func (r *blobReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// WriteTo copies the rest of the blob to w; a stream that can hand its connection to w's
-// ReadFrom (S3's raw GET) does, so no byte passes through this process's memory.
+// WriteTo copies the rest of the blob to w, reading ahead of the writes (readAhead).
 func (r *blobReader) WriteTo(w io.Writer) (int64, error) {
 	if r.off >= r.size {
 		return 0, nil
@@ -180,13 +192,7 @@ func (r *blobReader) WriteTo(w io.Writer) (int64, error) {
 			return 0, err
 		}
 	}
-	var n int64
-	var err error
-	if wt, ok := r.rc.(io.WriterTo); ok {
-		n, err = wt.WriteTo(w)
-	} else {
-		n, err = io.CopyBuffer(w, struct{ io.Reader }{r.rc}, make([]byte, 1<<20))
-	}
+	n, err := readAhead(w, r.rc)
 	r.off += n
 	r.rcAt += n
 	if err != nil {
@@ -238,4 +244,148 @@ func (s *Store) BlobRedirect(ctx context.Context, d digest.Digest) (string, bool
 		return "", false, nil
 	}
 	return rd.RedirectURL(ctx, r.Key)
+}
+
+// Read-ahead of a copy from a store: aheadBufs buffers of aheadBuf bytes, so at most 8 MiB
+// per copy whatever the blob's size.
+const (
+	aheadBuf  = 1 << 20
+	aheadBufs = 8
+)
+
+var aheadPool = sync.Pool{New: func() any { b := make([]byte, aheadBuf); return &b }}
+
+// readAhead copies src to w with the reads from the store running ahead of the writes to the
+// client, so neither side waits for the other: a splice (or a plain copy loop) alternates
+// between them, and a GET through the server then ran at 0.6-0.7x of a GET from the store
+// itself. The reading goroutine stops at the first write error.
+func readAhead(w io.Writer, src io.Reader) (int64, error) {
+	type chunk struct {
+		b   *[]byte
+		n   int
+		err error
+	}
+	full := make(chan chunk, aheadBufs)
+	stop := make(chan struct{})
+	go func() {
+		defer close(full)
+		for {
+			b := aheadPool.Get().(*[]byte)
+			n, err := io.ReadFull(src, *b)
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF // a short last buffer
+			}
+			select {
+			case full <- chunk{b, n, err}:
+			case <-stop:
+				aheadPool.Put(b)
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var total int64
+	var werr error
+	for c := range full {
+		if werr == nil && c.n > 0 {
+			var m int
+			m, werr = w.Write((*c.b)[:c.n])
+			total += int64(m)
+		}
+		aheadPool.Put(c.b)
+		if werr != nil {
+			close(stop)
+			for c := range full { // the reader's last chunk, if it was sending one
+				aheadPool.Put(c.b)
+			}
+			return total, werr
+		}
+		if c.err == io.EOF {
+			return total, nil
+		}
+		if c.err != nil {
+			return total, c.err
+		}
+	}
+	return total, nil
+}
+
+// SectionFile serves size bytes of f from off for http.ServeContent with fewer system calls
+// than the bare file: Seek only records the position (ServeContent seeks to the end, back
+// and to the range: three lseeks a request), Read is a pread, and the kernel's offset is set
+// once, when the copy asks for the descriptor to sendfile from. A disk read in place sends
+// thousands of small ranges, each paying these calls. The caller closes f.
+func SectionFile(f *os.File, off, size int64) *FileSection {
+	return &FileSection{f: f, base: off, size: size}
+}
+
+// FileSection is a section of a file read by position (SectionFile).
+type FileSection struct {
+	f          *os.File
+	base, size int64
+	pos        int64 // relative to base
+	handed     bool  // the descriptor was handed out: the kernel's offset is the position
+}
+
+func (s *FileSection) Read(p []byte) (int, error) {
+	if s.handed {
+		if err := s.syncPos(); err != nil {
+			return 0, err
+		}
+	}
+	if s.pos >= s.size {
+		return 0, io.EOF
+	}
+	if rest := s.size - s.pos; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := s.f.ReadAt(p, s.base+s.pos)
+	s.pos += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+func (s *FileSection) Seek(offset int64, whence int) (int64, error) {
+	if s.handed {
+		if err := s.syncPos(); err != nil {
+			return 0, err
+		}
+	}
+	switch whence {
+	case io.SeekCurrent:
+		offset += s.pos
+	case io.SeekEnd:
+		offset += s.size
+	}
+	if offset < 0 {
+		return 0, errors.New("seek before start")
+	}
+	s.pos = offset
+	return offset, nil
+}
+
+// syncPos reads back the position after a copy that used the descriptor.
+func (s *FileSection) syncPos() error {
+	at, err := s.f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	s.pos, s.handed = at-s.base, false
+	return nil
+}
+
+// SyscallConn hands out the descriptor (net's sendfile takes it from here), its offset
+// set to the position first.
+func (s *FileSection) SyscallConn() (syscall.RawConn, error) {
+	if !s.handed {
+		if _, err := s.f.Seek(s.base+s.pos, io.SeekStart); err != nil {
+			return nil, err
+		}
+		s.handed = true
+	}
+	return s.f.SyscallConn()
 }

@@ -12,15 +12,21 @@ import (
 
 // linked reports whether d is linked into repo and not being collected.
 func linked(tx meta.Tx, repo string, d digest.Digest) (bool, error) {
+	_, ok, err := linkedRecord(tx, repo, d)
+	return ok, err
+}
+
+// linkedRecord is linked that also returns the blob's record (decoded once).
+func linkedRecord(tx meta.Tx, repo string, d digest.Digest) (blobRecord, bool, error) {
 	ok, err := tx.SetHas(keyRepoBlobs(repo), d.String())
 	if err != nil || !ok {
-		return false, err
+		return blobRecord{}, false, err
 	}
 	r, found, err := getBlobRecord(tx, d)
 	if err != nil {
-		return false, err
+		return blobRecord{}, false, err
 	}
-	return found && !r.Deleting, nil
+	return r, found && !r.Deleting, nil
 }
 
 // StatBlob returns the size of blob d as seen through repo, or ErrBlobUnknown. The record
@@ -29,10 +35,7 @@ func (s *Store) StatBlob(ctx context.Context, repo string, d digest.Digest) (int
 	var ok bool
 	var r blobRecord
 	err := s.meta.View(ctx, func(tx meta.Tx) (err error) {
-		if ok, err = linked(tx, repo, d); err != nil || !ok {
-			return err
-		}
-		r, _, err = getBlobRecord(tx, d)
+		r, ok, err = linkedRecord(tx, repo, d)
 		return err
 	})
 	if err != nil {
@@ -45,11 +48,25 @@ func (s *Store) StatBlob(ctx context.Context, repo string, d digest.Digest) (int
 }
 
 // OpenBlob opens blob d as seen through repo. The caller closes it.
+// The link, the record and whether the blob is derived are read in one transaction: a
+// signed URL's range reads open the blob once per request.
 func (s *Store) OpenBlob(ctx context.Context, repo string, d digest.Digest) (ReadSeekCloser, int64, error) {
-	if _, err := s.StatBlob(ctx, repo, d); err != nil {
-		return nil, 0, err
+	var r blobRecord
+	var ok, derived bool
+	err := s.meta.View(ctx, func(tx meta.Tx) (err error) {
+		if r, ok, err = linkedRecord(tx, repo, d); err != nil || !ok {
+			return err
+		}
+		derived, err = isDerived(tx, d)
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("open blob %s in %s: %w", d, repo, err)
 	}
-	return s.openStored(ctx, d)
+	if !ok {
+		return nil, 0, ErrBlobUnknown
+	}
+	return s.openRecord(ctx, d, r, derived)
 }
 
 // BlobRepositories lists the repositories blob d is linked into (for a mount without

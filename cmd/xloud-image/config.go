@@ -33,6 +33,8 @@ type config struct {
 	AnonymousPull bool
 	AccessLog     bool
 	MetricsAuth   bool
+	// DebugAddr serves Go's pprof profiles there when set (a loopback address, for profiling).
+	DebugAddr string
 
 	// The Image API and the registry's content rules.
 	SparseManifests     bool

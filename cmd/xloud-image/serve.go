@@ -54,6 +54,7 @@ func cmdServe(args []string) (err error) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	fs.BoolVar(&c.AnonymousPull, "anonymous-pull", false, "let anonymous callers pull public content")
 	fs.BoolVar(&c.AccessLog, "access-log", true, "log one JSON line per request (method, path, status, bytes, duration, request id, user, project)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go's pprof profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; unauthenticated, so keep it on loopback")
 	fs.BoolVar(&c.MetricsAuth, "metrics-auth", false, "require admin credentials (Basic or a token) for /metrics")
 	fs.StringVar(&c.PropertyProtections, "property-protections", "", "Glance's property protections file (roles format): who may create, read, update and delete which extra image properties")
 	fs.BoolVar(&c.SparseManifests, "sparse-manifests", false, "accept image manifests whose blobs were not pushed (partial mirrors)")
@@ -205,6 +206,13 @@ func cmdServe(args []string) (err error) {
 	servers := []*namedServer{
 		{name: "registry", addr: c.RegistryAddr, handler: reqlog.Middleware("registry", c.AccessLog, slog.Default(), idleBodies(m.Instrument("registry", regMux), c.Limits.BodyIdleTimeout)), certFile: c.TLSCert, keyFile: c.TLSKey},
 		{name: "api", addr: c.APIAddr, handler: reqlog.Middleware("api", c.AccessLog, slog.Default(), idleBodies(m.Instrument("api", apiMux), c.Limits.BodyIdleTimeout)), certFile: c.TLSCert, keyFile: c.TLSKey},
+	}
+	if c.DebugAddr != "" {
+		stopDebug, err := serveDebug(c.DebugAddr)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
