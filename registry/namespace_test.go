@@ -36,7 +36,8 @@ func TestPushByProjectID(t *testing.T) {
 	}
 	// A member of another project is refused as before, and not told a's name.
 	r, body = s.do("POST", "/v2/"+a.ID+"/x/blobs/uploads/", nil, s.as("member-b")...)
-	if r.StatusCode != 403 || bytes.Contains(body, []byte("a/x")) {
+	// (The refusal may echo the id form, a.ID+"/x", which ends in "a/x" for some ids.)
+	if r.StatusCode != 403 || bytes.Contains(bytes.ReplaceAll(body, []byte(a.ID+"/x"), nil), []byte("a/x")) {
 		t.Fatalf("member-b upload to %s/x: %d %s; want 403 without the name", a.ID, r.StatusCode, body)
 	}
 	// The name form takes the push.
