@@ -23,21 +23,22 @@ type Redis struct {
 // maxRetries bounds how often Update re-runs a transaction that lost a race.
 const maxRetries = 200
 
-// OpenRedis connects to the Redis server at url (redis://host:port/db) and checks it answers.
+// OpenRedis connects to the Redis server at url and checks it answers: redis://host:port/db
+// for one server, or redis+sentinel://[:password@]host:port[,host:port]/master[/db] for a
+// primary that Sentinel fails over (ParseRedisURL).
 func OpenRedis(ctx context.Context, url, prefix string) (*Redis, error) {
-	opt, err := redis.ParseURL(url)
+	c, where, err := newRedisClient(url)
 	if err != nil {
-		return nil, fmt.Errorf("parse redis url: %w", err)
+		return nil, err
 	}
-	c := redis.NewClient(opt)
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("connect to redis %s: %w", opt.Addr, err)
+		return nil, fmt.Errorf("connect to redis %s: %w", where, unavailable(err))
 	}
 	return &Redis{c: c, prefix: prefix}, nil
 }
 
-func (r *Redis) Ping(ctx context.Context) error { return r.c.Ping(ctx).Err() }
+func (r *Redis) Ping(ctx context.Context) error { return unavailable(r.c.Ping(ctx).Err()) }
 
 func (r *Redis) Close() error { return r.c.Close() }
 
@@ -45,10 +46,14 @@ func (r *Redis) key(k string) string { return r.prefix + "k:" + k }
 func (r *Redis) set(s string) string { return r.prefix + "s:" + s }
 
 func (r *Redis) View(ctx context.Context, fn func(Tx) error) error {
-	return fn(&redisTx{ctx: ctx, r: r, cmd: r.c})
+	return unavailable(fn(&redisTx{ctx: ctx, r: r, cmd: r.c}))
 }
 
 func (r *Redis) Update(ctx context.Context, fn func(Tx) error) error {
+	return unavailable(r.update(ctx, fn))
+}
+
+func (r *Redis) update(ctx context.Context, fn func(Tx) error) error {
 	for attempt := 0; attempt < maxRetries; attempt++ {
 		err := r.c.Watch(ctx, func(tx *redis.Tx) error {
 			t := &redisTx{ctx: ctx, r: r, cmd: tx, tx: tx, overlay: newOverlay()}
