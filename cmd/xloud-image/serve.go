@@ -61,6 +61,7 @@ func cmdServe(args []string) (err error) {
 	fs.Var(&c.HashAlgo, "hashing-algorithm", "os_hash_algo of new image data: sha256 (one computation with the OCI digest) or sha512 (Glance's default)")
 	fs.BoolVar(&c.ValidateMetadefProperties, "validate-metadef-properties", false, "check image property values against the metadata definitions (types, enums, limits) on create and update")
 	limitFlags(fs, &c.Limits)
+	clusterFlags(fs, &c.Cluster)
 	if err := parseFlags(fs, cfgFile, args); err != nil {
 		return err
 	}
@@ -91,14 +92,11 @@ func cmdServe(args []string) (err error) {
 	}
 	defer closeStore()
 	store.UploadLimit = c.Limits.UploadLimit
-	if c.Limits.UploadExpiry > 0 {
-		go store.RunUploadJanitor(ctx, c.Limits.UploadExpiry, slog.Default())
-	}
+	store.GCGrace = c.Cluster.GCGrace
 	sec, err := setupAuth(ctx, c, store)
 	if err != nil {
 		return err
 	}
-	go sec.maintain(ctx)
 	policy := sec.imagePolicy()
 	if c.PropertyProtections != "" {
 		// A fault in the file stops the start, as it stops glance-api.
@@ -141,9 +139,12 @@ func cmdServe(args []string) (err error) {
 	defer func() { stopLeases(); <-leases }()
 	m := metrics.New()
 	m.Observe(metricSources(cat, store))
+	startChores(ctx, c, store, cat.Node(), sec, m)
+	ready := &readiness{store: store}
+	go ready.run(ctx)
 	signer := &auth.URLSigner{Meta: store.Meta(), MaxTTL: c.SignedURLMaxTTL, Rotate: c.SignedURLRotate}
 	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: c.SparseManifests,
-		Access: sec.registryAccess(), Catalog: cat, Metrics: m, Signer: signer,
+		Access: sec.registryAccess(), Catalog: cat, Metrics: m, Signer: signer, Ready: ready.Ready,
 		ManifestBudget: c.Limits.ManifestBudget, ManifestWait: c.Limits.ManifestWait})
 
 	health := healthHandler(store)
@@ -172,9 +173,9 @@ func cmdServe(args []string) (err error) {
 		identityURL = func(*http.Request) string { return keystoneV3(c.KeystoneURL) }
 	}
 	apiURL, regURL := portURL(c.APIPublicURL, c.APIAddr), portURL(c.PublicURL, c.RegistryAddr)
-	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m,
+	images := imageapi.New(cat, authn, imageapi.Options{Ready: ready.Ready, PublicURL: c.APIPublicURL, Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m,
 		Metadefs: md, IdentityURL: identityURL, Signer: signer, RegistryURL: regURL})
-	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m,
+	regImages := imageapi.New(cat, authn, imageapi.Options{Ready: ready.Ready, PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m,
 		Metadefs: md, IdentityURL: identityURL, Signer: signer, RegistryURL: regURL})
 	regMux.Handle("/image/", http.StripPrefix("/image", regImages))
 	if sec != nil {
@@ -198,8 +199,8 @@ func cmdServe(args []string) (err error) {
 	defer admin.Close()
 
 	servers := []*namedServer{
-		{name: "registry", addr: c.RegistryAddr, handler: reqlog.Middleware("registry", c.AccessLog, slog.Default(), idleBodies(m.Instrument("registry", regMux), c.Limits.BodyIdleTimeout)), certFile: c.TLSCert, keyFile: c.TLSKey},
-		{name: "api", addr: c.APIAddr, handler: reqlog.Middleware("api", c.AccessLog, slog.Default(), idleBodies(m.Instrument("api", apiMux), c.Limits.BodyIdleTimeout)), certFile: c.TLSCert, keyFile: c.TLSKey},
+		{name: "registry", addr: c.RegistryAddr, handler: reqlog.Middleware("registry", c.AccessLog, slog.Default(), idleBodies(m.Instrument("registry", countUploads(m, regMux)), c.Limits.BodyIdleTimeout)), certFile: c.TLSCert, keyFile: c.TLSKey},
+		{name: "api", addr: c.APIAddr, handler: reqlog.Middleware("api", c.AccessLog, slog.Default(), idleBodies(m.Instrument("api", unavailableElsewhere(ready, apiMux)), c.Limits.BodyIdleTimeout)), certFile: c.TLSCert, keyFile: c.TLSKey},
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {

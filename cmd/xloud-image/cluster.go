@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"flag"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/xloud/xloud-image/internal/metrics"
+	"github.com/xloud/xloud-image/storage"
+	"github.com/xloud/xloud-image/storage/meta"
+)
+
+// Many nodes over one metadata store: what each node does alone (answer requests, watch its
+// store's health) and what one node at a time does for all (the chores below, each under a
+// lock in the metadata store that lapses when its holder dies).
+
+// clusterConfig is the background GC and key rotation.
+type clusterConfig struct {
+	GCInterval       time.Duration // 0: no background GC
+	GCGrace          time.Duration
+	TokenKeyRotation time.Duration
+}
+
+func clusterFlags(fs *flag.FlagSet, c *clusterConfig) {
+	fs.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often one node (whichever holds the GC lock) reviews the blobs that lost their last reference; 0: only the gc command")
+	fs.DurationVar(&c.GCGrace, "gc-grace", time.Hour, "how long a blob nothing references waits before GC removes it: longer than any push takes between a blob and its manifest")
+	fs.DurationVar(&c.TokenKeyRotation, "token-key-rotation", 24*time.Hour, "how long one key signs registry bearer tokens before every node switches to a new one (old keys verify until their tokens expire)")
+}
+
+// chore runs fn every interval on whichever node holds lock name; a holder renews the lock
+// each round, so one node keeps the work until it stops.
+func chore(ctx context.Context, m meta.Store, node, name string, every time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			meta.Unlock(context.WithoutCancel(ctx), m, name, node)
+			return
+		case <-t.C:
+		}
+		// The lock outlives two rounds, so a slow round does not hand the work over.
+		meta.Once(ctx, m, name, node, 3*every, slog.Default(), fn)
+	}
+}
+
+// gcFullEvery is how many background rounds pass between full passes, which walk every blob
+// and the stores for what the queue cannot know: blobs from before the queue, orphan objects,
+// and upload sessions left idle.
+const gcFullEvery = 12
+
+// backgroundGC is one node's share of the automatic GC: each round reviews the queue; every
+// gcFullEvery-th round also runs a full pass.
+func backgroundGC(store *storage.Store, c clusterConfig, uploadMaxAge time.Duration, m *metrics.Registry) func(context.Context) {
+	round := 0
+	return func(ctx context.Context) {
+		round++
+		rep, err := store.ReviewGarbage(ctx, false)
+		if err == nil && round%gcFullEvery == 0 {
+			var full storage.GCReport
+			full, err = store.CollectGarbage(ctx, storage.GCOptions{Grace: c.GCGrace, UploadMaxAge: max(uploadMaxAge, c.GCGrace)})
+			rep.Blobs, rep.BytesFreed = append(rep.Blobs, full.Blobs...), rep.BytesFreed+full.BytesFreed
+			rep.Uploads, rep.OrphanFiles = full.Uploads, full.OrphanFiles
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				slog.Warn("background garbage collection", "err", err)
+			}
+			return
+		}
+		m.GCRun(rep.BytesFreed)
+		if len(rep.Blobs) > 0 || len(rep.Uploads) > 0 || rep.OrphanFiles > 0 {
+			slog.Info("garbage collected", "blobs", len(rep.Blobs), "bytes_freed", rep.BytesFreed,
+				"uploads", len(rep.Uploads), "orphan_files", rep.OrphanFiles, "reviewed", rep.BlobsChecked)
+		}
+	}
+}
+
+// readiness watches the metadata store: while it does not answer, every request is answered
+// 503 in its door's format, and /readyz fails; it recovers by itself when the store answers
+// again.
+type readiness struct {
+	store *storage.Store
+	err   atomic.Pointer[error]
+}
+
+const readinessEvery = 500 * time.Millisecond
+
+func (r *readiness) run(ctx context.Context) {
+	t := time.NewTicker(readinessEvery)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := r.store.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		prev := r.err.Load()
+		switch {
+		case err != nil && prev == nil:
+			slog.Error("metadata store unavailable: answering 503", "err", err)
+		case err == nil && prev != nil:
+			slog.Info("metadata store answers again")
+		}
+		if err != nil {
+			r.err.Store(&err)
+		} else {
+			r.err.Store(nil)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Ready is the last answer of the watcher, as meta.ErrUnavailable.
+func (r *readiness) Ready(context.Context) error {
+	p := r.err.Load()
+	switch {
+	case p == nil:
+		return nil
+	case errors.Is(*p, meta.ErrUnavailable):
+		return *p
+	}
+	return fmt.Errorf("%w: %w", meta.ErrUnavailable, *p)
+}
+
+// unavailableElsewhere answers 503 on the paths that neither door serves (the identity API,
+// the version document) while the store is down, in Keystone's error shape.
+func unavailableElsewhere(rd *readiness, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/identity/") && rd.Ready(r.Context()) != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"error":{"code":503,"title":"Service Unavailable","message":"The metadata store does not answer; retry later."}}` + "\n"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// countUploads keeps the node's upload-requests gauge.
+func countUploads(m *metrics.Registry, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/blobs/uploads/") && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			defer m.Uploading()()
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// startChores starts the work one node at a time does for the cluster: expiring idle upload
+// sessions, purging expired tokens and lockouts, and the background GC.
+func startChores(ctx context.Context, c config, store *storage.Store, node string, sec *security, m *metrics.Registry) {
+	if age := c.Limits.UploadExpiry; age > 0 {
+		go chore(ctx, store.Meta(), node, "upload-janitor", min(max(age/10, time.Second), time.Minute), func(ctx context.Context) {
+			ids, err := store.ExpireUploads(ctx, age)
+			if err != nil && ctx.Err() == nil {
+				slog.Warn("expiring upload sessions", "err", err)
+			}
+			if len(ids) > 0 {
+				slog.Info("expired idle upload sessions", "count", len(ids))
+			}
+		})
+	}
+	if sec != nil {
+		go chore(ctx, store.Meta(), node, "security-sweep", purgeTokensEvery, sec.purge)
+	}
+	if c.Cluster.GCInterval > 0 {
+		go chore(ctx, store.Meta(), node, "gc", c.Cluster.GCInterval, backgroundGC(store, c.Cluster, c.Limits.UploadExpiry, m))
+	}
+}
