@@ -161,6 +161,8 @@ func countUploads(m *metrics.Registry, h http.Handler) http.Handler {
 // startChores starts the work one node at a time does for the cluster: expiring idle upload
 // sessions, purging expired tokens and lockouts, and the background GC.
 func startChores(ctx context.Context, c config, store *storage.Store, node string, sec *security, m *metrics.Registry) {
+	// The id names this process in the locks and leases other nodes see.
+	slog.Info("node", "node", node)
 	if age := c.Limits.UploadExpiry; age > 0 {
 		go chore(ctx, store.Meta(), node, "upload-janitor", min(max(age/10, time.Second), time.Minute), func(ctx context.Context) {
 			ids, err := store.ExpireUploads(ctx, age)
