@@ -87,7 +87,7 @@ func backgroundGC(store *storage.Store, c clusterConfig, uploadMaxAge time.Durat
 // again.
 type readiness struct {
 	store *storage.Store
-	err   atomic.Pointer[error]
+	err   atomic.Pointer[error] // the metadata store's last answer; nil: it answered
 }
 
 const readinessEvery = 500 * time.Millisecond
@@ -97,29 +97,38 @@ func (r *readiness) run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := r.store.Ping(pctx)
+		r.check(pctx)
 		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		prev := r.err.Load()
-		switch {
-		case err != nil && prev == nil:
-			slog.Error("metadata store unavailable: answering 503", "err", err)
-		case err == nil && prev != nil:
-			slog.Info("metadata store answers again")
-		}
-		if err != nil {
-			r.err.Store(&err)
-		} else {
-			r.err.Store(nil)
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// check pings the metadata store now and remembers the answer (so a /readyz that succeeds
+// opens the doors at once, without waiting for the watcher's next round). A blob store that
+// does not answer is not a reason to close the doors: reads of metadata still work, and
+// writes to it answer 503 on their own.
+func (r *readiness) check(ctx context.Context) error {
+	err := r.store.Meta().Ping(ctx)
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return err // the caller left; that says nothing about the store
+	}
+	var prev *error
+	if err != nil {
+		prev = r.err.Swap(&err)
+	} else {
+		prev = r.err.Swap(nil)
+	}
+	switch {
+	case err != nil && prev == nil:
+		slog.Error("metadata store unavailable: answering 503", "err", err)
+	case err == nil && prev != nil:
+		slog.Info("metadata store answers again")
+	}
+	return err
 }
 
 // Ready is the last answer of the watcher, as meta.ErrUnavailable.

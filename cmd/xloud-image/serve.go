@@ -147,7 +147,7 @@ func cmdServe(args []string) (err error) {
 		Access: sec.registryAccess(), Catalog: cat, Metrics: m, Signer: signer, Ready: ready.Ready,
 		ManifestBudget: c.Limits.ManifestBudget, ManifestWait: c.Limits.ManifestWait})
 
-	health := healthHandler(store)
+	health := healthHandler(store, ready)
 	metricsHandler, err := metricsEndpoint(c, sec, m)
 	if err != nil {
 		return err
@@ -261,11 +261,17 @@ func openStore(ctx context.Context, c config, lockWait time.Duration) (*storage.
 	return s, func() { m.Close() }, nil
 }
 
-// healthHandler answers liveness; readiness also asks the metadata store.
-func healthHandler(store *storage.Store) http.Handler {
+// healthHandler answers liveness; readiness also asks the metadata and blob stores.
+func healthHandler(store *storage.Store, ready *readiness) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/readyz" {
-			if err := store.Ping(r.Context()); err != nil {
+			err := ready.check(r.Context())
+			if err == nil {
+				err = store.Ping(r.Context())
+			} else {
+				err = fmt.Errorf("metadata store: %w", err)
+			}
+			if err != nil {
 				http.Error(w, err.Error()+"\n", http.StatusServiceUnavailable)
 				return
 			}
