@@ -52,7 +52,7 @@ func sessionAt(t *testing.T, n *testenv.Server, loc string) int {
 func inFlight(t *testing.T, n *testenv.Server, loc string, full []byte, from int) <-chan [2]string {
 	out := make(chan [2]string, 1)
 	go func() {
-		resp, b, err := node(t, n, "").do("PATCH", loc, slowReader{bytes.NewReader(full[from:]), time.Millisecond},
+		resp, b, err := node(t, n, "").do("PATCH", loc, slowReader{bytes.NewReader(full[from:]), 2 * time.Millisecond},
 			"Content-Range", fmt.Sprintf("%d-%d", from, len(full)-1))
 		if err != nil {
 			out <- [2]string{"0", err.Error()}
@@ -69,7 +69,11 @@ func finish(t *testing.T, c *testenv.Cluster, n *testenv.Server, repo, loc strin
 	t.Helper()
 	at := sessionAt(t, n, loc)
 	d := digest.FromBytes(full)
-	node(t, n, "").must(201, "PUT", loc+"?digest="+d.String(), full[at:], "Content-Range", fmt.Sprintf("%d-%d", at, len(full)-1))
+	if at == len(full) {
+		node(t, n, "").must(201, "PUT", loc+"?digest="+d.String(), nil)
+	} else {
+		node(t, n, "").must(201, "PUT", loc+"?digest="+d.String(), full[at:], "Content-Range", fmt.Sprintf("%d-%d", at, len(full)-1))
+	}
 	for i, x := range c.Nodes {
 		if _, b, err := node(t, x, "").do("GET", "/v2/"+repo+"/blobs/"+d.String(), nil); err != nil || !bytes.Equal(b, full) {
 			t.Fatalf("node %d: resumed blob differs (%d bytes, %v)", i, len(b), err)
@@ -176,11 +180,12 @@ func TestClusterSentinelFailover(t *testing.T) {
 	res := inFlight(t, a, loc, full, 6<<20)
 	time.Sleep(300 * time.Millisecond)
 	primary.Stop()
+	killed := time.Now()
 	r := <-res
 	if r[0] != "202" && (r[0] != "503" || !strings.Contains(r[1], `"UNAVAILABLE"`)) {
 		t.Fatalf("chunk streaming when the primary died: %s %s; want 202 or 503 UNAVAILABLE", r[0], r[1])
 	}
-	t.Logf("the chunk in flight got %s", r[0])
+	t.Logf("the chunk in flight got %s, %s after the primary died", r[0], time.Since(killed).Round(time.Millisecond))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
