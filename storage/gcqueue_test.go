@@ -80,5 +80,24 @@ func TestGCReviewQueue(t *testing.T) {
 		if err != nil || !slices.Equal(rep.Blobs, []digest.Digest{kept}) {
 			t.Fatalf("review of the re-pushed layer: %+v %v", rep, err)
 		}
+
+		// A push that finds a loose blob present (HEAD) and names it later holds it: the
+		// HEAD past half its grace renews its lease.
+		found := push(t, e.s, "q/repo", []byte("found by HEAD"))
+		now = now.Add(45 * time.Minute)
+		if err := e.s.LeaseBlob(ctx, "q/repo", found); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(30 * time.Minute)
+		if rep, err = e.s.ReviewGarbage(ctx, false); err != nil || len(rep.Blobs) != 0 {
+			t.Fatalf("a blob leased by a HEAD was collected: %+v %v", rep, err)
+		}
+		if _, err := putManifest(e.s, "q/repo", "v2", found); err != nil {
+			t.Fatalf("manifest naming the leased blob: %v", err)
+		}
+		now = now.Add(2 * time.Hour)
+		if rep, err = e.s.ReviewGarbage(ctx, false); err != nil || len(rep.Blobs) != 0 {
+			t.Fatalf("a referenced blob was collected: %+v %v", rep, err)
+		}
 	})
 }
