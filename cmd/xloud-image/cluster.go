@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -55,18 +55,49 @@ func chore(ctx context.Context, m meta.Store, node, name string, every time.Dura
 // and upload sessions left idle.
 const gcFullEvery = 12
 
+// gcRunLock is held by whichever process is collecting right now (a background round, or
+// `xloud-image gc` through any node): two collectors never work at once, since one could
+// forget a record another's re-push just made.
+const gcRunLock = "gc-run"
+
+// gcRunTTL bounds how long a collector that died keeps others out.
+const gcRunTTL = time.Hour
+
+// errGCBusy means another process is collecting; the admin socket answers it 409.
+var errGCBusy = errors.New("a garbage collection is running")
+
+// collectExclusive runs fn while holding the cluster's collection lock as node.
+func collectExclusive(ctx context.Context, store *storage.Store, node string, fn func(context.Context) (storage.GCReport, error)) (storage.GCReport, error) {
+	ok, err := meta.TryLock(ctx, store.Meta(), gcRunLock, node, gcRunTTL, time.Now())
+	if err != nil {
+		return storage.GCReport{}, err
+	}
+	if !ok {
+		holder, _ := meta.LockHolder(ctx, store.Meta(), gcRunLock, time.Now())
+		return storage.GCReport{}, fmt.Errorf("%w on node %s; retry when it ends", errGCBusy, holder)
+	}
+	defer meta.Unlock(context.WithoutCancel(ctx), store.Meta(), gcRunLock, node)
+	return fn(ctx)
+}
+
 // backgroundGC is one node's share of the automatic GC: each round reviews the queue; every
 // gcFullEvery-th round also runs a full pass.
-func backgroundGC(store *storage.Store, c clusterConfig, uploadMaxAge time.Duration, m *metrics.Registry) func(context.Context) {
+func backgroundGC(store *storage.Store, node string, c clusterConfig, uploadMaxAge time.Duration, m *metrics.Registry) func(context.Context) {
 	round := 0
 	return func(ctx context.Context) {
 		round++
-		rep, err := store.ReviewGarbage(ctx, false)
-		if err == nil && round%gcFullEvery == 0 {
-			var full storage.GCReport
-			full, err = store.CollectGarbage(ctx, storage.GCOptions{Grace: c.GCGrace, UploadMaxAge: max(uploadMaxAge, c.GCGrace)})
-			rep.Blobs, rep.BytesFreed = append(rep.Blobs, full.Blobs...), rep.BytesFreed+full.BytesFreed
-			rep.Uploads, rep.OrphanFiles = full.Uploads, full.OrphanFiles
+		rep, err := collectExclusive(ctx, store, node, func(ctx context.Context) (storage.GCReport, error) {
+			rep, err := store.ReviewGarbage(ctx, false)
+			if err == nil && round%gcFullEvery == 0 {
+				var full storage.GCReport
+				full, err = store.CollectGarbage(ctx, storage.GCOptions{Grace: c.GCGrace, UploadMaxAge: max(uploadMaxAge, c.GCGrace)})
+				rep.Blobs, rep.BytesFreed = append(rep.Blobs, full.Blobs...), rep.BytesFreed+full.BytesFreed
+				rep.Uploads, rep.OrphanFiles = full.Uploads, full.OrphanFiles
+			}
+			return rep, err
+		})
+		if errors.Is(err, errGCBusy) {
+			return // an operator's run; the next round reviews what is left
 		}
 		if err != nil {
 			if ctx.Err() == nil {
@@ -187,6 +218,6 @@ func startChores(ctx context.Context, c config, store *storage.Store, node strin
 		go chore(ctx, store.Meta(), node, "security-sweep", purgeTokensEvery, sec.purge)
 	}
 	if c.Cluster.GCInterval > 0 {
-		go chore(ctx, store.Meta(), node, "gc", c.Cluster.GCInterval, backgroundGC(store, c.Cluster, c.Limits.UploadExpiry, m))
+		go chore(ctx, store.Meta(), node, "gc", c.Cluster.GCInterval, backgroundGC(store, node, c.Cluster, c.Limits.UploadExpiry, m))
 	}
 }

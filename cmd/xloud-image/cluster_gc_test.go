@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/xloud/xloud-image/internal/testenv"
 )
@@ -67,7 +70,8 @@ func TestClusterKilledMidPatch(t *testing.T) {
 // the blobs the tagged manifests name.
 func TestClusterGCStorm(t *testing.T) {
 	const grace = 2 * time.Second
-	c := testenv.StartCluster(t, 3, testenv.StartRedis(t), "--gc-interval", "250ms", "--gc-grace", grace.String())
+	redisURL := testenv.StartRedis(t)
+	c := testenv.StartCluster(t, 3, redisURL, "--gc-interval", "250ms", "--gc-grace", grace.String())
 	shared := make([][]byte, 4)
 	for i := range shared {
 		shared[i] = randomBytes(256<<10 + i)
@@ -170,6 +174,7 @@ func TestClusterGCStorm(t *testing.T) {
 		sort.Strings(extra)
 		t.Fatalf("%d unreferenced blobs still in the bucket two grace periods after the storm: %v", len(extra), extra[:min(len(extra), 10)])
 	}
+	operatorGC(t, c, redisURL)
 	for repo, img := range final {
 		for i, n := range c.Nodes {
 			nc := node(t, n, "")
@@ -182,6 +187,48 @@ func TestClusterGCStorm(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// gcCommand runs `xloud-image gc` against the cluster through node's data directory.
+func gcCommand(t *testing.T, c *testenv.Cluster, n *testenv.Server, redisURL string, args ...string) (string, string, int) {
+	return run(t, nil, append([]string{"gc", "--data-dir", n.DataDir, "--redis-url", redisURL, "--store", "s3=" + c.StoreURL}, args...)...)
+}
+
+// operatorGC: `xloud-image gc` is refused while another process collects (naming it), and
+// otherwise reports through any node; after the storm settled there is nothing to collect.
+func operatorGC(t *testing.T, c *testenv.Cluster, redisURL string) {
+	t.Helper()
+	opt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(opt)
+	defer rc.Close()
+	key := "xloud:k:lock:gc-run"
+	held := fmt.Sprintf(`{"holder":"elsewhere","until":%d}`, time.Now().Add(time.Hour).UnixNano())
+	if err := rc.Set(context.Background(), key, held, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := gcCommand(t, c, c.Nodes[1], redisURL, "--dry-run")
+	if code == 0 || !strings.Contains(errOut, "running on node elsewhere") {
+		t.Fatalf("gc while another process collects: exit %d, %s", code, errOut)
+	}
+	rc.Del(context.Background(), key)
+	var out string
+	for range 20 {
+		out, errOut, code = gcCommand(t, c, c.Nodes[1], redisURL, "--dry-run", "--grace", "0s")
+		if code == 0 || !strings.Contains(errOut, "running on node") {
+			break // not the background round of a node
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var rep struct {
+		DryRun bool     `json:"dry_run"`
+		Blobs  []string `json:"blobs"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || !rep.DryRun || len(rep.Blobs) != 0 {
+		t.Fatalf("gc --dry-run after the storm: exit %d %s %s", code, out, errOut)
 	}
 }
 
@@ -217,4 +264,3 @@ func bucketDigests(t *testing.T, c *testenv.Cluster) map[string]bool {
 	}
 	return out
 }
-

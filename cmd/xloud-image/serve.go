@@ -365,7 +365,13 @@ func listenAdmin(dataDir string, store *storage.Store, cat *catalog.Catalog, md 
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		rep, err := store.CollectGarbage(r.Context(), opt)
+		rep, err := collectExclusive(r.Context(), store, cat.Node(), func(ctx context.Context) (storage.GCReport, error) {
+			return store.CollectGarbage(ctx, opt)
+		})
+		if errors.Is(err, errGCBusy) {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
 		if err != nil {
 			slog.Error("garbage collection failed", "err", err)
 			http.Error(w, err.Error(), http.StatusInternalServerError)
