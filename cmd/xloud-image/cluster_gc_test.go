@@ -264,3 +264,37 @@ func bucketDigests(t *testing.T, c *testenv.Cluster) map[string]bool {
 	}
 	return out
 }
+
+// TestBackgroundGCEmbedded: the automatic GC also runs on the embedded store (one node): a
+// blob no manifest names is gone, file and all, within two grace periods; a tagged image
+// stays whole.
+func TestBackgroundGCEmbedded(t *testing.T) {
+	const grace = time.Second
+	srv := testenv.StartServer(t, testenv.ServerOptions{Args: []string{"--gc-interval", "200ms", "--gc-grace", grace.String()}})
+	cl := node(t, srv, "")
+	kept, err := cl.pushImage("solo/kept", "v1", 128<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loose, err := cl.pushBlob("solo/loose", randomBytes(96<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(srv.DataDir, "blobs", "sha256", loose.Encoded()[:2], loose.Encoded())
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("pushed blob not on disk: %v", err)
+	}
+	deadline := time.Now().Add(2 * grace)
+	for {
+		_, err := os.Stat(file)
+		if os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unreferenced blob still on disk two grace periods after its push (%v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cl.must(404, "HEAD", "/v2/solo/loose/blobs/"+loose.String(), nil)
+	cl.checkPushed(kept)
+}
