@@ -154,7 +154,8 @@ func TestClusterRedisDownAndRestart(t *testing.T) {
 }
 
 // TestClusterSentinelFailover: the nodes reach Redis through Sentinel
-// (redis+sentinel://…); the primary is killed while a chunk streams in. The chunk completes
+// (redis+sentinel://…?wait_replicas=1); the primary is killed, with no grace for the replica
+// to catch up, while a chunk streams in. The chunk completes
 // or gets a retryable error, Sentinel promotes the replica, the nodes follow by themselves,
 // every acknowledged push is intact and the session resumes and completes.
 func TestClusterSentinelFailover(t *testing.T) {
@@ -162,21 +163,18 @@ func TestClusterSentinelFailover(t *testing.T) {
 	replica := testenv.StartRedisServer(t, testenv.RedisOptions{AOF: true, ReplicaOf: primary.Addr()})
 	testenv.WaitReplicaSynced(t, replica)
 	sentinel := testenv.StartSentinel(t, primary.Addr(), "xloud")
-	c := testenv.StartCluster(t, 3, sentinel.URL())
+	// Each write waits for the replica (WAIT), so what was acknowledged survives the primary.
+	c := testenv.StartCluster(t, 3, sentinel.URL()+"?wait_replicas=1&wait_timeout=200ms")
 	a, b, cc := c.Nodes[0], c.Nodes[1], c.Nodes[2]
 	acked, err := node(t, a, "").pushImage("sentinel/acked", "v1", 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Replication is asynchronous: what the primary acknowledged reaches the replica within
-	// milliseconds; wait for it, as min-replicas or WAIT would in production.
-	testenv.WaitReplicaCaughtUp(t, primary, replica)
 	repo := "sentinel/inflight"
 	full := randomBytes(24 << 20)
 	resp := node(t, b, "").must(202, "POST", "/v2/"+repo+"/blobs/uploads/", nil)
 	loc := strings.TrimPrefix(resp.Header.Get("Location"), b.URL())
 	node(t, cc, "").must(202, "PATCH", loc, full[:6<<20], "Content-Range", fmt.Sprintf("0-%d", 6<<20-1))
-	testenv.WaitReplicaCaughtUp(t, primary, replica)
 	res := inFlight(t, a, loc, full, 6<<20)
 	time.Sleep(300 * time.Millisecond)
 	primary.Stop()

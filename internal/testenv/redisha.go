@@ -178,31 +178,3 @@ func WaitReplicaSynced(t testing.TB, replica *RedisServer) {
 	}
 	t.Fatalf("replica %s did not sync with its primary", replica.Addr())
 }
-
-// WaitReplicaCaughtUp waits until the replica has applied everything the primary has
-// written so far (its replication offset reached the primary's).
-func WaitReplicaCaughtUp(t testing.TB, primary, replica *RedisServer) {
-	t.Helper()
-	offset := func(addr, field string) int64 {
-		c := redis.NewClient(&redis.Options{Addr: addr})
-		defer c.Close()
-		info, err := c.Info(context.Background(), "replication").Result()
-		if err != nil {
-			return -1
-		}
-		for _, line := range strings.Split(info, "\r\n") {
-			if v, ok := strings.CutPrefix(line, field+":"); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				return n
-			}
-		}
-		return -1
-	}
-	want := offset(primary.Addr(), "master_repl_offset")
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if got := offset(replica.Addr(), "slave_repl_offset"); want >= 0 && got >= want {
-			return
-		}
-	}
-	t.Fatalf("replica %s did not catch up with its primary", replica.Addr())
-}

@@ -72,26 +72,31 @@ func TestParseSentinelURL(t *testing.T) {
 	good := []struct {
 		url, master, pw string
 		addrs           []string
-		db              int
+		db, wait        int
+		timeout         time.Duration
 	}{
-		{"redis+sentinel://127.0.0.1:26379/mymaster", "mymaster", "", []string{"127.0.0.1:26379"}, 0},
-		{"redis+sentinel://:s3cret@h1:26379,h2:26380/prim/3", "prim", "s3cret", []string{"h1:26379", "h2:26380"}, 3},
-		{"redis+sentinel://[::1]:26379/m/", "m", "", []string{"[::1]:26379"}, 0},
+		{"redis+sentinel://127.0.0.1:26379/mymaster", "mymaster", "", []string{"127.0.0.1:26379"}, 0, 0, time.Second},
+		{"redis+sentinel://:s3cret@h1:26379,h2:26380/prim/3", "prim", "s3cret", []string{"h1:26379", "h2:26380"}, 3, 0, time.Second},
+		{"redis+sentinel://[::1]:26379/m/", "m", "", []string{"[::1]:26379"}, 0, 0, time.Second},
+		{"redis+sentinel://h1:26379/m/2?wait_replicas=1&wait_timeout=250ms", "m", "", []string{"h1:26379"}, 2, 1, 250 * time.Millisecond},
 	}
 	for _, g := range good {
-		o, err := meta.ParseSentinelURL(g.url)
+		sc, err := meta.ParseSentinelURL(g.url)
 		if err != nil {
 			t.Errorf("%s: %v", g.url, err)
 			continue
 		}
-		if o.MasterName != g.master || o.Password != g.pw || strings.Join(o.SentinelAddrs, ",") != strings.Join(g.addrs, ",") || o.DB != g.db {
-			t.Errorf("%s: master %q pw %q addrs %v db %d", g.url, o.MasterName, o.Password, o.SentinelAddrs, o.DB)
+		o := sc.Options
+		if o.MasterName != g.master || o.Password != g.pw || strings.Join(o.SentinelAddrs, ",") != strings.Join(g.addrs, ",") || o.DB != g.db ||
+			sc.WaitReplicas != g.wait || sc.WaitTimeout != g.timeout {
+			t.Errorf("%s: master %q pw %q addrs %v db %d wait %d/%s", g.url, o.MasterName, o.Password, o.SentinelAddrs, o.DB, sc.WaitReplicas, sc.WaitTimeout)
 		}
 	}
 	for _, bad := range []string{
 		"redis+sentinel://h1:26379", "redis+sentinel://h1:26379/", "redis+sentinel://h1/m",
 		"redis+sentinel://h1:0/m", "redis+sentinel://h1:26379/m/x", "redis+sentinel://h1:26379/m/1/2",
-		"redis+sentinel:///m", "redis://h1:6379/m",
+		"redis+sentinel:///m", "redis://h1:6379/m", "redis+sentinel://h1:26379/m?wait_replicas=x",
+		"redis+sentinel://h1:26379/m?wait_timeout=0s", "redis+sentinel://h1:26379/m?master_name=x",
 	} {
 		if _, err := meta.ParseSentinelURL(bad); err == nil {
 			t.Errorf("%s: accepted", bad)

@@ -18,6 +18,11 @@ import (
 type Redis struct {
 	c      *redis.Client
 	prefix string
+	// wait is how many replicas must hold a transaction's writes before Update returns
+	// (WAIT, best effort within waitTimeout): a primary lost in a failover then takes no
+	// acknowledged write with it while the replicas keep up.
+	wait        int
+	waitTimeout time.Duration
 }
 
 // maxRetries bounds how often Update re-runs a transaction that lost a race.
@@ -27,7 +32,7 @@ const maxRetries = 200
 // for one server, or redis+sentinel://[:password@]host:port[,host:port]/master[/db] for a
 // primary that Sentinel fails over (ParseRedisURL).
 func OpenRedis(ctx context.Context, url, prefix string) (*Redis, error) {
-	c, where, err := newRedisClient(url)
+	c, sc, where, err := newRedisClient(url)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +40,7 @@ func OpenRedis(ctx context.Context, url, prefix string) (*Redis, error) {
 		c.Close()
 		return nil, fmt.Errorf("connect to redis %s: %w", where, unavailable(err))
 	}
-	return &Redis{c: c, prefix: prefix}, nil
+	return &Redis{c: c, prefix: prefix, wait: sc.WaitReplicas, waitTimeout: sc.WaitTimeout}, nil
 }
 
 func (r *Redis) Ping(ctx context.Context) error { return unavailable(r.c.Ping(ctx).Err()) }
@@ -67,6 +72,11 @@ func (r *Redis) update(ctx context.Context, fn func(Tx) error) error {
 				t.overlay.apply(ctx, r, p)
 				return nil
 			})
+			if err == nil && r.wait > 0 {
+				// On the connection that wrote: WAIT counts this connection's writes. A
+				// replica that does not answer in time costs latency, not the write.
+				tx.Wait(ctx, r.wait, r.waitTimeout)
+			}
 			return err
 		})
 		if !errors.Is(err, redis.TxFailedErr) {

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -54,32 +56,69 @@ func unavailable(err error) error {
 	return err
 }
 
-// newRedisClient builds the client url names, and says where it points for messages.
-func newRedisClient(url string) (*redis.Client, string, error) {
+// newRedisClient builds the client url names, the replicas each write waits for, and says
+// where it points for messages.
+func newRedisClient(url string) (*redis.Client, Sentinel, string, error) {
 	if strings.HasPrefix(url, "redis+sentinel://") {
-		opt, err := ParseSentinelURL(url)
+		sc, err := ParseSentinelURL(url)
 		if err != nil {
-			return nil, "", err
+			return nil, sc, "", err
 		}
-		return redis.NewFailoverClient(opt), fmt.Sprintf("primary %q via sentinels %s", opt.MasterName, strings.Join(opt.SentinelAddrs, ",")), nil
+		opt := sc.Options
+		return redis.NewFailoverClient(opt), sc, fmt.Sprintf("primary %q via sentinels %s", opt.MasterName, strings.Join(opt.SentinelAddrs, ",")), nil
 	}
 	opt, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, "", fmt.Errorf("parse redis url: %w", err)
+		return nil, Sentinel{}, "", fmt.Errorf("parse redis url: %w", err)
 	}
-	return redis.NewClient(opt), opt.Addr, nil
+	return redis.NewClient(opt), Sentinel{}, opt.Addr, nil
 }
 
-// ParseSentinelURL reads redis+sentinel://[:password@]host:port[,host:port…]/master[/db]:
-// the sentinels to ask, the name of the primary they watch, and the database. The password
-// is the primary's (and its replicas'); sentinels are asked without one.
-func ParseSentinelURL(url string) (*redis.FailoverOptions, error) {
+// Sentinel is a parsed redis+sentinel:// URL: the failover client's options, and how many
+// replicas must have each write before it is acknowledged (WAIT), for how long at most.
+type Sentinel struct {
+	Options      *redis.FailoverOptions
+	WaitReplicas int
+	WaitTimeout  time.Duration
+}
+
+// ParseSentinelURL reads
+// redis+sentinel://[:password@]host:port[,host:port…]/master[/db][?wait_replicas=N&wait_timeout=D]:
+// the sentinels to ask, the name of the primary they watch, the database, and the replicas a
+// write waits for (WAIT; default none, timeout 1s). The password is the primary's (and its
+// replicas'); sentinels are asked without one.
+func ParseSentinelURL(url string) (Sentinel, error) {
+	var sc Sentinel
 	rest, ok := strings.CutPrefix(url, "redis+sentinel://")
 	if !ok {
-		return nil, fmt.Errorf("parse redis url %q: want redis+sentinel://", url)
+		return sc, fmt.Errorf("parse redis url %q: want redis+sentinel://", url)
 	}
 	bad := func(why string) error {
-		return fmt.Errorf("parse redis url: %s; want redis+sentinel://[:password@]host:port[,host:port]/master[/db]", why)
+		return fmt.Errorf("parse redis url: %s; want redis+sentinel://[:password@]host:port[,host:port]/master[/db][?wait_replicas=N&wait_timeout=D]", why)
+	}
+	rest, query, _ := strings.Cut(rest, "?")
+	sc.WaitTimeout = time.Second
+	q, err := neturl.ParseQuery(query)
+	if err != nil {
+		return sc, bad("query " + err.Error())
+	}
+	for k, v := range q {
+		switch {
+		case k == "wait_replicas" && len(v) == 1:
+			n, err := strconv.Atoi(v[0])
+			if err != nil || n < 0 {
+				return sc, bad(fmt.Sprintf("wait_replicas %q is not a count", v[0]))
+			}
+			sc.WaitReplicas = n
+		case k == "wait_timeout" && len(v) == 1:
+			d, err := time.ParseDuration(v[0])
+			if err != nil || d <= 0 {
+				return sc, bad(fmt.Sprintf("wait_timeout %q is not a positive duration", v[0]))
+			}
+			sc.WaitTimeout = d
+		default:
+			return sc, bad(fmt.Sprintf("unknown parameter %q", k))
+		}
 	}
 	hosts, path, _ := strings.Cut(rest, "/")
 	opt := &redis.FailoverOptions{}
@@ -93,24 +132,25 @@ func ParseSentinelURL(url string) (*redis.FailoverOptions, error) {
 	for _, h := range strings.Split(hosts, ",") {
 		host, port, err := net.SplitHostPort(h)
 		if err != nil || host == "" {
-			return nil, bad(fmt.Sprintf("sentinel address %q is not host:port", h))
+			return sc, bad(fmt.Sprintf("sentinel address %q is not host:port", h))
 		}
 		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-			return nil, bad(fmt.Sprintf("sentinel port %q", port))
+			return sc, bad(fmt.Sprintf("sentinel port %q", port))
 		}
 		opt.SentinelAddrs = append(opt.SentinelAddrs, h)
 	}
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	if parts[0] == "" || len(parts) > 2 {
-		return nil, bad("no primary name")
+		return sc, bad("no primary name")
 	}
 	opt.MasterName = parts[0]
 	if len(parts) == 2 {
 		db, err := strconv.Atoi(parts[1])
 		if err != nil || db < 0 {
-			return nil, bad(fmt.Sprintf("database %q is not a number", parts[1]))
+			return sc, bad(fmt.Sprintf("database %q is not a number", parts[1]))
 		}
 		opt.DB = db
 	}
-	return opt, nil
+	sc.Options = opt
+	return sc, nil
 }
