@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xloud/xloud-image/auth/keymanager"
 	"github.com/xloud/xloud-image/internal/metrics"
 	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
@@ -174,14 +175,26 @@ func (r *readiness) Ready(context.Context) error {
 	return fmt.Errorf("%w: %w", meta.ErrUnavailable, *p)
 }
 
-// unavailableElsewhere answers 503 on the paths that neither door serves (the identity API,
-// the version document) while the store is down, in Keystone's error shape.
+// unavailableElsewhere answers 503 on the paths of a port that neither door serves (the
+// identity API and the key manager in Keystone's and Barbican's error shape, the registry's
+// token endpoint in the OCI one) while the metadata store does not answer.
 func unavailableElsewhere(rd *readiness, h http.Handler) http.Handler {
+	const (
+		openstack = `{"error":{"code":503,"title":"Service Unavailable","message":"The metadata store does not answer; retry later."}}` + "\n"
+		oci       = `{"errors":[{"code":"UNAVAILABLE","message":"the metadata store does not answer; retry later"}]}` + "\n"
+	)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/identity/") && rd.Ready(r.Context()) != nil {
+		body := ""
+		switch p := r.URL.Path; {
+		case strings.HasPrefix(p, "/identity/"), p == keymanager.Prefix, strings.HasPrefix(p, keymanager.Prefix+"/"):
+			body = openstack
+		case p == "/token":
+			body = oci
+		}
+		if body != "" && rd.Ready(r.Context()) != nil {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte(`{"error":{"code":503,"title":"Service Unavailable","message":"The metadata store does not answer; retry later."}}` + "\n"))
+			w.Write([]byte(body))
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -135,6 +135,10 @@ func TestClusterRedisDownAndRestart(t *testing.T) {
 		if resp.StatusCode != 503 {
 			t.Fatalf("node %d identity with Redis down: %d", i, resp.StatusCode)
 		}
+		resp, body, _ = nc.do("GET", "/token?service=xloud-image&scope=repository:redis/acked:pull", nil)
+		if resp.StatusCode != 503 || errorCode(t, body) != "UNAVAILABLE" {
+			t.Fatalf("node %d token endpoint with Redis down: %d %s", i, resp.StatusCode, body)
+		}
 		if resp, _, _ := nc.do("GET", "/healthz", nil); resp.StatusCode != 200 {
 			t.Fatalf("node %d /healthz with Redis down: %d (liveness must not depend on Redis)", i, resp.StatusCode)
 		}
