@@ -139,7 +139,7 @@ var (
 	imagesDesc = prometheus.NewDesc("xloud_images", "Images by status (deleted ones not counted).", []string{"status"}, nil)
 	bytesDesc  = prometheus.NewDesc("xloud_stored_bytes", "Bytes of committed blobs, by store (each blob counted once).", []string{"store"}, nil)
 	uploadDesc = prometheus.NewDesc("xloud_uploads_in_flight", "Open blob upload sessions.", nil, nil)
-	gcQueue    = prometheus.NewDesc("xloud_gc_queue_length", "Blobs waiting in the garbage collection review queue, due or not (shared by every node).", nil, nil)
+	gcQueue    = prometheus.NewDesc("xloud_gc_queue_length", "Entries in the garbage collection review queue, due or not (shared by every node; a blob queued twice counts twice).", nil, nil)
 )
 
 // gauges reads its values from the sources at each scrape.
