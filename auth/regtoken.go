@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -72,38 +71,39 @@ func (c RegistryClaims) Allows(typ, name, action string) bool {
 
 const tokenIssuer = "xloud-image"
 
-var jwtHeader = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+// regTokenKeysKey holds the token signing keys (keyRing), shared by every node.
+const regTokenKeysKey = "regtoken:keys"
 
-// Signer signs and verifies registry bearer tokens.
+// DefaultTokenKeyRotation is how long one key signs registry tokens when the Signer is given
+// no Rotate.
+const DefaultTokenKeyRotation = 24 * time.Hour
+
+// Signer signs and verifies registry bearer tokens with the key ring in the metadata store:
+// a token names its key in the JWT header ("kid"), so any node verifies what any node signed,
+// across rotations.
 type Signer struct {
-	key     []byte
 	Service string
 	Now     func() time.Time
+	ring    *keyRing
 }
 
-// NewSigner loads the signing key from the metadata store, creating it on first use.
-func NewSigner(ctx context.Context, m meta.Store, service string) (*Signer, error) {
-	var key []byte
-	err := m.Update(ctx, func(tx meta.Tx) error {
-		k, err := tx.Get("authkey")
-		if err == nil {
-			key = k
-			return nil
-		}
-		if !errors.Is(err, meta.ErrNotFound) {
-			return err
-		}
-		key = []byte(randomString(48))
-		return tx.Put("authkey", key)
-	})
-	if err != nil {
+// NewSigner returns a signer over the keys in m, rotating them every rotate (0: the
+// default), and makes sure a signing key exists.
+func NewSigner(ctx context.Context, m meta.Store, service string, rotate ...time.Duration) (*Signer, error) {
+	r := DefaultTokenKeyRotation
+	if len(rotate) > 0 && rotate[0] > 0 {
+		r = rotate[0]
+	}
+	s := &Signer{Service: service, Now: time.Now,
+		ring: &keyRing{Meta: m, Key: regTokenKeysKey, Rotate: r, MaxTTL: RegistryTokenTTL}}
+	if _, err := s.ring.signingKey(ctx, s.Now()); err != nil {
 		return nil, fmt.Errorf("load token signing key: %w", err)
 	}
-	return &Signer{key: key, Service: service, Now: time.Now}, nil
+	return s, nil
 }
 
 // Sign issues a token for pr with the granted access.
-func (s *Signer) Sign(pr Principal, access []Access) (string, RegistryClaims, error) {
+func (s *Signer) Sign(ctx context.Context, pr Principal, access []Access) (string, RegistryClaims, error) {
 	now := s.Now()
 	c := RegistryClaims{
 		Issuer: tokenIssuer, Subject: pr.UserID, Name: pr.UserName, Admin: pr.Admin, Audience: s.Service,
@@ -114,16 +114,27 @@ func (s *Signer) Sign(pr Principal, access []Access) (string, RegistryClaims, er
 	if c.Access == nil {
 		c.Access = []Access{}
 	}
+	k, err := s.ring.signingKey(ctx, now)
+	if err != nil {
+		return "", c, err
+	}
 	payload, err := json.Marshal(c)
 	if err != nil {
 		return "", c, err
 	}
-	signing := jwtHeader + "." + base64.RawURLEncoding.EncodeToString(payload)
-	return signing + "." + s.mac(signing), c, nil
+	hdr, _ := json.Marshal(jwtHeader{Alg: "HS256", Typ: "JWT", Kid: k.ID})
+	signing := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(payload)
+	return signing + "." + jwtMAC(k.Secret, signing), c, nil
 }
 
-func (s *Signer) mac(signing string) string {
-	m := hmac.New(sha256.New, s.key)
+type jwtHeader struct {
+	Alg string `json:"alg"`
+	Typ string `json:"typ,omitempty"`
+	Kid string `json:"kid"`
+}
+
+func jwtMAC(key []byte, signing string) string {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(signing))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
@@ -131,9 +142,9 @@ func (s *Signer) mac(signing string) string {
 // LooksLikeRegistryToken tells a JWT from an opaque Keystone token.
 func LooksLikeRegistryToken(t string) bool { return strings.Count(t, ".") == 2 }
 
-// Verify checks a registry token: exactly our header (HS256; "none" and every other algorithm
-// are refused), a valid signature under our key, our issuer and service, and the time window.
-func (s *Signer) Verify(token string) (RegistryClaims, error) {
+// Verify checks a registry token: exactly our header (HS256 and a key id; "none" and every
+// other algorithm are refused), a valid signature under the key it names, our issuer and service, and the time window.
+func (s *Signer) Verify(ctx context.Context, token string) (RegistryClaims, error) {
 	var c RegistryClaims
 	if len(token) > maxTokenLen {
 		return c, ErrTokenMalformed
@@ -146,13 +157,18 @@ func (s *Signer) Verify(token string) (RegistryClaims, error) {
 	if err != nil {
 		return c, ErrTokenMalformed
 	}
-	var h struct {
-		Alg string `json:"alg"`
-	}
-	if json.Unmarshal(hdr, &h) != nil || h.Alg != "HS256" {
+	var h jwtHeader
+	if json.Unmarshal(hdr, &h) != nil || h.Alg != "HS256" || h.Kid == "" {
 		return c, ErrTokenMalformed
 	}
-	want := s.mac(parts[0] + "." + parts[1])
+	key, err := s.ring.secret(ctx, h.Kid)
+	if err != nil {
+		return c, err
+	}
+	if key == nil {
+		return c, ErrUnauthorized // a key never made, or dropped after its tokens expired
+	}
+	want := jwtMAC(key, parts[0]+"."+parts[1])
 	if !hmac.Equal([]byte(want), []byte(parts[2])) {
 		return c, ErrUnauthorized
 	}

@@ -77,7 +77,7 @@ func (a *Authenticator) FromRequest(r *http.Request) (Authenticated, error) {
 	case "bearer":
 		value = strings.TrimSpace(value)
 		if LooksLikeRegistryToken(value) && a.Signer != nil {
-			c, err := a.Signer.Verify(value)
+			c, err := a.Signer.Verify(ctx, value)
 			if err != nil {
 				return Authenticated{}, err
 			}

@@ -51,12 +51,6 @@ type URLClaims struct {
 // ExpiresAt is the claims' expiry as a time.
 func (c URLClaims) ExpiresAt() time.Time { return time.Unix(c.Expires, 0).UTC() }
 
-type urlKey struct {
-	ID      string    `json:"id"`
-	Secret  []byte    `json:"secret"`
-	Created time.Time `json:"created"`
-}
-
 // URLSigner signs and verifies URL claims with the keys in the metadata store.
 type URLSigner struct {
 	Meta meta.Store
@@ -66,12 +60,21 @@ type URLSigner struct {
 	MaxTTL time.Duration
 	Now    func() time.Time
 
-	mu    sync.Mutex
-	known map[string][]byte // key id to secret; secrets never change, so they are cached
+	once sync.Once
+	ring *keyRing
+
+	mu sync.Mutex
 	// verified holds the claims of tokens whose signature verified: a VM reading its disk
 	// sends the same token thousands of times. Only the decoding and the MAC are skipped;
 	// the expiry is checked at every use, and so is the policy (by the caller).
 	verified map[string]URLClaims
+}
+
+func (s *URLSigner) keys() *keyRing {
+	s.once.Do(func() {
+		s.ring = &keyRing{Meta: s.Meta, Key: urlKeysKey, Rotate: s.rotate(), MaxTTL: s.MaxURLTTL()}
+	})
+	return s.ring
 }
 
 // maxVerified bounds the verified-token cache; when full it starts over.
@@ -108,7 +111,7 @@ func (s *URLSigner) Sign(ctx context.Context, c URLClaims, ttl time.Duration) (s
 	if ttl <= 0 || ttl > s.MaxURLTTL() {
 		return "", c, fmt.Errorf("ttl %s outside (0, %s]", ttl, s.MaxURLTTL())
 	}
-	k, err := s.signingKey(ctx)
+	k, err := s.keys().signingKey(ctx, s.now())
 	if err != nil {
 		return "", c, err
 	}
@@ -166,7 +169,7 @@ func (s *URLSigner) verify(ctx context.Context, token string) (URLClaims, error)
 	if err1 != nil || err2 != nil || json.Unmarshal(payload, &c) != nil || c.KeyID == "" {
 		return URLClaims{}, ErrURLInvalid
 	}
-	secret, err := s.secret(ctx, c.KeyID)
+	secret, err := s.keys().secret(ctx, c.KeyID)
 	if err != nil {
 		return URLClaims{}, err
 	}
@@ -177,99 +180,6 @@ func (s *URLSigner) verify(ctx context.Context, token string) (URLClaims, error)
 		return URLClaims{}, ErrURLInvalid
 	}
 	return c, nil
-}
-
-// secret returns the secret of key id, nil when there is no such key.
-func (s *URLSigner) secret(ctx context.Context, id string) ([]byte, error) {
-	s.mu.Lock()
-	sec, ok := s.known[id]
-	s.mu.Unlock()
-	if ok {
-		return sec, nil
-	}
-	var keys []urlKey
-	err := s.Meta.View(ctx, func(tx meta.Tx) error {
-		var err error
-		keys, err = loadURLKeys(tx)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("load signed URL keys: %w", err)
-	}
-	s.remember(keys)
-	for _, k := range keys {
-		if k.ID == id {
-			return k.Secret, nil
-		}
-	}
-	return nil, nil
-}
-
-func (s *URLSigner) remember(keys []urlKey) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.known == nil {
-		s.known = map[string][]byte{}
-	}
-	for _, k := range keys {
-		s.known[k.ID] = k.Secret
-	}
-}
-
-func loadURLKeys(tx meta.Tx) ([]urlKey, error) {
-	b, err := tx.Get(urlKeysKey)
-	if errors.Is(err, meta.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var keys []urlKey
-	if err := json.Unmarshal(b, &keys); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", urlKeysKey, err)
-	}
-	return keys, nil
-}
-
-// signingKey returns the newest key, making one when it is older than Rotate (and dropping
-// the keys whose URLs have all expired). The transaction makes concurrent nodes agree on one
-// new key.
-func (s *URLSigner) signingKey(ctx context.Context) (urlKey, error) {
-	now := s.now()
-	var out urlKey
-	var keys []urlKey
-	err := s.Meta.Update(ctx, func(tx meta.Tx) error {
-		var err error
-		if keys, err = loadURLKeys(tx); err != nil {
-			return err
-		}
-		if n := len(keys); n > 0 && now.Sub(keys[n-1].Created) < s.rotate() {
-			out = keys[n-1]
-			return nil
-		}
-		kept := keys[:0:0]
-		for _, k := range keys {
-			if now.Sub(k.Created) < s.rotate()+s.MaxURLTTL() {
-				kept = append(kept, k)
-			}
-		}
-		id := make([]byte, 6)
-		out = urlKey{ID: "", Secret: make([]byte, 32), Created: now}
-		rand.Read(id)
-		rand.Read(out.Secret)
-		out.ID = base64.RawURLEncoding.EncodeToString(id)
-		keys = append(kept, out)
-		b, err := json.Marshal(keys)
-		if err != nil {
-			return err
-		}
-		return tx.Put(urlKeysKey, b)
-	})
-	if err != nil {
-		return urlKey{}, fmt.Errorf("signed URL key: %w", err)
-	}
-	s.remember(keys)
-	return out, nil
 }
 
 // URLPrincipal is the caller a signed URL speaks for, as they stand now: their current roles

@@ -36,6 +36,12 @@ const (
 
 func keyNode(id string) string { return "node:" + id }
 
+// leaseJanitorLock is the cluster lock of the lease janitor.
+const leaseJanitorLock = "lease-janitor"
+
+// Node is this process's id among the servers sharing the metadata store.
+func (c *Catalog) Node() string { return c.node }
+
 // leased: an image in one of the writing states holds its lease in idx:leased.
 func (img Image) leased() bool {
 	if img.Lease == "" {
@@ -66,15 +72,24 @@ func updateLeased(tx meta.Tx, old *Image, img Image) error {
 // (the embedded store): every lease found at start is then stale at once. It returns when
 // ctx ends.
 func (c *Catalog) RunLeases(ctx context.Context, exclusive bool, log *slog.Logger) {
-	pass := func(all bool) {
-		if err := c.heartbeat(ctx); err != nil {
-			log.Warn("lease heartbeat", "err", err)
-		}
+	recoverLeases := func(ctx context.Context, all bool) {
 		if n, err := c.RecoverLeases(ctx, all); err != nil {
 			log.Warn("recover leased images", "err", err)
 		} else if n > 0 {
 			log.Info("images left mid-write by a stopped server returned to queued", "images", n)
 		}
+	}
+	pass := func(all bool) {
+		if err := c.heartbeat(ctx); err != nil {
+			log.Warn("lease heartbeat", "err", err)
+		}
+		if exclusive {
+			recoverLeases(ctx, all)
+			return
+		}
+		// Every node beats; one at a time looks for the dead (the lock outlives two rounds,
+		// so its holder keeps it while it runs).
+		meta.Once(ctx, c.meta, leaseJanitorLock, c.node, 3*heartbeatEvery, log, func(ctx context.Context) { recoverLeases(ctx, all) })
 	}
 	pass(exclusive)
 	t := time.NewTicker(heartbeatEvery)

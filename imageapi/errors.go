@@ -16,6 +16,7 @@ import (
 	"github.com/xloud/xloud-image/catalog"
 	"github.com/xloud/xloud-image/internal/reqlog"
 	"github.com/xloud/xloud-image/storage"
+	"github.com/xloud/xloud-image/storage/meta"
 )
 
 // apiError is an error with the HTTP status Glance gives it, and headers that go with it
@@ -65,6 +66,7 @@ var statusTable = []struct {
 	{storage.ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{storage.ErrIncomplete, http.StatusBadRequest},
 	{storage.ErrStoreUnavailable, http.StatusServiceUnavailable}, // nothing was stored; retry later
+	{meta.ErrUnavailable, http.StatusServiceUnavailable},         // the metadata store does not answer
 	{auth.ErrUnauthorized, http.StatusUnauthorized},
 	{auth.ErrTokenExpired, http.StatusUnauthorized},
 	{auth.ErrTokenMalformed, http.StatusUnauthorized},

@@ -23,6 +23,9 @@ import (
 
 // Options configure the Image API.
 type Options struct {
+	// Ready, when set, is asked before each request; its error (meta.ErrUnavailable while
+	// the metadata store does not answer) is the answer.
+	Ready func(context.Context) error
 	// PublicURL is the base URL the version documents and Location headers advertise; empty:
 	// the request's own scheme and host (and the prefix the API is mounted under).
 	PublicURL string
@@ -169,6 +172,12 @@ type requestURL struct{}
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = withRequestID(r)
 	w.Header().Set("X-Openstack-Request-Id", reqlog.ID(r.Context()))
+	if a.opt.Ready != nil {
+		if err := a.opt.Ready(r.Context()); err != nil {
+			a.writeError(w, r, err) // nothing can be answered right without the store
+			return
+		}
+	}
 	segs, ok := pathSegments(r)
 	if !ok || slices.Contains(segs, "") { // no route has an empty segment ("//")
 		a.writeError(w, r, errorf(http.StatusNotFound, "The resource could not be found."))

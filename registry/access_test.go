@@ -221,7 +221,7 @@ func TestTokenEndpointGrantsOnlyWhatPolicyAllows(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("token: %d", resp.StatusCode)
 	}
-	claims, err := s.signer.Verify(tok)
+	claims, err := s.signer.Verify(context.Background(), tok)
 	if err != nil || len(claims.Access) != 1 || strings.Join(claims.Access[0].Actions, ",") != "pull" {
 		t.Fatalf("reader got %+v %v", claims, err)
 	}
@@ -240,12 +240,12 @@ func TestTokenEndpointGrantsOnlyWhatPolicyAllows(t *testing.T) {
 	}
 	// A stranger gets a token with nothing in it.
 	tok, _ = s.token("member-b", "repository:a/app:pull")
-	if c, _ := s.signer.Verify(tok); len(c.Access) != 0 {
+	if c, _ := s.signer.Verify(context.Background(), tok); len(c.Access) != 0 {
 		t.Fatalf("member-b granted %+v on a/app", c.Access)
 	}
 	// Anonymous gets an empty token, not an error (clients then fail at the registry).
 	tok, resp = s.token("", "repository:a/app:pull")
-	if c, _ := s.signer.Verify(tok); resp.StatusCode != 200 || len(c.Access) != 0 {
+	if c, _ := s.signer.Verify(context.Background(), tok); resp.StatusCode != 200 || len(c.Access) != 0 {
 		t.Fatalf("anonymous token: %d %+v", resp.StatusCode, c.Access)
 	}
 	// Wrong password: 401, no token.
@@ -259,7 +259,7 @@ func TestTokenEndpointGrantsOnlyWhatPolicyAllows(t *testing.T) {
 		AccessToken string `json:"access_token"`
 	}
 	json.Unmarshal(body, &tr)
-	if c, err := s.signer.Verify(tr.AccessToken); resp.StatusCode != 200 || err != nil || len(c.Access) != 1 || len(c.Access[0].Actions) != 2 {
+	if c, err := s.signer.Verify(context.Background(), tr.AccessToken); resp.StatusCode != 200 || err != nil || len(c.Access) != 1 || len(c.Access[0].Actions) != 2 {
 		t.Fatalf("password grant: %d %s", resp.StatusCode, body)
 	}
 }
@@ -275,7 +275,7 @@ func TestHostileCredentials(t *testing.T) {
 	forgedPayload := base64.RawURLEncoding.EncodeToString(bytes.Replace(payload, []byte(`"a/app"`), []byte(`"b/app"`), 1))
 	noneHeader := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
 	otherKey := &auth.Signer{Service: "xloud-image", Now: time.Now}
-	other, _, _ := mustSigner(t, otherKey).Sign(auth.Principal{UserID: "x", Admin: true}, []auth.Access{{Type: "repository", Name: "a/app", Actions: []string{"pull"}}})
+	other, _, _ := mustSigner(t, otherKey).Sign(context.Background(), auth.Principal{UserID: "x", Admin: true}, []auth.Access{{Type: "repository", Name: "a/app", Actions: []string{"pull"}}})
 	s.signer.Now = func() time.Time { return time.Now().Add(-time.Hour) }
 	expired, _ := s.token("member-a", "repository:a/app:pull")
 	s.signer.Now = time.Now

@@ -35,7 +35,10 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request, rt route) e
 		return err
 	}
 	if r.Method == http.MethodHead {
-		err = reg.readBlob(r.Context(), rt.name, d)
+		if err = reg.readBlob(r.Context(), rt.name, d); err == nil {
+			// A push asking whether to upload: hold the blob from GC until its manifest comes.
+			err = reg.store.LeaseBlob(r.Context(), rt.name, d)
+		}
 	} else {
 		err = reg.pullBlob(w, r, rt.name, d) // the signing rule too, before any redirect
 	}

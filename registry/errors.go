@@ -12,6 +12,7 @@ import (
 	"github.com/xloud/xloud-image/internal/reqlog"
 	"github.com/xloud/xloud-image/manifest"
 	"github.com/xloud/xloud-image/storage"
+	"github.com/xloud/xloud-image/storage/meta"
 )
 
 // Code is an error code of the distribution spec (closed set).
@@ -134,6 +135,8 @@ func asError(err error) *Error {
 		// 429, not DENIED: the caller may push here; it has too many sessions open right now,
 		// and finishing, cancelling or letting them expire makes room.
 		return E(CodeTooManyRequests).WithMessage("%v; finish or cancel some, or wait for idle ones to expire", err)
+	case errors.Is(err, meta.ErrUnavailable):
+		return E(CodeUnavailable).WithMessage("the metadata store does not answer; nothing was changed; retry later")
 	case errors.Is(err, storage.ErrStoreUnavailable):
 		return E(CodeUnavailable).WithMessage("the blob store does not answer; nothing was stored; retry later")
 	case errors.Is(err, storage.ErrCollected):

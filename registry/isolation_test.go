@@ -247,7 +247,7 @@ func TestMountsFollowTheBlobAndTheToken(t *testing.T) {
 	resp, body := s.do("GET", "/token?service=xloud-image&scope=repository:b/x:pull,push%20repository:a/golden:pull", nil, "X-Auth-Token", ks)
 	var tr struct{ Token string }
 	json.Unmarshal(body, &tr)
-	claims, err := s.signer.Verify(tr.Token)
+	claims, err := s.signer.Verify(context.Background(), tr.Token)
 	if resp.StatusCode != 200 || err != nil || claims.Project != proj.ID {
 		t.Fatalf("token from a scoped Keystone token: %d %v %+v", resp.StatusCode, err, claims)
 	}

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -16,6 +17,9 @@ import (
 type Options struct {
 	// PublicURL, when set, makes Location headers absolute under it.
 	PublicURL string
+	// Ready, when set, is asked before each request; its error (meta.ErrUnavailable while
+	// the metadata store does not answer) is the answer.
+	Ready func(context.Context) error
 	// MaxManifestSize bounds manifest bodies (413 above it); 0 means DefaultMaxManifestSize.
 	MaxManifestSize int64
 	// ManifestBudget bounds the manifest bytes held in memory at once across all requests,

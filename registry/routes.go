@@ -125,6 +125,12 @@ func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(reqlog.WithID(r.Context()))
 		w.Header().Set(reqlog.Header, reqlog.ID(r.Context()))
 	}
+	if reg.opt.Ready != nil {
+		if err := reg.opt.Ready(r.Context()); err != nil {
+			reg.writeError(w, r, err) // nothing can be answered right without the store
+			return
+		}
+	}
 	rt, ok := parseRoute(r.URL.Path)
 	if !ok {
 		reg.writeError(w, r, E(CodeNameUnknown).WithMessage("no such endpoint"))

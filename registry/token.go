@@ -65,7 +65,7 @@ func (reg *Registry) issueToken(w http.ResponseWriter, r *http.Request) error {
 			access = append(access, *g)
 		}
 	}
-	tok, claims, err := acc.Authenticator.Signer.Sign(a.Principal, access)
+	tok, claims, err := acc.Authenticator.Signer.Sign(r.Context(), a.Principal, access)
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,9 @@ package storage
 //	                               and its resume state (S3: multipart id, parts, tail)
 //	set uploads                    every open upload session id
 //	set uploads:<project>          open session ids of repositories under <project>/ (the cap)
+//	set gc:review                  "<due, Unix ns, 20 digits>|<digest>": blobs that lost (or
+//	                               never had) a holder, for GC to review once due (gcqueue.go)
+//	lock:<name>                    a cluster-wide chore's lock: holder node and expiry (meta)
 
 import (
 	"strings"

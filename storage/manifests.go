@@ -154,7 +154,7 @@ func (s *Store) addManifest(tx meta.Tx, repo string, m ManifestPut, blobs []dige
 			continue
 		}
 		seen[d] = true
-		if err := addRef(tx, d, 1); err != nil {
+		if _, err := addRef(tx, d, 1); err != nil {
 			return err
 		}
 		if d != m.Digest {
@@ -176,23 +176,24 @@ func (s *Store) addManifest(tx meta.Tx, repo string, m ManifestPut, blobs []dige
 	return nil
 }
 
-// addRef moves the reference count of blob d by delta.
-func addRef(tx meta.Tx, d digest.Digest, delta int64) error {
+// addRef moves the reference count of blob d by delta and returns the new count (-1 when
+// the blob has no record).
+func addRef(tx meta.Tx, d digest.Digest, delta int64) (int64, error) {
 	r, found, err := getBlobRecord(tx, d)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if !found {
-		return nil // the blob went away; nothing to count
+		return -1, nil // the blob went away; nothing to count
 	}
 	if r.Deleting {
-		return errBlobBusy
+		return 0, errBlobBusy
 	}
 	r.Refs += delta
 	if r.Refs < 0 {
 		r.Refs = 0
 	}
-	return putJSON(tx, keyBlob(d), r)
+	return r.Refs, putJSON(tx, keyBlob(d), r)
 }
 
 // setTag points tag at d, moving it off the manifest it pointed at before.
@@ -276,8 +277,15 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 			}
 		}
 		for _, h := range rec.Holds {
-			if err := addRef(tx, h, -1); err != nil {
+			n, err := addRef(tx, h, -1)
+			if err != nil {
 				return err
+			}
+			if n == 0 {
+				// Its last holder is gone: GC looks at it once the grace period is over.
+				if err := s.enqueueReview(tx, h); err != nil {
+					return err
+				}
 			}
 			if err := tx.SetRemove(keyHolders(repo, h), d.String()); err != nil {
 				return err

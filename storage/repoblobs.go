@@ -41,10 +41,36 @@ func (s *Store) StatBlob(ctx context.Context, repo string, d digest.Digest) (int
 	if err != nil {
 		return 0, fmt.Errorf("stat blob %s in %s: %w", d, repo, err)
 	}
-	if !ok {
+	if !ok || r.Deleting {
+		// A blob GC is removing is gone for the asker: a push re-uploads it.
 		return 0, ErrBlobUnknown
 	}
 	return r.Size, nil
+}
+
+// LeaseBlob holds blob d of repo, when nothing references it, for another grace period: a
+// HEAD of such a blob is most likely a push that found it present and is about to name it in
+// a manifest. Only a blob past half its grace is written, so most HEADs stay reads.
+func (s *Store) LeaseBlob(ctx context.Context, repo string, d digest.Digest) error {
+	var r blobRecord
+	var found bool
+	if err := s.meta.View(ctx, func(tx meta.Tx) (err error) {
+		r, found, err = getBlobRecord(tx, d)
+		return err
+	}); err != nil || !found || r.Refs > 0 || s.Now().UnixNano()-r.Touched <= int64(s.grace()/2) {
+		return err
+	}
+	return s.meta.Update(ctx, func(tx meta.Tx) error {
+		r, found, err := getBlobRecord(tx, d)
+		if err != nil || !found || r.Deleting || r.Refs > 0 {
+			return err
+		}
+		r.Touched = s.Now().UnixNano()
+		if err := s.enqueueReview(tx, d); err != nil {
+			return err
+		}
+		return putJSON(tx, keyBlob(d), r)
+	})
 }
 
 // OpenBlob opens blob d as seen through repo. The caller closes it.

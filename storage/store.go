@@ -28,6 +28,9 @@ type Store struct {
 	UploadLimit int
 	// Log takes the failures of clean-ups that cannot fail the call they follow.
 	Log *slog.Logger
+	// GCGrace is how long a blob that nothing holds waits in the review queue before GC
+	// looks at it (DefaultGCGrace when 0); every node sharing the store should agree.
+	GCGrace time.Duration
 
 	uploadLocks keyedMutex
 	manifests   *contentCache
@@ -193,6 +196,13 @@ func (s *Store) touchBlob(tx meta.Tx, d digest.Digest, size int64) (bool, error)
 	r.Touched = s.Now().UnixNano()
 	if err := tx.SetAdd(setBlobs, d.String()); err != nil {
 		return false, err
+	}
+	if r.Refs == 0 {
+		// Nothing holds it yet: unless a manifest claims it within the grace period, GC
+		// reviews it then.
+		if err := s.enqueueReview(tx, d); err != nil {
+			return false, err
+		}
 	}
 	return r.Key != "", putJSON(tx, keyBlob(d), r)
 }

@@ -59,6 +59,9 @@ type config struct {
 	Web webFilter
 
 	Limits limits
+
+	// Many nodes: the background GC and the rotation of token keys (cluster.go).
+	Cluster clusterConfig
 }
 
 // limits are what one member may take of the server: memory, sessions, connections and

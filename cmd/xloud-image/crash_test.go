@@ -29,12 +29,16 @@ import (
 type client struct {
 	t    *testing.T
 	base string
+	auth string // a bearer token sent with every request, when set
 }
 
 func (c *client) do(method, path string, body io.Reader, hdr ...string) (*http.Response, []byte, error) {
 	req, err := http.NewRequest(method, c.base+path, body)
 	if err != nil {
 		return nil, nil, err
+	}
+	if c.auth != "" {
+		req.Header.Set("Authorization", "Bearer "+c.auth)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])

@@ -90,5 +90,9 @@ func gcInProcess(ctx context.Context, c config, opt storage.GCOptions) (storage.
 		return storage.GCReport{}, err
 	}
 	defer closeStore()
-	return store.CollectGarbage(ctx, opt)
+	// Other nodes may share the store (Redis): collect only when none is collecting.
+	node := fmt.Sprintf("gc-command-%d", os.Getpid())
+	return collectExclusive(ctx, store, node, func(ctx context.Context) (storage.GCReport, error) {
+		return store.CollectGarbage(ctx, opt)
+	})
 }

@@ -25,6 +25,7 @@ func metricSources(cat *catalog.Catalog, store *storage.Store) metrics.Sources {
 			u, err := store.Usage(ctx)
 			return u.BlobBytes, u.Uploads, err
 		},
+		GCQueue: store.GCQueueLength,
 	}
 }
 

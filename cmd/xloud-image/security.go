@@ -55,7 +55,7 @@ func setupAuth(ctx context.Context, c config, store *storage.Store) (*security, 
 	if err := bootstrapAdmin(ctx, c, id); err != nil {
 		return nil, err
 	}
-	signer, err := auth.NewSigner(ctx, store.Meta(), registryService)
+	signer, err := auth.NewSigner(ctx, store.Meta(), registryService, c.Cluster.TokenKeyRotation)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,7 @@ func setupKeystone(ctx context.Context, c config, store *storage.Store) (*securi
 	} else if err != nil {
 		slog.Warn("keystone unreachable at start; retried on use", "url", c.KeystoneURL, "err", err)
 	}
-	signer, err := auth.NewSigner(ctx, store.Meta(), registryService)
+	signer, err := auth.NewSigner(ctx, store.Meta(), registryService, c.Cluster.TokenKeyRotation)
 	if err != nil {
 		return nil, err
 	}
@@ -230,24 +230,7 @@ func (openDirectory) RolesOn(context.Context, string, string) ([]auth.Role, erro
 // purgeTokensEvery is how often expired tokens are removed from the store.
 const purgeTokensEvery = 10 * time.Minute
 
-// maintain removes expired tokens and stale lockout records until ctx ends.
-func (s *security) maintain(ctx context.Context) {
-	if s == nil {
-		return
-	}
-	t := time.NewTicker(purgeTokensEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.purge(ctx)
-		}
-	}
-}
-
-// purge is one round of maintain.
+// purge removes expired tokens and lockout records (one node at a time: startChores).
 func (s *security) purge(ctx context.Context) {
 	if s.identity != nil {
 		if n, err := s.identity.PurgeExpiredTokens(ctx, time.Now()); err != nil {

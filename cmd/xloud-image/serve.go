@@ -62,6 +62,7 @@ func cmdServe(args []string) (err error) {
 	fs.Var(&c.HashAlgo, "hashing-algorithm", "os_hash_algo of new image data: sha256 (one computation with the OCI digest) or sha512 (Glance's default)")
 	fs.BoolVar(&c.ValidateMetadefProperties, "validate-metadef-properties", false, "check image property values against the metadata definitions (types, enums, limits) on create and update")
 	limitFlags(fs, &c.Limits)
+	clusterFlags(fs, &c.Cluster)
 	if err := parseFlags(fs, cfgFile, args); err != nil {
 		return err
 	}
@@ -92,14 +93,11 @@ func cmdServe(args []string) (err error) {
 	}
 	defer closeStore()
 	store.UploadLimit = c.Limits.UploadLimit
-	if c.Limits.UploadExpiry > 0 {
-		go store.RunUploadJanitor(ctx, c.Limits.UploadExpiry, slog.Default())
-	}
+	store.GCGrace = c.Cluster.GCGrace
 	sec, err := setupAuth(ctx, c, store)
 	if err != nil {
 		return err
 	}
-	go sec.maintain(ctx)
 	policy := sec.imagePolicy()
 	if c.PropertyProtections != "" {
 		// A fault in the file stops the start, as it stops glance-api.
@@ -144,12 +142,15 @@ func cmdServe(args []string) (err error) {
 	defer func() { stopLeases(); <-leases }()
 	m := metrics.New()
 	m.Observe(metricSources(cat, store))
+	startChores(ctx, c, store, cat.Node(), sec, m)
+	ready := &readiness{store: store}
+	go ready.run(ctx)
 	signer := &auth.URLSigner{Meta: store.Meta(), MaxTTL: c.SignedURLMaxTTL, Rotate: c.SignedURLRotate}
 	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: c.SparseManifests,
-		Access: sec.registryAccess(), Catalog: cat, Metrics: m, Signer: signer,
+		Access: sec.registryAccess(), Catalog: cat, Metrics: m, Signer: signer, Ready: ready.Ready,
 		ManifestBudget: c.Limits.ManifestBudget, ManifestWait: c.Limits.ManifestWait})
 
-	health := healthHandler(store)
+	health := healthHandler(store, ready)
 	metricsHandler, err := metricsEndpoint(c, sec, m)
 	if err != nil {
 		return err
@@ -175,9 +176,9 @@ func cmdServe(args []string) (err error) {
 		identityURL = func(*http.Request) string { return keystoneV3(c.KeystoneURL) }
 	}
 	apiURL, regURL := portURL(c.APIPublicURL, c.APIAddr), portURL(c.PublicURL, c.RegistryAddr)
-	images := imageapi.New(cat, authn, imageapi.Options{PublicURL: c.APIPublicURL, Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m,
+	images := imageapi.New(cat, authn, imageapi.Options{Ready: ready.Ready, PublicURL: c.APIPublicURL, Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m,
 		Metadefs: md, IdentityURL: identityURL, Signer: signer, RegistryURL: regURL})
-	regImages := imageapi.New(cat, authn, imageapi.Options{PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m,
+	regImages := imageapi.New(cat, authn, imageapi.Options{Ready: ready.Ready, PublicURL: urlUnder(c.PublicURL, "/image"), Web: web, RegistryHost: regHost, RegistryPort: regPort, Metrics: m,
 		Metadefs: md, IdentityURL: identityURL, Signer: signer, RegistryURL: regURL})
 	regMux.Handle("/image/", http.StripPrefix("/image", regImages))
 	if sec != nil {
@@ -204,8 +205,8 @@ func cmdServe(args []string) (err error) {
 	defer admin.Close()
 
 	servers := []*namedServer{
-		{name: "registry", addr: c.RegistryAddr, handler: reqlog.Middleware("registry", c.AccessLog, slog.Default(), idleBodies(m.Instrument("registry", regMux), c.Limits.BodyIdleTimeout)), certFile: c.TLSCert, keyFile: c.TLSKey},
-		{name: "api", addr: c.APIAddr, handler: reqlog.Middleware("api", c.AccessLog, slog.Default(), idleBodies(m.Instrument("api", apiMux), c.Limits.BodyIdleTimeout)), certFile: c.TLSCert, keyFile: c.TLSKey},
+		{name: "registry", addr: c.RegistryAddr, handler: reqlog.Middleware("registry", c.AccessLog, slog.Default(), idleBodies(m.Instrument("registry", countUploads(m, unavailableElsewhere(ready, regMux))), c.Limits.BodyIdleTimeout)), certFile: c.TLSCert, keyFile: c.TLSKey},
+		{name: "api", addr: c.APIAddr, handler: reqlog.Middleware("api", c.AccessLog, slog.Default(), idleBodies(m.Instrument("api", unavailableElsewhere(ready, apiMux)), c.Limits.BodyIdleTimeout)), certFile: c.TLSCert, keyFile: c.TLSKey},
 	}
 	if c.DebugAddr != "" {
 		stopDebug, err := serveDebug(c.DebugAddr)
@@ -273,11 +274,17 @@ func openStore(ctx context.Context, c config, lockWait time.Duration) (*storage.
 	return s, func() { m.Close() }, nil
 }
 
-// healthHandler answers liveness; readiness also asks the metadata store.
-func healthHandler(store *storage.Store) http.Handler {
+// healthHandler answers liveness; readiness also asks the metadata and blob stores.
+func healthHandler(store *storage.Store, ready *readiness) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/readyz" {
-			if err := store.Ping(r.Context()); err != nil {
+			err := ready.check(r.Context())
+			if err == nil {
+				err = store.Ping(r.Context())
+			} else {
+				err = fmt.Errorf("metadata store: %w", err)
+			}
+			if err != nil {
 				http.Error(w, err.Error()+"\n", http.StatusServiceUnavailable)
 				return
 			}
@@ -371,7 +378,13 @@ func listenAdmin(dataDir string, store *storage.Store, cat *catalog.Catalog, md 
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		rep, err := store.CollectGarbage(r.Context(), opt)
+		rep, err := collectExclusive(r.Context(), store, cat.Node(), func(ctx context.Context) (storage.GCReport, error) {
+			return store.CollectGarbage(ctx, opt)
+		})
+		if errors.Is(err, errGCBusy) {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
 		if err != nil {
 			slog.Error("garbage collection failed", "err", err)
 			http.Error(w, err.Error(), http.StatusInternalServerError)

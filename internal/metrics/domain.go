@@ -17,6 +17,8 @@ type Sources struct {
 	Images func(ctx context.Context) (map[string]int, error)
 	// Store reports the bytes of committed blobs and the open upload sessions.
 	Store func(ctx context.Context) (bytes, uploads int64, err error)
+	// GCQueue reports the blobs waiting in the GC review queue (due or not).
+	GCQueue func(ctx context.Context) (int64, error)
 }
 
 // domain are the counters the service's events feed.
@@ -30,6 +32,9 @@ type domain struct {
 	// value per image, not per URL, which would grow without bound.
 	urlUses  *prometheus.CounterVec
 	urlBytes *prometheus.CounterVec
+	// uploading counts the upload requests (POST, PATCH, PUT of a blob upload) this node is
+	// serving right now: per node, unlike the sessions, which every node shares.
+	uploading prometheus.Gauge
 }
 
 func newDomain() domain {
@@ -52,6 +57,9 @@ func newDomain() domain {
 		urlBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xloud_signed_url_bytes_total",
 			Help: "Body bytes served through signed URLs, by image id (or blob digest when issued by the registry)."}, []string{"image"}),
+		uploading: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "xloud_node_upload_requests_in_flight",
+			Help: "Blob upload requests (POST, PATCH, PUT under /blobs/uploads/) this node is serving now."}),
 	}
 }
 
@@ -76,6 +84,15 @@ func (r *Registry) GCRun(freed int64) {
 		r.gcRuns.Inc()
 		r.gcFreed.Add(float64(freed))
 	}
+}
+
+// Uploading counts an upload request this node serves until the returned function is called.
+func (r *Registry) Uploading() (done func()) {
+	if r == nil {
+		return func() {}
+	}
+	r.uploading.Inc()
+	return r.uploading.Dec
 }
 
 // SignedURLUse counts one request served through a signed URL for image.
@@ -122,6 +139,7 @@ var (
 	imagesDesc = prometheus.NewDesc("xloud_images", "Images by status (deleted ones not counted).", []string{"status"}, nil)
 	bytesDesc  = prometheus.NewDesc("xloud_stored_bytes", "Bytes of committed blobs, by store (each blob counted once).", []string{"store"}, nil)
 	uploadDesc = prometheus.NewDesc("xloud_uploads_in_flight", "Open blob upload sessions.", nil, nil)
+	gcQueue    = prometheus.NewDesc("xloud_gc_queue_length", "Entries in the garbage collection review queue, due or not (shared by every node; a blob queued twice counts twice).", nil, nil)
 )
 
 // gauges reads its values from the sources at each scrape.
@@ -131,6 +149,7 @@ func (g *gauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- imagesDesc
 	ch <- bytesDesc
 	ch <- uploadDesc
+	ch <- gcQueue
 }
 
 func (g *gauges) Collect(ch chan<- prometheus.Metric) {
@@ -143,6 +162,13 @@ func (g *gauges) Collect(ch chan<- prometheus.Metric) {
 		}
 		for status, n := range counts {
 			ch <- prometheus.MustNewConstMetric(imagesDesc, prometheus.GaugeValue, float64(n), status)
+		}
+	}
+	if g.src.GCQueue != nil {
+		if n, err := g.src.GCQueue(ctx); err != nil {
+			slog.Warn("metrics: gc queue", "err", err)
+		} else {
+			ch <- prometheus.MustNewConstMetric(gcQueue, prometheus.GaugeValue, float64(n))
 		}
 	}
 	if g.src.Store != nil {

@@ -37,7 +37,7 @@ func New() *Registry {
 		}, []string{"listener", "method"}),
 		domain: newDomain(),
 	}
-	r.reg.MustRegister(r.requests, r.latency, r.refusals, r.gcRuns, r.gcFreed, r.sigWarnings, r.urlUses, r.urlBytes,
+	r.reg.MustRegister(r.requests, r.latency, r.refusals, r.gcRuns, r.gcFreed, r.sigWarnings, r.urlUses, r.urlBytes, r.uploading,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
 }

@@ -18,26 +18,32 @@ import (
 type Redis struct {
 	c      *redis.Client
 	prefix string
+	// wait is how many replicas must hold a transaction's writes before Update returns
+	// (WAIT, best effort within waitTimeout): a primary lost in a failover then takes no
+	// acknowledged write with it while the replicas keep up.
+	wait        int
+	waitTimeout time.Duration
 }
 
 // maxRetries bounds how often Update re-runs a transaction that lost a race.
 const maxRetries = 200
 
-// OpenRedis connects to the Redis server at url (redis://host:port/db) and checks it answers.
+// OpenRedis connects to the Redis server at url and checks it answers: redis://host:port/db
+// for one server, or redis+sentinel://[:password@]host:port[,host:port]/master[/db] for a
+// primary that Sentinel fails over (ParseRedisURL).
 func OpenRedis(ctx context.Context, url, prefix string) (*Redis, error) {
-	opt, err := redis.ParseURL(url)
+	c, sc, where, err := newRedisClient(url)
 	if err != nil {
-		return nil, fmt.Errorf("parse redis url: %w", err)
+		return nil, err
 	}
-	c := redis.NewClient(opt)
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("connect to redis %s: %w", opt.Addr, err)
+		return nil, fmt.Errorf("connect to redis %s: %w", where, unavailable(err))
 	}
-	return &Redis{c: c, prefix: prefix}, nil
+	return &Redis{c: c, prefix: prefix, wait: sc.WaitReplicas, waitTimeout: sc.WaitTimeout}, nil
 }
 
-func (r *Redis) Ping(ctx context.Context) error { return r.c.Ping(ctx).Err() }
+func (r *Redis) Ping(ctx context.Context) error { return unavailable(r.c.Ping(ctx).Err()) }
 
 func (r *Redis) Close() error { return r.c.Close() }
 
@@ -45,10 +51,14 @@ func (r *Redis) key(k string) string { return r.prefix + "k:" + k }
 func (r *Redis) set(s string) string { return r.prefix + "s:" + s }
 
 func (r *Redis) View(ctx context.Context, fn func(Tx) error) error {
-	return fn(&redisTx{ctx: ctx, r: r, cmd: r.c})
+	return unavailable(fn(&redisTx{ctx: ctx, r: r, cmd: r.c}))
 }
 
 func (r *Redis) Update(ctx context.Context, fn func(Tx) error) error {
+	return unavailable(r.update(ctx, fn))
+}
+
+func (r *Redis) update(ctx context.Context, fn func(Tx) error) error {
 	for attempt := 0; attempt < maxRetries; attempt++ {
 		err := r.c.Watch(ctx, func(tx *redis.Tx) error {
 			t := &redisTx{ctx: ctx, r: r, cmd: tx, tx: tx, overlay: newOverlay()}
@@ -62,6 +72,11 @@ func (r *Redis) Update(ctx context.Context, fn func(Tx) error) error {
 				t.overlay.apply(ctx, r, p)
 				return nil
 			})
+			if err == nil && r.wait > 0 {
+				// On the connection that wrote: WAIT counts this connection's writes. A
+				// replica that does not answer in time costs latency, not the write.
+				tx.Wait(ctx, r.wait, r.waitTimeout)
+			}
 			return err
 		})
 		if !errors.Is(err, redis.TxFailedErr) {
