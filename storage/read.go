@@ -37,14 +37,25 @@ func (s *Store) openStored(ctx context.Context, d digest.Digest) (ReadSeekCloser
 		return s.openDerived(ctx, d)
 	}
 	name, key := s.location(r, d)
-	return s.openKey(ctx, name, key, r.Size)
+	return s.openKey(ctx, name, key, d, r.Size)
 }
 
-// openKey opens key in store name; size is what the record says it holds.
-func (s *Store) openKey(ctx context.Context, name, key string, size int64) (ReadSeekCloser, int64, error) {
+// openKey opens key in store name, which holds blob d; size is what the record says it
+// holds. A store behind the node's cache answers from it when it can.
+func (s *Store) openKey(ctx context.Context, name, key string, d digest.Digest, size int64) (ReadSeekCloser, int64, error) {
 	b, ok := s.stores[name]
 	if !ok {
 		return nil, 0, fmt.Errorf("blob at %s in store %q, which is not configured: %w", key, name, ErrStoreUnavailable)
+	}
+	if do, ok := b.(digestOpener); ok {
+		f, err := do.openDigest(ctx, key, d, size)
+		if errors.Is(err, ErrNotExist) {
+			return nil, 0, ErrBlobUnknown
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		return f, size, nil
 	}
 	if fo, ok := b.(FileOpener); ok {
 		f, err := fo.OpenFile(ctx, key)

@@ -27,6 +27,9 @@ type Store struct {
 	UploadLimit int
 	// Log takes the failures of clean-ups that cannot fail the call they follow.
 	Log *slog.Logger
+	// Cache is the node's image cache, in front of the remote stores (Cache.WrapAll); nil
+	// without --cache-dir.
+	Cache *Cache
 
 	uploadLocks keyedMutex
 	manifests   *contentCache
