@@ -22,6 +22,10 @@ type config struct {
 	// pushes and uploads go (default: the first).
 	Stores        storeList
 	DefaultStore  string
+	// CacheDir holds the node's image cache of remote blobs ("": no cache), bounded to
+	// CacheMaxSize bytes.
+	CacheDir     string
+	CacheMaxSize int64
 	Auth          string
 	KeystoneURL   string
 	AdminPassword string

@@ -49,6 +49,8 @@ func cmdServe(args []string) (err error) {
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "bootstrap admin password; generated and written to DATA-DIR/admin-password if unset")
 	fs.StringVar(&c.PublicURL, "public-url", "", "base URL the registry port advertises (Location headers, token realm)")
 	fs.StringVar(&c.APIPublicURL, "api-public-url", "", "base URL the API port advertises (Image API version documents and Location headers, the identity catalog); default: the host each request came to")
+	fs.StringVar(&c.CacheDir, "cache-dir", "", "keep a node-local image cache of blobs read from remote (S3) stores in this directory (Glance's image cache API, /v2/cache); default: no cache")
+	fs.Int64Var(&c.CacheMaxSize, "cache-max-size", 10<<30, "with --cache-dir: the most bytes the cache keeps; least recently used blobs are evicted first")
 	webDownloadFlags(fs, &c.Web)
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS on both ports with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
@@ -90,6 +92,12 @@ func cmdServe(args []string) (err error) {
 		return err
 	}
 	defer closeStore()
+	if store.Cache != nil {
+		prefetchCtx, stopPrefetch := context.WithCancel(ctx)
+		prefetched := make(chan struct{})
+		go func() { defer close(prefetched); store.RunPrefetch(prefetchCtx, slog.Default()) }()
+		defer func() { stopPrefetch(); <-prefetched }() // before the cache's index closes
+	}
 	store.UploadLimit = c.Limits.UploadLimit
 	if c.Limits.UploadExpiry > 0 {
 		go store.RunUploadJanitor(ctx, c.Limits.UploadExpiry, slog.Default())
@@ -141,6 +149,9 @@ func cmdServe(args []string) (err error) {
 	defer func() { stopLeases(); <-leases }()
 	m := metrics.New()
 	m.Observe(metricSources(cat, store))
+	if store.Cache != nil {
+		m.ObserveCache(func() metrics.CacheCounts { return metrics.CacheCounts(store.Cache.Stats()) })
+	}
 	signer := &auth.URLSigner{Meta: store.Meta(), MaxTTL: c.SignedURLMaxTTL, Rotate: c.SignedURLRotate}
 	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: c.SparseManifests,
 		Access: sec.registryAccess(), Catalog: cat, Metrics: m, Signer: signer,
@@ -252,12 +263,27 @@ func openStore(ctx context.Context, c config, lockWait time.Duration) (*storage.
 	if err != nil {
 		return nil, nil, err
 	}
+	var cache *storage.Cache
+	if c.CacheDir != "" {
+		if cache, err = storage.OpenCache(c.CacheDir, c.CacheMaxSize); err != nil {
+			m.Close()
+			return nil, nil, err
+		}
+		stores = cache.WrapAll(stores)
+	}
+	closeAll := func() {
+		if cache != nil {
+			cache.Close()
+		}
+		m.Close()
+	}
 	s, err := storage.NewStores(m, stores, c.DefaultStore)
 	if err != nil {
-		m.Close()
+		closeAll()
 		return nil, nil, err
 	}
-	return s, func() { m.Close() }, nil
+	s.Cache = cache
+	return s, closeAll, nil
 }
 
 // healthHandler answers liveness; readiness also asks the metadata store.
