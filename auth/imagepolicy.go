@@ -26,6 +26,11 @@ const (
 	ImageSetOwner     ImageAction = "set_owner"
 	// ImageTasksAPI is Glance's tasks_api_access: the /v2/tasks API, admins only.
 	ImageTasksAPI ImageAction = "tasks_api_access"
+	// The image cache API of one node (glance/policies/cache.py), admins only: list the
+	// cache and queue, queue an image, remove images from either.
+	ImageCacheList   ImageAction = "cache_list"
+	ImageCacheImage  ImageAction = "cache_image"
+	ImageCacheDelete ImageAction = "cache_delete"
 )
 
 // ImageFacts is what the policy needs to know about one image.
@@ -70,7 +75,7 @@ func (p *Policy) AllowImage(ctx context.Context, pr Principal, img ImageFacts, a
 		return true, nil
 	}
 	switch act {
-	case ImagePublicize, ImageSetOwner, ImageTasksAPI:
+	case ImagePublicize, ImageSetOwner, ImageTasksAPI, ImageCacheList, ImageCacheImage, ImageCacheDelete:
 		return false, nil
 	case ImageGet, ImageDownload:
 		return p.canRead(ctx, pr, img, act == ImageDownload)

@@ -10,16 +10,30 @@ import (
 // versions are the v2 minor versions listed, newest (CURRENT) first: every version whose
 // features are served (§1.1): Glance's list without the image cache and multi-store, plus
 // 2.12 (an image's tasks) and 2.13 (/v2/info/usage), which Glance ties to multi-store but are
-// served here; the 2.16+ cache and 2.17 location APIs are not.
-var versions = []string{"v2.15", "v2.13", "v2.12", "v2.9", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0"}
+// served here; the 2.17 location API and 2.18's cache clean/prune are not. A node with an
+// image cache (--cache-dir) lists cacheVersions as well, as Glance does with
+// image_cache_dir: 2.14 brought /v2/cache and 2.16 (CURRENT) its 202 on queueing.
+var (
+	versions      = []string{"v2.15", "v2.13", "v2.12", "v2.9", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0"}
+	cacheVersions = []string{"v2.16", "v2.15", "v2.14", "v2.13", "v2.12", "v2.9", "v2.7", "v2.6", "v2.5", "v2.4", "v2.3", "v2.2", "v2.1", "v2.0"}
+)
+
+// served lists the versions this node serves, newest first.
+func (a *API) served() []string {
+	if a.cat.CacheEnabled() {
+		return cacheVersions
+	}
+	return versions
+}
 
 // supportedVersion reports whether a path's version segment is served (as /v2).
-func supportedVersion(seg string) bool { return seg == "v2" || slices.Contains(versions, seg) }
+func (a *API) supportedVersion(seg string) bool { return seg == "v2" || slices.Contains(a.served(), seg) }
 
 func (a *API) versionDocs(r *http.Request) []map[string]any {
 	href := a.baseURL(r) + "/v2/"
-	out := make([]map[string]any, 0, len(versions))
-	for i, v := range versions {
+	vs := a.served()
+	out := make([]map[string]any, 0, len(vs))
+	for i, v := range vs {
 		status := "SUPPORTED"
 		if i == 0 {
 			status = "CURRENT"
