@@ -37,7 +37,12 @@ type env struct {
 // configure adjusts the policy (property protections) before the catalog takes it.
 func newEnv(t *testing.T, configure ...func(*auth.Policy)) *env {
 	t.Helper()
-	store := testenv.OpenStore(t, "")
+	return newEnvOver(t, testenv.OpenStore(t, ""), configure...)
+}
+
+// newEnvOver is newEnv over a given store.
+func newEnvOver(t *testing.T, store *storage.Store, configure ...func(*auth.Policy)) *env {
+	t.Helper()
 	id := auth.NewIdentity(store.Meta())
 	e := &env{t: t, store: store, token: map[string]string{}, project: map[string]string{}, ident: id}
 	for _, p := range []string{"admin", "a", "b"} {

@@ -27,7 +27,9 @@ func (a *API) served() []string {
 }
 
 // supportedVersion reports whether a path's version segment is served (as /v2).
-func (a *API) supportedVersion(seg string) bool { return seg == "v2" || slices.Contains(a.served(), seg) }
+func (a *API) supportedVersion(seg string) bool {
+	return seg == "v2" || slices.Contains(a.served(), seg)
+}
 
 func (a *API) versionDocs(r *http.Request) []map[string]any {
 	href := a.baseURL(r) + "/v2/"

@@ -20,12 +20,12 @@ type config struct {
 	RedisURL     string
 	// Stores are the named blob stores (--store NAME=URL, repeatable); DefaultStore is where
 	// pushes and uploads go (default: the first).
-	Stores        storeList
-	DefaultStore  string
+	Stores       storeList
+	DefaultStore string
 	// CacheDir holds the node's image cache of remote blobs ("": no cache), bounded to
 	// CacheMaxSize bytes.
-	CacheDir     string
-	CacheMaxSize int64
+	CacheDir      string
+	CacheMaxSize  int64
 	Auth          string
 	KeystoneURL   string
 	AdminPassword string
