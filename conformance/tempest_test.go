@@ -23,6 +23,9 @@ import (
 const (
 	tempestTests    = `^tempest\.(api\.image\.v2\.|scenario\.test_unified_limits\.ImageQuotaTest)`
 	tempestExcluded = `ListUserImagesTest`
+	// tempestCacheTests run again on a server whose images are in S3 behind a node cache
+	// (--cache-dir), with [image] image_caching_enabled: there they must pass, not skip.
+	tempestCacheTests = `^tempest\.api\.image\.v2\.admin\.test_image_caching\.`
 )
 
 // tempestSkips are the skip reasons a run may give, each naming a feature this project does
@@ -41,11 +44,12 @@ var tempestLine = regexp.MustCompile(`^\{\d+\} (.+?)(?: \[[0-9.]+s\])? \.\.\. (o
 // TestTempest runs Debian's tempest (33.0.0) against the server with its embedded identity,
 // as a default tempest configuration would: with dynamic credentials (tempest creates
 // projects and users through the identity API as admin) and with pre-provisioned accounts.
-// Every test must pass or skip for a listed reason.
+// Every test must pass or skip for a listed reason. The cache mode runs the image caching
+// tests on a server with an S3 store and --cache-dir.
 func TestTempest(t *testing.T) {
 	testenv.RequireTool(t, "tempest")
 	testenv.RequireTool(t, "qemu-img")
-	for _, mode := range []string{"dynamic", "accounts"} {
+	for _, mode := range []string{"dynamic", "accounts", "cache"} {
 		t.Run(mode, func(t *testing.T) { runTempest(t, mode) })
 	}
 }
@@ -63,10 +67,15 @@ func runTempest(t *testing.T, mode string) {
 	web := testenv.ServeOn(t, "127.0.0.2:0", http.FileServer(http.Dir(dir)))
 	webHost, webPort, _ := strings.Cut(strings.TrimPrefix(web.URL, "http://"), ":")
 	const adminPW = "tempest-admin-pw"
-	srv := testenv.StartServer(t, testenv.ServerOptions{Args: []string{
-		"--auth", "embedded", "--admin-password", adminPW,
-		"--web-download-allowed-hosts", webHost, "--web-download-ports", webPort,
-	}})
+	args := []string{"--auth", "embedded", "--admin-password", adminPW,
+		"--web-download-allowed-hosts", webHost, "--web-download-ports", webPort}
+	tests, minPassed, caching := tempestTests, 50, "false"
+	if mode == "cache" {
+		s3 := testenv.StartS3(t)
+		args = append(args, "--store", "s3="+s3.URL(s3.Bucket("images"), ""), "--cache-dir", filepath.Join(dir, "cache"))
+		tests, minPassed, caching = tempestCacheTests, 1, "true"
+	}
+	srv := testenv.StartServer(t, testenv.ServerOptions{Args: args})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server log:\n%s", tail(srv.Log(), 100))
@@ -129,18 +138,19 @@ region = RegionOne
 http_image = %[4]s/cirros.img
 build_timeout = 60
 build_interval = 1
+image_caching_enabled = %[5]s
 
 [image-feature-enabled]
 api_v1 = false
 api_v2 = true
 import_image = true
 os_glance_reserved = true
-`, ws, auth, api, web.URL)
+`, ws, auth, api, web.URL, caching)
 	if err := os.WriteFile(filepath.Join(ws, "etc", "tempest.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
-	cmd := command(env, ws, "tempest", "run", "--regex", tempestTests, "--exclude-regex", tempestExcluded, "--concurrency", "2")
+	cmd := command(env, ws, "tempest", "run", "--regex", tests, "--exclude-regex", tempestExcluded, "--concurrency", "2")
 	out, _ := runWithTimeout(cmd, 15*time.Minute) // tempest exits non-zero on a failure; the lines say which
 	counts := map[string]int{}
 	var failed, badSkips []string
@@ -160,6 +170,9 @@ os_glance_reserved = true
 			counts["skipped"]++
 			known := false
 			for _, s := range tempestSkips {
+				if mode == "cache" {
+					break // with the cache on, nothing may skip
+				}
 				if regexp.MustCompile(s.reason).MatchString(m[3]) {
 					known = true
 					skipsBy[s.why]++
@@ -178,8 +191,8 @@ os_glance_reserved = true
 			strings.Join(failed, "\n  "), strings.Join(badSkips, "\n  "), tail(out, 400))
 	}
 	// A run that found nothing to test proves nothing: the image API has over fifty tests
-	// that a single-store server runs.
-	if counts["passed"] < 50 {
+	// that a single-store server runs, and the cache run has its caching cycle.
+	if counts["passed"] < minPassed {
 		t.Errorf("tempest passed only %d tests; output:\n%s", counts["passed"], tail(out, 100))
 	}
 }

@@ -153,13 +153,19 @@ func (c *Cache) path(d digest.Digest) string {
 	return filepath.Join(c.dir, "blobs", string(d.Algorithm()), d.Encoded())
 }
 
-// putEntry writes e to the index.
+// putEntry writes e to the index and takes the images it names off the prefetch queue, at
+// once: an image is never listed as both cached and queued.
 func (c *Cache) putEntry(e CacheEntry) error {
 	v, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
 	return c.db.Update(func(tx *bolt.Tx) error {
+		for _, img := range e.Images {
+			if err := tx.Bucket(bucketQueue).Delete([]byte(img)); err != nil {
+				return err
+			}
+		}
 		return tx.Bucket(bucketEntries).Put([]byte(e.Digest), v)
 	})
 }
@@ -445,6 +451,15 @@ func WithCacheImage(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, cacheImageKey{}, id)
 }
 
+type noFillKey struct{}
+
+// WithoutCacheFill marks reads under ctx as the server's own passes over a blob (hashing,
+// inspecting what was just written): they use a cached copy but do not fill the cache, which
+// is for what clients read (Glance caches client downloads only).
+func WithoutCacheFill(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noFillKey{}, true)
+}
+
 func cacheImage(ctx context.Context) string {
 	id, _ := ctx.Value(cacheImageKey{}).(string)
 	return id
@@ -497,6 +512,9 @@ func (s *cachedStore) openDigest(ctx context.Context, key string, d digest.Diges
 		return nil, err
 	}
 	fr := &fillReader{blobReader: br, c: s.c, d: d, image: cacheImage(ctx)}
+	if ctx.Value(noFillKey{}) != nil {
+		return fr, nil
+	}
 	if fr.tmp = s.c.beginFill(d, size); fr.tmp != nil {
 		fr.h = d.Algorithm().Hash()
 	}

@@ -152,6 +152,16 @@ func TestCacheRangedMissDoesNotFill(t *testing.T) {
 	if st := e.cache.Stats(); st.Entries != 0 || st.Discarded != 1 {
 		t.Fatalf("a ranged read filled the cache: %+v", st)
 	}
+	// The server's own passes over a blob do not fill.
+	f, _, err = e.store.OpenBlob(storage.WithoutCacheFill(ctx), "proj/img", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, f)
+	f.Close()
+	if st := e.cache.Stats(); st.Entries != 0 || st.Discarded != 1 {
+		t.Fatalf("a read without fill filled the cache: %+v", st)
+	}
 	// A reader that stops half way leaves nothing either.
 	f, _, _ = e.store.OpenBlob(ctx, "proj/img", d)
 	io.CopyN(io.Discard, f, 1000)

@@ -30,6 +30,9 @@ type Store struct {
 	// Cache is the node's image cache, in front of the remote stores (Cache.WrapAll); nil
 	// without --cache-dir.
 	Cache *Cache
+	// PrefetchDelay is how long an image queued for the cache waits before the prefetcher
+	// takes it (RunPrefetch).
+	PrefetchDelay time.Duration
 
 	uploadLocks keyedMutex
 	manifests   *contentCache

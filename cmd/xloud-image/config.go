@@ -23,20 +23,21 @@ type config struct {
 	Stores       storeList
 	DefaultStore string
 	// CacheDir holds the node's image cache of remote blobs ("": no cache), bounded to
-	// CacheMaxSize bytes.
-	CacheDir      string
-	CacheMaxSize  int64
-	Auth          string
-	KeystoneURL   string
-	AdminPassword string
-	PublicURL     string
-	APIPublicURL  string
-	LogLevel      string
-	TLSCert       string
-	TLSKey        string
-	AnonymousPull bool
-	AccessLog     bool
-	MetricsAuth   bool
+	// CacheMaxSize bytes; a queued image waits CachePrefetchDelay before it is fetched.
+	CacheDir           string
+	CacheMaxSize       int64
+	CachePrefetchDelay time.Duration
+	Auth               string
+	KeystoneURL        string
+	AdminPassword      string
+	PublicURL          string
+	APIPublicURL       string
+	LogLevel           string
+	TLSCert            string
+	TLSKey             string
+	AnonymousPull      bool
+	AccessLog          bool
+	MetricsAuth        bool
 
 	// The Image API and the registry's content rules.
 	SparseManifests     bool

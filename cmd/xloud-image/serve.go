@@ -51,6 +51,7 @@ func cmdServe(args []string) (err error) {
 	fs.StringVar(&c.APIPublicURL, "api-public-url", "", "base URL the API port advertises (Image API version documents and Location headers, the identity catalog); default: the host each request came to")
 	fs.StringVar(&c.CacheDir, "cache-dir", "", "keep a node-local image cache of blobs read from remote (S3) stores in this directory (Glance's image cache API, /v2/cache); default: no cache")
 	fs.Int64Var(&c.CacheMaxSize, "cache-max-size", 10<<30, "with --cache-dir: the most bytes the cache keeps; least recently used blobs are evicted first")
+	fs.DurationVar(&c.CachePrefetchDelay, "cache-prefetch-delay", time.Second, "with --cache-dir: how long an image queued with PUT /v2/cache/{id} waits before it is fetched (clients of Image API 2.14-2.16 expect to see it queued first)")
 	webDownloadFlags(fs, &c.Web)
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS on both ports with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
@@ -93,6 +94,7 @@ func cmdServe(args []string) (err error) {
 	}
 	defer closeStore()
 	if store.Cache != nil {
+		store.PrefetchDelay = c.CachePrefetchDelay
 		prefetchCtx, stopPrefetch := context.WithCancel(ctx)
 		prefetched := make(chan struct{})
 		go func() { defer close(prefetched); store.RunPrefetch(prefetchCtx, slog.Default()) }()
