@@ -45,6 +45,8 @@ type Cache struct {
 	filling map[digest.Digest]bool
 	kick    chan struct{} // a prefetch was queued
 
+	commits sync.WaitGroup // fills being committed
+
 	hits, misses, hitBytes, filledBytes, fills, discarded atomic.Int64
 }
 
@@ -143,8 +145,14 @@ func (c *Cache) load() error {
 	return nil
 }
 
-// Close closes the index.
-func (c *Cache) Close() error { return c.db.Close() }
+// Flush waits for the fills being committed.
+func (c *Cache) Flush() { c.commits.Wait() }
+
+// Close waits for the fills being committed and closes the index.
+func (c *Cache) Close() error {
+	c.Flush()
+	return c.db.Close()
+}
 
 // MaxSize is the bound on the bytes the cache keeps.
 func (c *Cache) MaxSize() int64 { return c.max }
@@ -597,10 +605,22 @@ func (r *fillReader) tee(p []byte, at int64) {
 }
 
 func (r *fillReader) end(ok bool) {
-	if r.tmp != nil {
-		r.c.endFill(r.d, r.key, r.image, r.size, r.tmp, ok)
-		r.tmp = nil
+	if r.tmp == nil {
+		return
 	}
+	// A complete fill is committed behind the read (fsync of up to the whole blob), so the
+	// client that filled it is not kept waiting; Cache.Flush waits for it.
+	d, key, image, size, tmp := r.d, r.key, r.image, r.size, r.tmp
+	r.tmp = nil
+	if !ok {
+		r.c.endFill(d, key, image, size, tmp, false)
+		return
+	}
+	r.c.commits.Add(1)
+	go func() {
+		defer r.c.commits.Done()
+		r.c.endFill(d, key, image, size, tmp, true)
+	}()
 }
 
 func (r *fillReader) Read(p []byte) (int, error) {

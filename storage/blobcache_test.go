@@ -89,6 +89,7 @@ func (e *cacheEnv) get(d digest.Digest, want []byte) bool {
 	if err != nil {
 		e.t.Fatalf("open %s: %v", d, err)
 	}
+	defer e.cache.Flush() // after Close: the fill, if any, is committed
 	defer f.Close()
 	var buf bytes.Buffer
 	if _, err := io.Copy(&buf, f); err != nil {
@@ -307,6 +308,7 @@ func TestCacheConcurrentReadersFillOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	e.cache.Flush()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)

@@ -91,6 +91,7 @@ func (s *Store) Prefetch(ctx context.Context, image string, d digest.Digest) err
 			return fmt.Errorf("prefetch %s: %w", d, err)
 		}
 	}
+	s.Cache.Flush()
 	if !s.Cache.Has(d) {
 		return fmt.Errorf("prefetch %s: not cached (a local store, or another read is filling it)", d)
 	}
