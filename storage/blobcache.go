@@ -46,6 +46,12 @@ type Cache struct {
 	kick    chan struct{} // a prefetch was queued
 
 	commits sync.WaitGroup // fills being committed
+	// dirty are entries whose hits and access time changed since the index last had them;
+	// flushHits writes them every hitFlush (and at Close), so a hit costs no fsync and a
+	// restart keeps the LRU order but for the last moments.
+	dirty     map[digest.Digest]struct{}
+	stopFlush chan struct{}
+	flushed   chan struct{}
 
 	hits, misses, hitBytes, filledBytes, fills, discarded atomic.Int64
 }
@@ -98,11 +104,13 @@ func OpenCache(dir string, max int64) (*Cache, error) {
 		return nil, fmt.Errorf("cache index %s: %w", dir, err)
 	}
 	c := &Cache{dir: dir, max: max, db: db, Now: time.Now, Log: slog.Default(),
-		entries: map[digest.Digest]*CacheEntry{}, filling: map[digest.Digest]bool{}, kick: make(chan struct{}, 1)}
+		entries: map[digest.Digest]*CacheEntry{}, filling: map[digest.Digest]bool{}, kick: make(chan struct{}, 1),
+		dirty: map[digest.Digest]struct{}{}, stopFlush: make(chan struct{}), flushed: make(chan struct{})}
 	if err := c.load(); err != nil {
 		db.Close()
 		return nil, err
 	}
+	go c.runFlush()
 	// A smaller --cache-max-size than last time takes effect at once.
 	c.mu.Lock()
 	c.evictToFit(0)
@@ -148,10 +156,61 @@ func (c *Cache) load() error {
 // Flush waits for the fills being committed.
 func (c *Cache) Flush() { c.commits.Wait() }
 
-// Close waits for the fills being committed and closes the index.
+// Close waits for the fills being committed, writes the last hits and closes the index.
 func (c *Cache) Close() error {
 	c.Flush()
+	close(c.stopFlush)
+	<-c.flushed
 	return c.db.Close()
+}
+
+// hitFlush is how often hits reach the index.
+const hitFlush = time.Second
+
+func (c *Cache) runFlush() {
+	defer close(c.flushed)
+	t := time.NewTicker(hitFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stopFlush:
+			c.flushHits()
+			return
+		case <-t.C:
+			c.flushHits()
+		}
+	}
+}
+
+// flushHits writes the entries hit since the last flush to the index, in one transaction.
+func (c *Cache) flushHits() {
+	c.mu.Lock()
+	var es []CacheEntry
+	for d := range c.dirty {
+		if e, ok := c.entries[d]; ok {
+			es = append(es, *e)
+		}
+	}
+	clear(c.dirty)
+	c.mu.Unlock()
+	if len(es) == 0 {
+		return
+	}
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		for _, e := range es {
+			v, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketEntries).Put([]byte(e.Digest), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		c.Log.Warn("cache: record hits", "entries", len(es), "err", err)
+	}
 }
 
 // MaxSize is the bound on the bytes the cache keeps.
@@ -195,6 +254,7 @@ func (c *Cache) evictLocked(d digest.Digest) bool {
 		return false
 	}
 	delete(c.entries, d)
+	delete(c.dirty, d)
 	c.size -= e.Size
 	c.drop(d)
 	return true
@@ -313,9 +373,7 @@ func (c *Cache) open(d digest.Digest, size int64) *os.File {
 	}
 	e.Hits++
 	e.LastAccessed = c.Now()
-	if err := c.putEntry(*e); err != nil {
-		c.Log.Warn("cache: record hit", "digest", d, "err", err)
-	}
+	c.dirty[d] = struct{}{} // written by flushHits, off the read's path
 	c.hits.Add(1)
 	c.hitBytes.Add(size)
 	return f
@@ -339,12 +397,16 @@ func (c *Cache) beginFill(d digest.Digest, size int64) *os.File {
 	return f
 }
 
-// endFill finishes the fill of d in f: when ok (all size bytes went in and their digest is
-// d) the file becomes the entry, else it is discarded. Either way the reservation ends.
-func (c *Cache) endFill(d digest.Digest, key, image string, size int64, f *os.File, ok bool) {
+// endFill finishes the fill of d in f: when complete (all size bytes went in) the file is
+// read back and becomes the entry only if its digest is d; otherwise, or when incomplete, it
+// is discarded. Either way the reservation ends.
+func (c *Cache) endFill(d digest.Digest, key, image string, size int64, f *os.File, complete bool) {
 	defer os.Remove(f.Name()) // a no-op after the rename
-	err := errors.New("partial or mismatched fill")
-	if ok {
+	err := errors.New("partial fill")
+	if complete {
+		err = verifyFill(f, d, size)
+	}
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -523,9 +585,7 @@ func (s *cachedStore) openDigest(ctx context.Context, key string, d digest.Diges
 	if ctx.Value(noFillKey{}) != nil {
 		return fr, nil
 	}
-	if fr.tmp = s.c.beginFill(d, size); fr.tmp != nil {
-		fr.h = d.Algorithm().Hash()
-	}
+	fr.tmp = s.c.beginFill(d, size)
 	return fr, nil
 }
 
@@ -574,13 +634,7 @@ type fillReader struct {
 	d      digest.Digest
 	image  string   // the image the read is for ("": none known)
 	tmp    *os.File // nil: not filling
-	h      hashWriter
 	filled int64
-}
-
-type hashWriter interface {
-	io.Writer
-	Sum([]byte) []byte
 }
 
 // tee takes p, just read at r.off-len(p), into the fill.
@@ -597,19 +651,31 @@ func (r *fillReader) tee(p []byte, at int64) {
 		r.end(false)
 		return
 	}
-	r.h.Write(p)
 	r.filled += int64(len(p))
 	if r.filled == r.size {
-		r.end(digest.NewDigestFromBytes(r.d.Algorithm(), r.h.Sum(nil)) == r.d)
+		r.end(true)
 	}
+}
+
+// verifyFill hashes the size bytes of f (just written: read from the page cache).
+func verifyFill(f *os.File, d digest.Digest, size int64) error {
+	h := d.Algorithm().Hash()
+	if _, err := io.CopyBuffer(h, io.NewSectionReader(f, 0, size), make([]byte, 1<<20)); err != nil {
+		return fmt.Errorf("read fill back: %w", err)
+	}
+	if got := digest.NewDigestFromBytes(d.Algorithm(), h.Sum(nil)); got != d {
+		return fmt.Errorf("digest mismatch: the store gave %s", got)
+	}
+	return nil
 }
 
 func (r *fillReader) end(ok bool) {
 	if r.tmp == nil {
 		return
 	}
-	// A complete fill is committed behind the read (fsync of up to the whole blob), so the
-	// client that filled it is not kept waiting; Cache.Flush waits for it.
+	// A complete fill is verified and committed behind the read (a hash and an fsync of up
+	// to the whole blob), so the client that filled it is not kept waiting; Cache.Flush
+	// waits for it. Until then d stays reserved: no second fill starts.
 	d, key, image, size, tmp := r.d, r.key, r.image, r.size, r.tmp
 	r.tmp = nil
 	if !ok {
@@ -639,31 +705,87 @@ func (r *fillReader) ReadAt(p []byte, off int64) (int, error) {
 	return r.blobReader.ReadAt(p, off)
 }
 
-// WriteTo copies the rest of the blob to w, through the fill while there is one.
+// WriteTo copies the rest of the blob to w, through the fill while there is one. The
+// bytes go to the client first; writing them to the cache file runs beside the next read
+// (fillPipe), and the digest is checked after the last byte went out (endFill), so a cold
+// read costs little more than a plain one.
 func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
 	if r.tmp == nil || r.off != r.filled {
 		r.end(false)
 		return r.blobReader.WriteTo(w)
 	}
-	buf := make([]byte, 1<<20)
+	p := newFillPipe(r.tmp)
 	var total int64
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			m, werr := w.Write(buf[:n])
-			total += int64(m)
-			if werr != nil {
-				r.end(false)
-				return total, werr
-			}
-		}
-		if err == io.EOF {
-			return total, nil
-		}
+	var rerr, werr error
+	for r.off < r.size && rerr == nil && werr == nil {
+		buf := p.buffer()
+		n, err := io.ReadFull(r.blobReader, buf[:min(int64(len(buf)), r.size-r.off)])
 		if err != nil {
-			return total, err
+			rerr = err
+		}
+		if n > 0 {
+			var m int
+			m, werr = w.Write(buf[:n])
+			total += int64(m)
+			p.send(buf[:n])
 		}
 	}
+	filled, ferr := p.finish()
+	r.filled += filled
+	switch {
+	case rerr != nil || werr != nil || ferr != nil:
+		if ferr != nil {
+			r.c.Log.Warn("cache: write fill", "digest", r.d, "err", ferr)
+		}
+		r.end(false)
+		if rerr != nil {
+			return total, rerr
+		}
+		return total, werr
+	default:
+		r.end(r.filled == r.size)
+		return total, nil
+	}
+}
+
+// fillPipe writes chunks to a cache file on its own goroutine, with a few
+// buffers in flight; memory stays fillBuffers MiB per cold read.
+type fillPipe struct {
+	free, work chan []byte
+	done       chan error
+	n          int64
+}
+
+const fillBuffers = 4
+
+func newFillPipe(f io.Writer) *fillPipe {
+	p := &fillPipe{free: make(chan []byte, fillBuffers), work: make(chan []byte, fillBuffers), done: make(chan error, 1)}
+	for range fillBuffers {
+		p.free <- make([]byte, 1<<20)
+	}
+	go func() {
+		var err error
+		for b := range p.work {
+			if err == nil {
+				if _, err = f.Write(b); err == nil {
+					p.n += int64(len(b))
+				}
+			}
+			p.free <- b[:cap(b)]
+		}
+		p.done <- err
+	}()
+	return p
+}
+
+func (p *fillPipe) buffer() []byte { return <-p.free }
+func (p *fillPipe) send(b []byte)  { p.work <- b }
+
+// finish waits for the chunks sent and returns the bytes written and the first error.
+func (p *fillPipe) finish() (int64, error) {
+	close(p.work)
+	err := <-p.done
+	return p.n, err
 }
 
 func (r *fillReader) Close() error {

@@ -205,6 +205,7 @@ func TestCacheDigestMismatchDiscarded(t *testing.T) {
 		}
 		io.Copy(io.Discard, f)
 		f.Close()
+		e.cache.Flush()
 	}
 	if st := e.cache.Stats(); st.Entries != 0 || st.Fills != 0 || st.Discarded != 2 {
 		t.Fatalf("mismatched fill kept: %+v", st)
