@@ -417,7 +417,11 @@ func (c *Cache) endFill(d digest.Digest, key, image string, size int64, f *os.Fi
 	delete(c.filling, d)
 	if err != nil {
 		c.discarded.Add(1)
-		c.Log.Info("cache: fill discarded", "digest", d, "err", err)
+		if complete { // the store's bytes are not the blob's, or the disk failed
+			c.Log.Warn("cache: fill discarded", "digest", d, "err", err)
+		} else {
+			c.Log.Debug("cache: fill discarded", "digest", d, "err", err)
+		}
 		return
 	}
 	c.evictToFit(size)
@@ -581,12 +585,9 @@ func (s *cachedStore) openDigest(ctx context.Context, key string, d digest.Diges
 	if err := br.openAt(0); err != nil {
 		return nil, err
 	}
-	fr := &fillReader{blobReader: br, c: s.c, d: d, image: cacheImage(ctx)}
-	if ctx.Value(noFillKey{}) != nil {
-		return fr, nil
-	}
-	fr.tmp = s.c.beginFill(d, size)
-	return fr, nil
+	// The fill begins with the first read, if that reads from byte 0: ranged reads (qemu's
+	// over a signed URL) never make a cache file.
+	return &fillReader{blobReader: br, c: s.c, d: d, image: cacheImage(ctx), mayFill: ctx.Value(noFillKey{}) == nil}, nil
 }
 
 // Remove removes the object and the cache's copy of it.
@@ -632,12 +633,21 @@ type fillReader struct {
 	*blobReader
 	c      *Cache
 	d      digest.Digest
-	image  string   // the image the read is for ("": none known)
-	tmp    *os.File // nil: not filling
+	image   string   // the image the read is for ("": none known)
+	mayFill bool     // no fill tried yet, and reads under this context may fill
+	tmp     *os.File // nil: not filling
 	filled int64
 }
 
 // tee takes p, just read at r.off-len(p), into the fill.
+// begin starts the fill if this is the first read and it reads from byte 0.
+func (r *fillReader) begin() {
+	if r.mayFill && r.off == 0 {
+		r.tmp = r.c.beginFill(r.d, r.size)
+	}
+	r.mayFill = false
+}
+
 func (r *fillReader) tee(p []byte, at int64) {
 	if r.tmp == nil {
 		return
@@ -690,6 +700,7 @@ func (r *fillReader) end(ok bool) {
 }
 
 func (r *fillReader) Read(p []byte) (int, error) {
+	r.begin()
 	at := r.off
 	n, err := r.blobReader.Read(p)
 	r.tee(p[:n], at)
@@ -701,6 +712,7 @@ func (r *fillReader) Read(p []byte) (int, error) {
 
 // ReadAt serves from the store; it does not fill (reads in place are not sequential).
 func (r *fillReader) ReadAt(p []byte, off int64) (int, error) {
+	r.mayFill = false
 	r.end(false)
 	return r.blobReader.ReadAt(p, off)
 }
@@ -710,6 +722,7 @@ func (r *fillReader) ReadAt(p []byte, off int64) (int, error) {
 // (fillPipe), and the digest is checked after the last byte went out (endFill), so a cold
 // read costs little more than a plain one.
 func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
+	r.begin()
 	if r.tmp == nil || r.off != r.filled {
 		r.end(false)
 		return r.blobReader.WriteTo(w)
