@@ -74,6 +74,9 @@ func cmdServe(args []string) (err error) {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
+	if err := c.checkCache(); err != nil {
+		return err
+	}
 	web, err := webDownloader(c.Web)
 	if err != nil {
 		return err
