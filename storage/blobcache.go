@@ -149,7 +149,25 @@ func (c *Cache) load() error {
 	for _, d := range stale {
 		c.drop(d)
 	}
-	return nil
+	return c.removeStrays()
+}
+
+// removeStrays deletes files under blobs/ that the index does not name: a fill renamed in
+// place by a process that died before it wrote the index entry.
+func (c *Cache) removeStrays() error {
+	root := filepath.Join(c.dir, "blobs")
+	return filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		alg, _ := filepath.Rel(root, filepath.Dir(p))
+		if _, ok := c.entries[digest.NewDigestFromEncoded(digest.Algorithm(alg), e.Name())]; !ok {
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("cache: remove stray %s: %w", p, err)
+			}
+		}
+		return nil
+	})
 }
 
 // Flush waits for the fills being committed.

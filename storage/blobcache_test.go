@@ -255,8 +255,16 @@ func TestCacheRestartKeepsEntries(t *testing.T) {
 	if err := e.cache.Queue("11111111-2222-3333-4444-555555555555", b); err != nil {
 		t.Fatal(err)
 	}
+	// A file a dead process renamed into place without its index entry is removed.
+	stray := filepath.Join(e.dir, "cache", "blobs", "sha256", strings.Repeat("ab", 32))
+	if err := os.WriteFile(stray, []byte("stray"), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	e.restart()
 	e.cache.Now = tick
+	if _, err := os.Stat(stray); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stray cache file kept: %v", err)
+	}
 	if !e.cache.Has(a) || !e.cache.Has(b) {
 		t.Fatal("restart lost cache entries")
 	}
