@@ -35,6 +35,11 @@ const (
 	// StoresInfoDetail is Glance's stores_info_detail: GET /v2/info/stores/detail, admins
 	// only (Glance also lets its service role, which this server does not have).
 	StoresInfoDetail ImageAction = "stores_info_detail"
+	// The image cache API of one node (glance/policies/cache.py), admins only: list the
+	// cache and queue, queue an image, remove images from either.
+	ImageCacheList   ImageAction = "cache_list"
+	ImageCacheImage  ImageAction = "cache_image"
+	ImageCacheDelete ImageAction = "cache_delete"
 )
 
 // ImageFacts is what the policy needs to know about one image.
@@ -79,7 +84,8 @@ func (p *Policy) AllowImage(ctx context.Context, pr Principal, img ImageFacts, a
 		return true, nil
 	}
 	switch act {
-	case ImagePublicize, ImageSetOwner, ImageTasksAPI, ImageCopy, ImageDeleteLocation, StoresInfoDetail:
+	case ImagePublicize, ImageSetOwner, ImageTasksAPI, ImageCopy, ImageDeleteLocation, StoresInfoDetail,
+		ImageCacheList, ImageCacheImage, ImageCacheDelete:
 		return false, nil
 	case ImageGet, ImageDownload:
 		return p.canRead(ctx, pr, img, act == ImageDownload)

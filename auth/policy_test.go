@@ -196,6 +196,10 @@ func TestPolicyMatrix(t *testing.T) {
 			{"download", r.want.download, image(ImageDownload, "")},
 			{"modify", r.want.modify, image(ImageModify, "")},
 			{"publicize", r.want.publicize, image(ImagePublicize, "")},
+			// The node's image cache API: admins only, like publicize (glance/policies/cache.py).
+			{"cache_list", r.want.publicize, image(ImageCacheList, "")},
+			{"cache_image", r.want.publicize, image(ImageCacheImage, "")},
+			{"cache_delete", r.want.publicize, image(ImageCacheDelete, "")},
 			{"add member", r.want.addMember, image(ImageAddMember, "")},
 			{"delete", r.want.modify, image(ImageDelete, "")}, // a pull token deletes nothing
 			{"list", r.want.list, func(pr Principal) string {

@@ -23,6 +23,7 @@ import (
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/diskformat"
 	"github.com/xloud/xloud-image/manifest"
+	"github.com/xloud/xloud-image/storage"
 )
 
 // tarLayerTypes are the layer media types of a runnable image that containerd unpacks (OCI
@@ -135,7 +136,7 @@ func (u *unpackTree) theDisk(unreadable []string) (*pushedDisk, error) {
 
 // walkLayer applies layer i to u, inspecting each file written under disk/.
 func (c *Catalog) walkLayer(ctx context.Context, repo string, i int, l *v1.Descriptor, u *unpackTree) error {
-	f, _, err := c.store.OpenBlob(ctx, repo, l.Digest)
+	f, _, err := c.store.OpenBlob(storage.WithoutCacheFill(ctx), repo, l.Digest)
 	if err != nil {
 		return fmt.Errorf("%w %d (%s): not in the repository", errUnreadable, i, l.Digest)
 	}

@@ -268,7 +268,8 @@ func (c *Catalog) openData(ctx context.Context, img Image) (storage.ReadSeekClos
 	if err != nil {
 		return nil, 0, err
 	}
-	f, n, err := c.store.OpenBlob(ctx, img.Repository, d)
+	// A read that fills (or hits) the node's cache names the image on the entry.
+	f, n, err := c.store.OpenBlob(storage.WithCacheImage(ctx, img.ID), img.Repository, d)
 	if err != nil || img.DiskOffset == 0 {
 		return f, n, err
 	}

@@ -333,7 +333,7 @@ func (c *Catalog) importStaged(ctx context.Context, pr auth.Principal, img Image
 	if perr != nil || img.Size == nil || img.Staged == nil {
 		return errorf(Conflict, "no staged data")
 	}
-	f, n, err := c.store.OpenBlob(ctx, img.Repository, d)
+	f, n, err := c.store.OpenBlob(storage.WithoutCacheFill(ctx), img.Repository, d)
 	if err != nil {
 		return err
 	}

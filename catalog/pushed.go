@@ -18,6 +18,7 @@ import (
 	"github.com/xloud/xloud-image/auth"
 	"github.com/xloud/xloud-image/diskformat"
 	"github.com/xloud/xloud-image/manifest"
+	"github.com/xloud/xloud-image/storage"
 	"github.com/xloud/xloud-image/storage/meta"
 )
 
@@ -137,7 +138,7 @@ func (c *Catalog) artifactDisk(ctx context.Context, repo string, layers []v1.Des
 // title ending in .img or .raw names a raw disk only when it is the artifact's one layer:
 // beside others (a kernel.img and an initrd.img) it is more likely a file than a disk.
 func (c *Catalog) inspectLayer(ctx context.Context, repo string, layer *v1.Descriptor, only bool) (*pushedDisk, error) {
-	f, _, err := c.store.OpenBlob(ctx, repo, layer.Digest)
+	f, _, err := c.store.OpenBlob(storage.WithoutCacheFill(ctx), repo, layer.Digest)
 	if err != nil {
 		return nil, nil // a sparse push: nothing to inspect, not an image
 	}

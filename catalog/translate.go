@@ -217,7 +217,7 @@ func (c *Catalog) containerDisk(ctx context.Context, img Image, data uploaded) (
 		// The size was not known while the data streamed in: hash the layer from the blob.
 		th = sha256.New()
 		th.Write(prefix)
-		f, _, err := c.store.OpenBlob(ctx, data.repo, data.disk)
+		f, _, err := c.store.OpenBlob(storage.WithoutCacheFill(ctx), data.repo, data.disk)
 		if err != nil {
 			return manifestDoc{}, err
 		}

@@ -23,6 +23,9 @@ import (
 const (
 	tempestTests    = `^tempest\.(api\.image\.v2\.|scenario\.test_unified_limits\.ImageQuotaTest)`
 	tempestExcluded = `ListUserImagesTest`
+	// tempestCacheTests run again on a server whose images are in S3 behind a node cache
+	// (--cache-dir), with [image] image_caching_enabled: there they must pass, not skip.
+	tempestCacheTests = `^tempest\.api\.image\.v2\.admin\.test_image_caching\.`
 )
 
 // tempestSkips are the skip reasons a run may give, each naming a feature this project does
@@ -47,11 +50,12 @@ var tempestLine = regexp.MustCompile(`^\{\d+\} (.+?)(?: \[[0-9.]+s\])? \.\.\. (o
 // TestTempest runs Debian's tempest (33.0.0) against the server with its embedded identity,
 // as a default tempest configuration would: with dynamic credentials (tempest creates
 // projects and users through the identity API as admin) and with pre-provisioned accounts.
-// Every test must pass or skip for a listed reason.
+// Every test must pass or skip for a listed reason. The cache mode runs the image caching
+// tests on a server with an S3 store and --cache-dir.
 func TestTempest(t *testing.T) {
 	testenv.RequireTool(t, "tempest")
 	testenv.RequireTool(t, "qemu-img")
-	for _, mode := range []string{"dynamic", "accounts"} {
+	for _, mode := range []string{"dynamic", "accounts", "cache"} {
 		t.Run(mode, func(t *testing.T) { runTempest(t, mode, false) })
 	}
 }
@@ -98,12 +102,17 @@ func runTempest(t *testing.T, mode string, multiStore bool) {
 		"--auth", "embedded", "--admin-password", adminPW,
 		"--web-download-allowed-hosts", webHost, "--web-download-ports", webPort,
 	}
-	regex, minPassed := tempestTests, 50
+	regex, minPassed, caching := tempestTests, 50, "false"
 	if multiStore {
 		s3 := testenv.StartS3(t)
 		args = append(args, "--store", "local=file://"+filepath.Join(dir, "local"),
 			"--store", "s3="+s3.URL(s3.Bucket("tempest"), "images"), "--default-store", "local")
 		regex, minPassed = tempestMultiStoreTests, len(tempestMultiStoreMust)
+	}
+	if mode == "cache" {
+		s3 := testenv.StartS3(t)
+		args = append(args, "--store", "s3="+s3.URL(s3.Bucket("images"), ""), "--cache-dir", filepath.Join(dir, "cache"))
+		regex, minPassed, caching = tempestCacheTests, 1, "true"
 	}
 	srv := testenv.StartServer(t, testenv.ServerOptions{Args: args})
 	t.Cleanup(func() {
@@ -177,13 +186,14 @@ http_image = %[4]s/cirros.img
 http_qcow2_image = %[4]s/cirros.qcow2
 build_timeout = 60
 build_interval = 1
+image_caching_enabled = %[5]s
 
 [image-feature-enabled]
 api_v1 = false
 api_v2 = true
 import_image = true
 os_glance_reserved = true
-`, ws, auth, api, web.URL)
+`, ws, auth, api, web.URL, caching)
 	if err := os.WriteFile(filepath.Join(ws, "etc", "tempest.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -210,6 +220,9 @@ os_glance_reserved = true
 			counts["skipped"]++
 			known := false
 			for _, s := range tempestSkips {
+				if mode == "cache" {
+					break // with the cache on, nothing may skip
+				}
 				if multiStore && s.why == "one store in this run" {
 					continue // two stores here: a store skip is a failure
 				}
@@ -242,7 +255,7 @@ os_glance_reserved = true
 		}
 	}
 	// A run that found nothing to test proves nothing: the image API has over fifty tests
-	// that a single-store server runs.
+	// that a single-store server runs, and the cache run has its caching cycle.
 	if counts["passed"] < minPassed {
 		t.Errorf("tempest passed only %d tests; output:\n%s", counts["passed"], tail(out, 100))
 	}

@@ -121,6 +121,10 @@ func (a *API) routes() {
 	a.authed("GET /v2/tasks", a.listTasks)                                 // tasks.go
 	a.authed("GET /v2/tasks/{task}", a.showTask)                           // tasks.go
 	a.authed("DELETE /v2/tasks/{task}", a.deleteTask)                      // tasks.go
+	a.authed("GET /v2/cache", a.listCache)                                 // §5.2, API 2.14
+	a.authed("DELETE /v2/cache", a.clearCache)                             // §5.2
+	a.authed("PUT /v2/cache/{id}", a.queueCache)                           // §5.2, 202 since 2.16
+	a.authed("DELETE /v2/cache/{id}", a.deleteCache)                       // §5.2
 	if a.opt.Metadefs != nil {
 		a.metadefRoutes() // glance-next.md §2.1
 	}

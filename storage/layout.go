@@ -19,6 +19,14 @@ package storage
 //	                                   5 MiB part minimum), rewritten by each append
 //	multipart uploads at data/<id>     the parts of a session so far
 //
+// The node cache (Cache, --cache-dir), one per node, not shared:
+//
+//	blobs/<alg>/<hex>                  a verified copy of a remote store's blob
+//	incomplete/<hex>-<random>          a fill in progress (removed at start)
+//	index.db                           bbolt: bucket entries (digest → size, hits, access and
+//	                                   fill times, the key filled from, image ids) and bucket
+//	                                   queue (image id → digest, queued time)
+//
 // Metadata keys (meta.Tx keys and sorted sets); <repo> never holds ':' and <tag> never holds
 // ':', so every key parses unambiguously:
 //

@@ -52,7 +52,7 @@ func (s *Store) openRecord(ctx context.Context, d digest.Digest, r blobRecord, d
 	// A blob in several stores is read from the first that answers.
 	var lastErr error
 	for _, l := range s.locations(r, d) {
-		f, n, err := s.openKey(ctx, l.Store, l.Key, r.Size)
+		f, n, err := s.openKey(ctx, l.Store, l.Key, d, r.Size)
 		if err == nil {
 			return f, n, nil
 		}
@@ -64,11 +64,22 @@ func (s *Store) openRecord(ctx context.Context, d digest.Digest, r blobRecord, d
 	return nil, 0, lastErr
 }
 
-// openKey opens key in store name; size is what the record says it holds.
-func (s *Store) openKey(ctx context.Context, name, key string, size int64) (ReadSeekCloser, int64, error) {
+// openKey opens key in store name, which holds blob d; size is what the record says it
+// holds. A store behind the node's cache answers from it when it can.
+func (s *Store) openKey(ctx context.Context, name, key string, d digest.Digest, size int64) (ReadSeekCloser, int64, error) {
 	b, ok := s.stores[name]
 	if !ok {
 		return nil, 0, fmt.Errorf("blob at %s in store %q, which is not configured: %w", key, name, ErrStoreUnavailable)
+	}
+	if do, ok := b.(digestOpener); ok {
+		f, err := do.openDigest(ctx, key, d, size)
+		if errors.Is(err, ErrNotExist) {
+			return nil, 0, ErrBlobUnknown
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		return f, size, nil
 	}
 	if fo, ok := b.(FileOpener); ok {
 		f, err := fo.OpenFile(ctx, key)

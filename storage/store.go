@@ -31,6 +31,12 @@ type Store struct {
 	// GCGrace is how long a blob that nothing holds waits in the review queue before GC
 	// looks at it (DefaultGCGrace when 0); every node sharing the store should agree.
 	GCGrace time.Duration
+	// Cache is the node's image cache, in front of the remote stores (Cache.WrapAll); nil
+	// without --cache-dir.
+	Cache *Cache
+	// PrefetchDelay is how long an image queued for the cache waits before the prefetcher
+	// takes it (RunPrefetch).
+	PrefetchDelay time.Duration
 
 	uploadLocks keyedMutex
 	manifests   *contentCache

@@ -287,3 +287,30 @@ func TestGCCountsRemovedBytes(t *testing.T) {
 		t.Fatalf("gc: %v", rep)
 	}
 }
+
+// TestCacheFlagsRefused: cache flags that cannot work stop the start with a clear error and
+// leave no data directory; a cache directory that cannot be made does too.
+func TestCacheFlagsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cache-dir", t.TempDir(), "--cache-max-size", "0"}, "--cache-max-size 0: want a positive number of bytes"},
+		{[]string{"--cache-dir", t.TempDir(), "--cache-max-size", "-5"}, "--cache-max-size -5"},
+		{[]string{"--cache-dir", t.TempDir(), "--cache-max-size", "10GiB"}, "invalid value"},
+		{[]string{"--cache-dir", t.TempDir(), "--cache-prefetch-delay", "-1s"}, "--cache-prefetch-delay -1s"},
+		{[]string{"--cache-dir", filepath.Join(file, "cache")}, "cache"},
+	} {
+		args := append([]string{"serve", "--data-dir", dir, "--auth", "none", "--registry-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}, c.args...)
+		_, errOut, code := run(t, nil, args...)
+		if code == 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("serve %v: exit %d, stderr %q; want a failure naming %q", c.args, code, errOut, c.want)
+		}
+		mustNotExist(t, dir)
+	}
+}

@@ -20,19 +20,24 @@ type config struct {
 	RedisURL     string
 	// Stores are the named blob stores (--store NAME=URL, repeatable); DefaultStore is where
 	// pushes and uploads go (default: the first).
-	Stores        storeList
-	DefaultStore  string
-	Auth          string
-	KeystoneURL   string
-	AdminPassword string
-	PublicURL     string
-	APIPublicURL  string
-	LogLevel      string
-	TLSCert       string
-	TLSKey        string
-	AnonymousPull bool
-	AccessLog     bool
-	MetricsAuth   bool
+	Stores       storeList
+	DefaultStore string
+	// CacheDir holds the node's image cache of remote blobs ("": no cache), bounded to
+	// CacheMaxSize bytes; a queued image waits CachePrefetchDelay before it is fetched.
+	CacheDir           string
+	CacheMaxSize       int64
+	CachePrefetchDelay time.Duration
+	Auth               string
+	KeystoneURL        string
+	AdminPassword      string
+	PublicURL          string
+	APIPublicURL       string
+	LogLevel           string
+	TLSCert            string
+	TLSKey             string
+	AnonymousPull      bool
+	AccessLog          bool
+	MetricsAuth        bool
 	// DebugAddr serves Go's pprof profiles there when set (a loopback address, for profiling).
 	DebugAddr string
 

@@ -49,6 +49,9 @@ func cmdServe(args []string) (err error) {
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "bootstrap admin password; generated and written to DATA-DIR/admin-password if unset")
 	fs.StringVar(&c.PublicURL, "public-url", "", "base URL the registry port advertises (Location headers, token realm)")
 	fs.StringVar(&c.APIPublicURL, "api-public-url", "", "base URL the API port advertises (Image API version documents and Location headers, the identity catalog); default: the host each request came to")
+	fs.StringVar(&c.CacheDir, "cache-dir", "", "keep a node-local image cache of blobs read from remote (S3) stores in this directory (Glance's image cache API, /v2/cache); default: no cache")
+	fs.Int64Var(&c.CacheMaxSize, "cache-max-size", 10<<30, "with --cache-dir: the most bytes the cache keeps; least recently used blobs are evicted first")
+	fs.DurationVar(&c.CachePrefetchDelay, "cache-prefetch-delay", time.Second, "with --cache-dir: how long an image queued with PUT /v2/cache/{id} waits before it is fetched (clients of Image API 2.14-2.16 expect to see it queued first)")
 	webDownloadFlags(fs, &c.Web)
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS on both ports with this certificate (PEM)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key of --tls-cert (PEM)")
@@ -73,6 +76,9 @@ func cmdServe(args []string) (err error) {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
+	if err := c.checkCache(); err != nil {
+		return err
+	}
 	web, err := webDownloader(c.Web)
 	if err != nil {
 		return err
@@ -92,6 +98,13 @@ func cmdServe(args []string) (err error) {
 		return err
 	}
 	defer closeStore()
+	if store.Cache != nil {
+		store.PrefetchDelay = c.CachePrefetchDelay
+		prefetchCtx, stopPrefetch := context.WithCancel(ctx)
+		prefetched := make(chan struct{})
+		go func() { defer close(prefetched); store.RunPrefetch(prefetchCtx, slog.Default()) }()
+		defer func() { stopPrefetch(); <-prefetched }() // before the cache's index closes
+	}
 	store.UploadLimit = c.Limits.UploadLimit
 	store.GCGrace = c.Cluster.GCGrace
 	sec, err := setupAuth(ctx, c, store)
@@ -145,6 +158,9 @@ func cmdServe(args []string) (err error) {
 	startChores(ctx, c, store, cat.Node(), sec, m)
 	ready := &readiness{store: store}
 	go ready.run(ctx)
+	if store.Cache != nil {
+		m.ObserveCache(func() metrics.CacheCounts { return metrics.CacheCounts(store.Cache.Stats()) })
+	}
 	signer := &auth.URLSigner{Meta: store.Meta(), MaxTTL: c.SignedURLMaxTTL, Rotate: c.SignedURLRotate}
 	reg := registry.New(store, registry.Options{PublicURL: c.PublicURL, SparseManifests: c.SparseManifests,
 		Access: sec.registryAccess(), Catalog: cat, Metrics: m, Signer: signer, Ready: ready.Ready,
@@ -266,12 +282,27 @@ func openStore(ctx context.Context, c config, lockWait time.Duration) (*storage.
 	if err != nil {
 		return nil, nil, err
 	}
+	var cache *storage.Cache
+	if c.CacheDir != "" {
+		if cache, err = storage.OpenCache(c.CacheDir, c.CacheMaxSize); err != nil {
+			m.Close()
+			return nil, nil, err
+		}
+		stores = cache.WrapAll(stores)
+	}
+	closeAll := func() {
+		if cache != nil {
+			cache.Close()
+		}
+		m.Close()
+	}
 	s, err := storage.NewStores(m, stores, c.DefaultStore)
 	if err != nil {
-		m.Close()
+		closeAll()
 		return nil, nil, err
 	}
-	return s, func() { m.Close() }, nil
+	s.Cache = cache
+	return s, closeAll, nil
 }
 
 // healthHandler answers liveness; readiness also asks the metadata and blob stores.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"net/url"
 	"regexp"
 	"strings"
@@ -102,4 +103,25 @@ func openBlobStores(c config) ([]storage.NamedStore, error) {
 		out = append(out, storage.NamedStore{Name: s.Name, Store: b})
 	}
 	return out, nil
+}
+
+// checkCache refuses cache flags that cannot work, before anything is created.
+func (c config) checkCache() error {
+	if c.CacheDir == "" {
+		return nil
+	}
+	if c.CacheMaxSize <= 0 {
+		return fmt.Errorf("--cache-max-size %d: want a positive number of bytes", c.CacheMaxSize)
+	}
+	if c.CachePrefetchDelay < 0 {
+		return fmt.Errorf("--cache-prefetch-delay %v: want a duration of at least 0", c.CachePrefetchDelay)
+	}
+	remote := false
+	for _, s := range c.Stores {
+		remote = remote || strings.HasPrefix(s.URL, "s3:")
+	}
+	if !remote {
+		slog.Warn("--cache-dir: no remote (s3) store is configured, so nothing will be cached")
+	}
+	return nil
 }

@@ -30,6 +30,7 @@ type results struct {
 	imgPut, regPut, imgGet, regGet             []float64
 	imgPutCPU, regPutCPU, imgGetCPU, regGetCPU []float64
 	s3                                         s3Results
+	cache                                      cacheResults
 
 	// md5 is this CPU's single-stream MD5 rate (MB/s per run): the ceiling of any upload that
 	// computes Glance's checksum, which is one serial chain.
@@ -77,6 +78,13 @@ func (b *bench) rows() []row {
 		row{size + " blob GET from S3, store with redirect= (307 followed)", median(s3.getRedirect), "ranged GET of the object from versitygw", sgr, "MB/s", "", nil},
 		row{"peak RSS during a " + humanBytes(int64(b.o.rssSize)) + " S3 upload", srx, "Distribution s3-aws driver", srd, "MiB", "< 150 MiB", func() bool { return srx < 150 }},
 		row{fmt.Sprintf("server-side copies in a %s push of 1 MiB chunks", humanBytes(s3.chunkSize)), cx, "Distribution s3-aws driver", cd, "requests", "0", func() bool { return s3.chunkSize > 0 && cx == 0 }},
+	)
+	c := r.cache
+	cw, cf, cc, cn := median(c.warm), median(c.fs), median(c.cold), median(c.nocache)
+	rows = append(rows,
+		row{size + " blob GET served from the node cache (--cache-dir)", cw, "GET of the same blob from the filesystem store", cf, "MB/s", "≥ 0.90x", func() bool { return cw >= 0.9*cf }},
+		row{size + " first (cold) blob GET through the cache, from S3", cc, "GET from the S3 store without a cache", cn, "MB/s", "≥ 0.80x", func() bool { return cc >= 0.8*cn }},
+		row{size + " first (cold) blob GET through the cache, from S3", cc, "ranged GET of the object from versitygw", median(c.raw), "MB/s", "", nil},
 	)
 	return rows
 }
@@ -158,6 +166,10 @@ func (b *bench) details() string {
 			float64(s3.rssXloud.peak)/1024, float64(s3.rssXloud.sampled)/1024, float64(s3.rssDist.peak)/1024, float64(s3.rssDist.sampled)/1024)
 		fmt.Fprintf(&sb, "- S3 requests of a %s push in 1 MiB chunks: xloud-image %v; Distribution %v\n", humanBytes(s3.chunkSize), s3.chunkedXloud, s3.chunkedDist)
 	}
+	if c := r.cache; len(c.cold) > 0 {
+		fmt.Fprintf(&sb, "- cache GET cold (fills): %s; S3 without cache: %s; versitygw ranged: %s; from the cache: %s; filesystem store: %s\n",
+			runs(c.cold), runs(c.nocache), runs(c.raw), runs(c.warm), runs(c.fs))
+	}
 	fmt.Fprintf(&sb, "\nMethod: %d runs of each PUT and GET, median reported; MB/s = 10^6 bytes/s. ", b.o.runs)
 	sb.WriteString("PUT: POST then one PUT ?digest= with the whole body (Content-Length, sent with sendfile from a file of fresh random data per run, " +
 		"so nothing dedupes); before each PUT and each dd: sync, drop the page cache, read the source file back in; " +
@@ -177,6 +189,9 @@ func (b *bench) details() string {
 		"Distribution v3 with its s3-aws driver (forcepathstyle, redirect disabled, in-memory descriptor cache) on bucket dist; PUT and GET as above; " +
 		"the raw GET is a presigned GET of the object holding xloud-image's blob with Range: bytes=0-<size-1> (206); the chunked push is POST, PATCHes of 1 MiB with Content-Range, PUT ?digest=, " +
 		"with versitygw's access-log lines for each bucket counted by operation. ")
+	sb.WriteString("Image cache: a third xloud-image over its own versitygw bucket with --cache-dir (max 2x the blob), a fourth on the same bucket without a cache, and the filesystem xloud-image, each pushed run 0's file; " +
+		"each run clears the cache (DELETE /v2/cache), then times in rotating order the cold GET through the cache (streamed from S3 while written to the cache and hashed; its commit, fsync and rename, is waited for outside the timing), " +
+		"the GET from the store without a cache and the raw ranged GET of the object; then a verified GET from the cache, then the GET from the cache (sendfile) and from the filesystem store in rotating order; the S3 object and both local files are in the page cache throughout. ")
 	sb.WriteString("Both registries fsync at commit (Distribution: filesystem driver, in-memory blob descriptor cache, access log off; xloud-image: embedded store, --auth none, log level warn).\n")
 	fmt.Fprintf(&sb, "\nMachine load: load average %s at the start, %s at the end; CPU used by processes other than the benchmark's:", r.loadStart, r.loadEnd)
 	for i, c := range r.cpu {

@@ -73,7 +73,7 @@ func run(ctx context.Context, o options) error {
 }
 
 // phaseIDs name the phases for -phases, in the order they run.
-var phaseIDs = []string{"put", "get", "image-put", "image-get", "manifest", "rss", "s3", "profile"}
+var phaseIDs = []string{"put", "get", "image-put", "image-get", "manifest", "rss", "s3", "cache", "profile"}
 
 // phases runs the measurements in order, recording the CPU other processes took meanwhile.
 func (b *bench) phases(ctx context.Context) error {
@@ -84,7 +84,8 @@ func (b *bench) phases(ctx context.Context) error {
 		{"put", "PUT", b.phasePut}, {"get", "GET", b.phaseGet},
 		{"image-put", "Image API PUT", b.phaseImagePut}, {"image-get", "Image API GET", b.phaseImageGet},
 		{"manifest", "manifest GET", b.phaseManifest},
-		{"rss", "RSS", b.phaseRSS}, {"s3", "S3", b.phaseS3}, {"profile", "profile", b.phaseProfile},
+		{"rss", "RSS", b.phaseRSS}, {"s3", "S3", b.phaseS3}, {"cache", "image cache", b.phaseCache},
+		{"profile", "profile", b.phaseProfile},
 	} {
 		if (p.id == "profile" && b.o.profileDir == "") || (b.o.phases != nil && !b.o.phases[p.id]) {
 			continue
