@@ -25,3 +25,17 @@ func (c *Catalog) Allowed(ctx context.Context, pr auth.Principal, id string, act
 	}
 	return out, nil
 }
+
+// AllowedOnNode asks the policy, for each of acts, whether pr may take it where no one image
+// is concerned (the node's image cache): what a user interface offers, as Allowed.
+func (c *Catalog) AllowedOnNode(ctx context.Context, pr auth.Principal, acts ...auth.ImageAction) (map[auth.ImageAction]bool, error) {
+	out := make(map[auth.ImageAction]bool, len(acts))
+	for _, act := range acts {
+		ok, err := c.policy.AllowImage(ctx, pr, auth.ImageFacts{}, act, "")
+		if err != nil {
+			return nil, err
+		}
+		out[act] = ok
+	}
+	return out, nil
+}

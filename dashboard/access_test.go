@@ -203,8 +203,25 @@ func TestAccessMatrix(t *testing.T) {
 		{"POST", im + "/deactivate", nil, [5]int{unauth, forbidden, missing, see, see}},
 		{"POST", im + "/reactivate", nil, [5]int{unauth, forbidden, missing, see, see}},
 		{"POST", im + "/delete", nil, [5]int{unauth, forbidden, missing, forbidden, forbidden}},
+		// The node's image cache: admins only (the policy's cache_* rules); this node has none,
+		// which the catalog says with 404 for a change and the page says in words.
+		{"GET", "/dashboard/cache", nil, [5]int{see, forbidden, forbidden, forbidden, ok}},
+		{"POST", "/dashboard/cache/queue", url.Values{"image": {img}}, [5]int{unauth, forbidden, forbidden, forbidden, missing}},
+		{"POST", "/dashboard/cache/queue", url.Values{"image": {""}}, [5]int{unauth, bad, bad, bad, bad}},
+		{"POST", "/dashboard/cache/queue", url.Values{"image": {"00000000-0000-0000-0000-000000000000"}}, [5]int{unauth, missing, missing, missing, missing}},
+		{"POST", "/dashboard/cache/" + img + "/delete", nil, [5]int{unauth, forbidden, forbidden, forbidden, missing}},
 		{"POST", "/dashboard/project", url.Values{"project": {alpha}}, [5]int{unauth, see, bad, see, bad}},
 		{"POST", "/dashboard/logout", nil, [5]int{unauth, see, see, see, see}},
+	}
+	// Only the admin is offered the cache link; on this node its page says there is no cache.
+	for _, c := range callers[1:] {
+		_, page := get(t, c.client, base+"/dashboard/images")
+		if has := strings.Contains(page, `id="nav-cache"`); has != (c.name == "admin") {
+			t.Errorf("%s: cache link shown %v", c.name, has)
+		}
+	}
+	if _, page := get(t, callers[4].client, base+"/dashboard/cache"); !strings.Contains(page, "This node has no image cache") {
+		t.Errorf("the admin's cache page of a node without a cache:\n%s", excerpt(page))
 	}
 	for i, c := range callers {
 		for _, r := range routes {

@@ -102,6 +102,9 @@ func (d *Dashboard) routes() {
 	d.authed("POST /images/{id}/reactivate", d.reactivate)
 	d.authed("POST /images/{id}/delete", d.deleteImage)
 	d.authed("GET /signing", d.signingPolicy)
+	d.authed("GET /cache", d.cachePage)
+	d.authed("POST /cache/queue", d.queueCache)
+	d.authed("POST /cache/{id}/delete", d.uncache)
 }
 
 // authed adds a page for signed-in sessions; a POST also needs the session's CSRF token.

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xloud/xloud-image/auth"
 )
 
 // parse reads the templates: each page is the layout with its own "content".
@@ -21,6 +23,7 @@ func (d *Dashboard) parse() error {
 			}
 			return human(*p)
 		},
+		"size":   human,
 		"deref":  deref,
 		"time":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04") },
 		"eq":     func(a, b any) bool { return fmt.Sprint(a) == fmt.Sprint(b) },
@@ -64,6 +67,10 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, st int, page 
 		data["Session"] = s
 		data["CSRF"] = s.CSRF
 		data["Admin"] = s.pr.Admin // which tabs to offer; every access question is the catalog's
+		// The cache link is offered when the policy would let the session list the cache.
+		if acts, err := d.opt.Catalog.AllowedOnNode(r.Context(), s.pr, auth.ImageCacheList); err == nil {
+			data["CacheNav"] = acts[auth.ImageCacheList]
+		}
 		if ps, err := d.opt.SignIn.UserProjects(r.Context(), s.UserID); err == nil {
 			data["Projects"] = ps
 		}
