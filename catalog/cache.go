@@ -92,11 +92,16 @@ func (c *Catalog) hasDisk(ctx context.Context, id, d string) bool {
 // node's cache (the prefetch worker takes it at once). Like Glance it looks the image up
 // before the policy: an unknown image is 404 to anyone.
 func (c *Catalog) CacheQueue(ctx context.Context, pr auth.Principal, id string) error {
-	img, _, err := c.load(ctx, id)
+	img, ms, err := c.load(ctx, id)
 	if errors.Is(err, ErrNotFound) || err == nil && img.Status == StatusDeleted {
 		return errorf(NotFound, "Image %s not found.", id)
 	}
 	if err != nil {
+		return err
+	}
+	// Glance looks the image up as the caller: one it may not see is not found, before
+	// the cache policy is asked.
+	if err := c.allow(ctx, pr, img, ms, auth.ImageGet); err != nil {
 		return err
 	}
 	if err := c.allowCache(ctx, pr, auth.ImageCacheImage); err != nil {
@@ -119,11 +124,17 @@ func (c *Catalog) CacheQueue(ctx context.Context, pr auth.Principal, id string) 
 // CacheDelete is DELETE /v2/cache/{id}: remove the image from this node's cache and
 // queue. It is 404 only when the image neither exists nor is cached or queued here.
 func (c *Catalog) CacheDelete(ctx context.Context, pr auth.Principal, id string) error {
-	img, _, err := c.load(ctx, id)
+	img, ms, err := c.load(ctx, id)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
 	exists := err == nil
+	// As in CacheQueue: an image the caller may not see is not found.
+	if exists {
+		if err := c.allow(ctx, pr, img, ms, auth.ImageGet); err != nil {
+			return err
+		}
+	}
 	if !exists && !(c.CacheEnabled() && c.cachedOrQueued(id)) {
 		return errorf(NotFound, "Image %s not found.", id)
 	}

@@ -206,10 +206,10 @@ func TestAccessMatrix(t *testing.T) {
 		// The node's image cache: admins only (the policy's cache_* rules); this node has none,
 		// which the catalog says with 404 for a change and the page says in words.
 		{"GET", "/dashboard/cache", nil, [5]int{see, forbidden, forbidden, forbidden, ok}},
-		{"POST", "/dashboard/cache/queue", url.Values{"image": {img}}, [5]int{unauth, forbidden, forbidden, forbidden, missing}},
+		{"POST", "/dashboard/cache/queue", url.Values{"image": {img}}, [5]int{unauth, forbidden, missing, forbidden, missing}},
 		{"POST", "/dashboard/cache/queue", url.Values{"image": {""}}, [5]int{unauth, bad, bad, bad, bad}},
 		{"POST", "/dashboard/cache/queue", url.Values{"image": {"00000000-0000-0000-0000-000000000000"}}, [5]int{unauth, missing, missing, missing, missing}},
-		{"POST", "/dashboard/cache/" + img + "/delete", nil, [5]int{unauth, forbidden, forbidden, forbidden, missing}},
+		{"POST", "/dashboard/cache/" + img + "/delete", nil, [5]int{unauth, forbidden, missing, forbidden, missing}},
 		{"POST", "/dashboard/project", url.Values{"project": {alpha}}, [5]int{unauth, see, bad, see, bad}},
 		{"POST", "/dashboard/logout", nil, [5]int{unauth, see, see, see, see}},
 	}

@@ -242,6 +242,10 @@ func TestCacheAPIRefusals(t *testing.T) {
 		{"member-a", "DELETE", "/v2/cache", nil, 403},
 		{"reader-a", "DELETE", "/v2/cache", []string{"X-Image-Cache-Clear-Target", "both"}, 403},
 		{"", "GET", "/v2/cache", nil, 401},
+		// Glance looks the image up as the caller: another project's private image is
+		// not found (not refused, which would tell that it exists).
+		{"member-b", "PUT", "/v2/cache/" + id, nil, 404},
+		{"member-b", "DELETE", "/v2/cache/" + id, nil, 404},
 		// Glance looks the image up before the policy: unknown is 404 to anyone.
 		{"member-a", "PUT", "/v2/cache/00000000-0000-0000-0000-000000000000", nil, 404},
 		{"admin", "PUT", "/v2/cache/not-a-uuid", nil, 404},
