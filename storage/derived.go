@@ -115,18 +115,11 @@ func (c *concatReader) Read(p []byte) (int, error) {
 }
 
 func (c *concatReader) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += c.off
-	case io.SeekEnd:
-		offset += c.size
+	at, err := seekTo(c.off, c.size, offset, whence)
+	if err == nil {
+		c.off = at
 	}
-	if offset < 0 {
-		return 0, errors.New("seek before start")
-	}
-	c.off = offset
-	return offset, nil
+	return at, err
 }
 
 func (c *concatReader) Close() error { return c.closer.Close() }

@@ -213,16 +213,25 @@ func (r *blobReader) WriteTo(w io.Writer) (int64, error) {
 }
 
 func (r *blobReader) Seek(offset int64, whence int) (int64, error) {
+	at, err := seekTo(r.off, r.size, offset, whence)
+	if err == nil {
+		r.off = at
+	}
+	return at, err
+}
+
+// seekTo is where io.Seeker's Seek(offset, whence) lands in content of size bytes read up
+// to cur; positions past the end are allowed (reads there find io.EOF).
+func seekTo(cur, size, offset int64, whence int) (int64, error) {
 	switch whence {
 	case io.SeekCurrent:
-		offset += r.off
+		offset += cur
 	case io.SeekEnd:
-		offset += r.size
+		offset += size
 	}
 	if offset < 0 {
 		return 0, errors.New("seek before start")
 	}
-	r.off = offset
 	return offset, nil
 }
 
@@ -366,17 +375,11 @@ func (s *FileSection) Seek(offset int64, whence int) (int64, error) {
 			return 0, err
 		}
 	}
-	switch whence {
-	case io.SeekCurrent:
-		offset += s.pos
-	case io.SeekEnd:
-		offset += s.size
+	at, err := seekTo(s.pos, s.size, offset, whence)
+	if err == nil {
+		s.pos = at
 	}
-	if offset < 0 {
-		return 0, errors.New("seek before start")
-	}
-	s.pos = offset
-	return offset, nil
+	return at, err
 }
 
 // syncPos reads back the position after a copy that used the descriptor.

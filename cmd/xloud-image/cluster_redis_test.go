@@ -49,6 +49,27 @@ func sessionAt(t *testing.T, n *testenv.Server, loc string) int {
 
 // inFlight streams full[from:] into session loc on n slowly, in the background; the result
 // is its status and OCI error code (0 when the connection failed).
+// pushAcrossOutage pushes an image through node A (acknowledged before the outage), then
+// starts a 24 MiB upload under prefix/inflight on B, sends its first 6 MiB through C and
+// streams the rest slowly through A: the caller breaks the metadata store while that last
+// chunk is on the wire and reads its answer from res.
+func pushAcrossOutage(t *testing.T, c *testenv.Cluster, prefix string) (acked pushed, repo, loc string, full []byte, res <-chan [2]string) {
+	t.Helper()
+	a, b, cc := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	acked, err := node(t, a, "").pushImage(prefix+"/acked", "v1", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo = prefix + "/inflight"
+	full = randomBytes(24 << 20)
+	resp := node(t, b, "").must(202, "POST", "/v2/"+repo+"/blobs/uploads/", nil)
+	loc = strings.TrimPrefix(resp.Header.Get("Location"), b.URL())
+	node(t, cc, "").must(202, "PATCH", loc, full[:6<<20], "Content-Range", fmt.Sprintf("0-%d", 6<<20-1))
+	res = inFlight(t, a, loc, full, 6<<20)
+	time.Sleep(300 * time.Millisecond)
+	return acked, repo, loc, full, res
+}
+
 func inFlight(t *testing.T, n *testenv.Server, loc string, full []byte, from int) <-chan [2]string {
 	out := make(chan [2]string, 1)
 	go func() {
@@ -89,18 +110,8 @@ func finish(t *testing.T, c *testenv.Cluster, n *testenv.Server, repo, loc strin
 func TestClusterRedisDownAndRestart(t *testing.T) {
 	rs := testenv.StartRedisServer(t, testenv.RedisOptions{AOF: true})
 	c := testenv.StartCluster(t, 3, rs.URL())
-	a, b, cc := c.Nodes[0], c.Nodes[1], c.Nodes[2]
-	acked, err := node(t, a, "").pushImage("redis/acked", "v1", 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo := "redis/inflight"
-	full := randomBytes(24 << 20)
-	resp := node(t, b, "").must(202, "POST", "/v2/"+repo+"/blobs/uploads/", nil)
-	loc := strings.TrimPrefix(resp.Header.Get("Location"), b.URL())
-	node(t, cc, "").must(202, "PATCH", loc, full[:6<<20], "Content-Range", fmt.Sprintf("0-%d", 6<<20-1))
-	res := inFlight(t, a, loc, full, 6<<20)
-	time.Sleep(300 * time.Millisecond)
+	b, cc := c.Nodes[1], c.Nodes[2]
+	acked, repo, loc, full, res := pushAcrossOutage(t, c, "redis")
 	rs.Stop()
 	r := <-res
 	if r[0] != "503" || !strings.Contains(r[1], `"UNAVAILABLE"`) {
@@ -122,7 +133,7 @@ func TestClusterRedisDownAndRestart(t *testing.T) {
 		}
 		api := &client{t: t, base: "http://" + n.APIAddr}
 		for _, path := range []string{"/v2/images", "/v2/schemas/image"} {
-			resp, body, err = api.do("GET", path, nil, "Accept", "application/json")
+			resp, body, err := api.do("GET", path, nil, "Accept", "application/json")
 			if err != nil || resp.StatusCode != 503 || !bytes.Contains(body, []byte(`"title": "Service Unavailable"`)) && !bytes.Contains(body, []byte(`"title":"Service Unavailable"`)) {
 				t.Fatalf("node %d Image API GET %s with Redis down: %v %v %s", i, path, err, resp, body)
 			}
@@ -169,18 +180,8 @@ func TestClusterSentinelFailover(t *testing.T) {
 	sentinel := testenv.StartSentinel(t, primary.Addr(), "xloud")
 	// Each write waits for the replica (WAIT), so what was acknowledged survives the primary.
 	c := testenv.StartCluster(t, 3, sentinel.URL()+"?wait_replicas=1&wait_timeout=200ms")
-	a, b, cc := c.Nodes[0], c.Nodes[1], c.Nodes[2]
-	acked, err := node(t, a, "").pushImage("sentinel/acked", "v1", 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo := "sentinel/inflight"
-	full := randomBytes(24 << 20)
-	resp := node(t, b, "").must(202, "POST", "/v2/"+repo+"/blobs/uploads/", nil)
-	loc := strings.TrimPrefix(resp.Header.Get("Location"), b.URL())
-	node(t, cc, "").must(202, "PATCH", loc, full[:6<<20], "Content-Range", fmt.Sprintf("0-%d", 6<<20-1))
-	res := inFlight(t, a, loc, full, 6<<20)
-	time.Sleep(300 * time.Millisecond)
+	b, cc := c.Nodes[1], c.Nodes[2]
+	acked, repo, loc, full, res := pushAcrossOutage(t, c, "sentinel")
 	primary.Stop()
 	killed := time.Now()
 	r := <-res
