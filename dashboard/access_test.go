@@ -262,6 +262,13 @@ func TestAccessMatrix(t *testing.T) {
 	if _, page := get(t, admin.client, base+"/dashboard/images?tab=all&name=webdl"); !strings.Contains(page, `id="no-images"`) {
 		t.Errorf("a refused web-download left an image:\n%s", page)
 	}
+	// The visibility filter narrows the all-projects tab through the catalog's listing.
+	if _, page := get(t, admin.client, base+"/dashboard/images?tab=all&visibility=shared&name=golden"); !strings.Contains(page, ">golden<") {
+		t.Errorf("all projects, shared, named golden: the shared image is missing:\n%s", excerpt(page))
+	}
+	if _, page := get(t, admin.client, base+"/dashboard/images?tab=all&visibility=private&name=golden"); !strings.Contains(page, `id="no-images"`) {
+		t.Errorf("all projects, private, named golden: the shared image is listed:\n%s", excerpt(page))
+	}
 	// Signed out, the session is gone and its token revoked.
 	for _, c := range callers[1:] {
 		if st, _ := get(t, c.client, base+"/dashboard/images"); st != see {

@@ -14,7 +14,7 @@ import (
 // newImage is the create form: upload a file, or import from a URL.
 func (d *Dashboard) newImage(w http.ResponseWriter, r *http.Request, s *session) error {
 	d.render(w, r, http.StatusOK, "new", s, map[string]any{"DiskFormats": catalog.DiskFormats,
-		"ContainerFormats": catalog.ContainerFormats, "Visibilities": []string{"private", "shared", "community", "public"}})
+		"ContainerFormats": catalog.ContainerFormats, "Visibilities": visibilities})
 	return nil
 }
 

@@ -57,7 +57,7 @@ func (d *Dashboard) imagePage(r *http.Request, s *session) (map[string]any, erro
 		allowed[string(act)] = ok
 	}
 	data := map[string]any{"Image": img, "Row": rowOf(img), "Fields": fields(img), "Allowed": allowed,
-		"Verdict": verdict(img), "Commands": d.commands(r, img), "Visibilities": []string{"private", "shared", "community", "public"},
+		"Verdict": verdict(img), "Commands": d.commands(r, img), "Visibilities": visibilities,
 		"Tags": strings.Join(img.Tags, ", "), "Properties": extraProperties(img)}
 	if ms, err := cat.Members(ctx, s.pr, id); err == nil {
 		data["Members"] = ms

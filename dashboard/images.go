@@ -3,6 +3,7 @@ package dashboard
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -17,11 +18,11 @@ var tabs = []struct{ Key, Title string }{
 
 // listQuery is the images page's query, parsed: the tab, filters, sort and page.
 type listQuery struct {
-	Tab, Name, Status, Protected, DiskFormat, Tag, SizeMin, SizeMax, Sort, Dir, Marker string
+	Tab, Name, Status, Visibility, Protected, DiskFormat, Tag, SizeMin, SizeMax, Sort, Dir, Marker string
 }
 
 func parseListQuery(q url.Values, s *session) (listQuery, catalog.ListOptions, error) {
-	lq := listQuery{Tab: q.Get("tab"), Name: q.Get("name"), Status: q.Get("status"), Protected: q.Get("protected"),
+	lq := listQuery{Tab: q.Get("tab"), Name: q.Get("name"), Status: q.Get("status"), Visibility: q.Get("visibility"), Protected: q.Get("protected"),
 		DiskFormat: q.Get("disk_format"), Tag: q.Get("tag"), SizeMin: q.Get("size_min"), SizeMax: q.Get("size_max"),
 		Sort: q.Get("sort"), Dir: q.Get("dir"), Marker: q.Get("marker")}
 	if lq.Tab == "" {
@@ -38,6 +39,17 @@ func parseListQuery(q url.Values, s *session) (listQuery, catalog.ListOptions, e
 		f.Visibility = lq.Tab
 	default:
 		return lq, opt, badInput("Unknown tab " + strconv.Quote(lq.Tab) + ".")
+	}
+	// The tabs of one visibility fix it; my project's and all projects' narrow to one, as
+	// the Image API's ?visibility= does (the catalog's listing rule still decides).
+	switch {
+	case lq.Visibility == "":
+	case lq.Tab != "project" && lq.Tab != "all":
+		return lq, opt, badInput("This tab lists one visibility already.")
+	case slices.Contains(visibilities, lq.Visibility):
+		f.Visibility = lq.Visibility
+	default:
+		return lq, opt, badInput("Unknown visibility " + strconv.Quote(lq.Visibility) + ".")
 	}
 	if lq.Name != "" {
 		f.Names = []string{lq.Name}
@@ -132,7 +144,7 @@ func (d *Dashboard) listImages(w http.ResponseWriter, r *http.Request, s *sessio
 		rows[i] = rowOf(img)
 	}
 	q.Del("marker")
-	data := map[string]any{"Query": lq, "Rows": rows, "Tabs": tabs, "Statuses": statuses,
+	data := map[string]any{"Query": lq, "Rows": rows, "Tabs": tabs, "Statuses": statuses, "Visibilities": visibilities,
 		"DiskFormats": catalog.DiskFormats, "First": Prefix + "/images?" + q.Encode()}
 	if full && len(imgs) > 0 {
 		q.Set("marker", imgs[len(imgs)-1].ID)
@@ -149,6 +161,9 @@ func (d *Dashboard) listImages(w http.ResponseWriter, r *http.Request, s *sessio
 }
 
 // statuses are the filterable image states.
+// visibilities are Glance's four, the choices wherever the dashboard offers one.
+var visibilities = []string{"private", "shared", "community", "public"}
+
 var statuses = []string{"queued", "saving", "uploading", "importing", "active", "deactivated"}
 
 // bar is one quota usage bar.
