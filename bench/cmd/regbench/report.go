@@ -191,7 +191,7 @@ func (b *bench) details() string {
 		"with versitygw's access-log lines for each bucket counted by operation. ")
 	sb.WriteString("Image cache: a third xloud-image over its own versitygw bucket with --cache-dir (max 2x the blob), a fourth on the same bucket without a cache, and the filesystem xloud-image, each pushed run 0's file; " +
 		"each run clears the cache (DELETE /v2/cache), then times in rotating order the cold GET through the cache (streamed from S3 while written to the cache and hashed; its commit, fsync and rename, is waited for outside the timing), " +
-		"the GET from the store without a cache and the raw ranged GET of the object; then a verified GET from the cache, then the GET from the cache (sendfile) and from the filesystem store in rotating order; the S3 object and both local files are in the page cache throughout. ")
+		"the GET from the store without a cache and the raw ranged GET of the object; then a verified GET from the cache, then three GETs from the cache (sendfile) and three from the filesystem store, alternating, in rotating order (9 of each in 3 runs, median); the S3 object and both local files are in the page cache throughout. ")
 	sb.WriteString("Both registries fsync at commit (Distribution: filesystem driver, in-memory blob descriptor cache, access log off; xloud-image: embedded store, --auth none, log level warn).\n")
 	fmt.Fprintf(&sb, "\nMachine load: load average %s at the start, %s at the end; CPU used by processes other than the benchmark's:", r.loadStart, r.loadEnd)
 	for i, c := range r.cpu {
