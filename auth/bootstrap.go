@@ -21,14 +21,22 @@ func (id *Identity) Bootstrap(ctx context.Context, password string) (bool, error
 	if password == "" {
 		return false, fmt.Errorf("%w: bootstrap needs an admin password", ErrInvalid)
 	}
+	// Nodes of a cluster starting together over an empty store race here: names are unique
+	// in the store, so a loser finds the winner's project, or its user and stops.
 	proj, err := id.ProjectByName(ctx, AdminName)
 	if errors.Is(err, ErrNotFound) {
 		proj, err = id.CreateProject(ctx, Project{Name: AdminName, Description: "Bootstrap project for initializing the cloud.", Enabled: true})
+		if errors.Is(err, ErrConflict) {
+			proj, err = id.ProjectByName(ctx, AdminName)
+		}
 	}
 	if err != nil {
 		return false, fmt.Errorf("bootstrap admin project: %w", err)
 	}
 	u, err := id.CreateUser(ctx, User{Name: AdminName, Enabled: true, DefaultProjectID: proj.ID}, password)
+	if errors.Is(err, ErrConflict) {
+		return false, nil // another node made it, and grants its role
+	}
 	if err != nil {
 		return false, fmt.Errorf("bootstrap admin user: %w", err)
 	}

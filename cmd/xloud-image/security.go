@@ -128,21 +128,34 @@ func bootstrapAdmin(ctx context.Context, c config, id *auth.Identity) error {
 	if err != nil || !need {
 		return err
 	}
-	pw := c.AdminPassword
+	pw, path := c.AdminPassword, ""
 	if pw == "" {
 		b := make([]byte, 18)
 		rand.Read(b)
 		pw = base64.RawURLEncoding.EncodeToString(b)
-		path := filepath.Join(c.DataDir, "admin-password")
+		path = filepath.Join(c.DataDir, "admin-password")
+		// Written before the user exists, so a crash between the two leaves no admin whose
+		// password nobody knows.
 		if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
 			return fmt.Errorf("write admin password: %w", err)
 		}
+	}
+	created, err := id.Bootstrap(ctx, pw)
+	switch {
+	case err != nil:
+		return err
+	case !created && path != "":
+		// Another node of the cluster made the admin first: this password is not its.
+		os.Remove(path)
+		slog.Info("the admin user was created by another node; its password file is on that node")
+	case !created:
+		slog.Info("the admin user was created by another node")
+	case path != "":
 		slog.Info("created the admin user with a generated password", "password_file", path)
-	} else {
+	default:
 		slog.Info("created the admin user with the given password")
 	}
-	_, err = id.Bootstrap(ctx, pw)
-	return err
+	return nil
 }
 
 func (s *security) registryAccess() *registry.Access {
