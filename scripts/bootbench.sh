@@ -127,7 +127,8 @@ trace() {
   done
   for j in "${pids[@]}"; do wait "$j"; done
 }
-served() { curl -sf "http://$REG/metrics" | awk -v s="xloud_signed_url_bytes_total{image=\"$ID\"}" '$1==s{printf "%d", $2; f=1} END{if(!f) print 0}'; }
+# %.0f, not %d: mawk clamps %d at 2^31-1, and the counter passes 2 GiB with the first download
+served() { curl -sf "http://$REG/metrics" | awk -v s="xloud_signed_url_bytes_total{image=\"$ID\"}" '$1==s{printf "%.0f", $2; f=1} END{if(!f) print 0}'; }
 
 # measure COND: in place (an overlay over the signed URL, the trace through it), then
 # download first (the whole image to a local file, then the same trace on a local overlay).
