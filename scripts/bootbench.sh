@@ -143,22 +143,23 @@ measure() {
     rm -f "$WORK/overlay.qcow2" "$WORK/local-overlay.qcow2" "$WORK/dl.qcow2"
     prepare "$cond"
     B0=$(served); T0=$(now)
-    qemu-img create -q -f qcow2 -b "json:{\"file.driver\":\"http\",\"file.url\":\"$URL\",\"file.readahead\":0}" -F qcow2 "$WORK/overlay.qcow2"
+    qemu-img create -q -f qcow2 -b "json:{\"file.driver\":\"http\",\"file.url\":\"$URL\",\"file.readahead\":0}" -F qcow2 "$WORK/overlay.qcow2" || exit 1
     trace "$WORK/overlay.qcow2" >"$WORK/inplace.log"
     T1=$(now); B1=$(served)
     n=$(grep -c 'bytes at offset' "$WORK/inplace.log" || true)
     [ "$n" = "$READS" ] || { echo "bootbench: the in-place trace read $n of $READS:"; tail "$WORK/inplace.log"; exit 1; }
     prepare "$cond"
     T2=$(now)
-    curl -sf -o "$WORK/dl.qcow2" "$URL"
+    # (set -e does not hold inside a function called with ||: every step checks itself)
+    curl -sSf -o "$WORK/dl.qcow2" "$URL" || { echo "bootbench: the download failed (curl exit $?)" >&2; exit 1; }
     sync "$WORK/dl.qcow2"
     T3=$(now)
-    qemu-img create -q -f qcow2 -b "$WORK/dl.qcow2" -F qcow2 "$WORK/local-overlay.qcow2"
+    qemu-img create -q -f qcow2 -b "$WORK/dl.qcow2" -F qcow2 "$WORK/local-overlay.qcow2" || exit 1
     trace "$WORK/local-overlay.qcow2" >"$WORK/local.log"
     T4=$(now)
     n=$(grep -c 'bytes at offset' "$WORK/local.log" || true)
     [ "$n" = "$READS" ] || { echo "bootbench: the local trace read $n of $READS" >&2; exit 1; }
-    cmp -s "$WORK/dl.qcow2" "$WORK/disk.qcow2" || { echo "bootbench: the download differs from the image" >&2; exit 1; }
+    cmp "$WORK/dl.qcow2" "$WORK/disk.qcow2" >&2 || { echo "bootbench: the download ($(stat -c %s "$WORK/dl.qcow2") bytes) differs from the image ($SIZE bytes)" >&2; df -h "$WORK" >&2; exit 1; }
     echo "$B0 $B1 $T0 $T1 $T2 $T3 $T4 $(cut -d' ' -f1 /proc/loadavg)" >>"$WORK/rounds.$cond"
   done
   report "$cond"
