@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -376,6 +378,10 @@ func TestBootArgs(t *testing.T) {
 	if got := qemu(t, nil, "qemu-img", "compare", "-F", "qcow2", filepath.Join(dir, "vm.qcow2"), w.disk); !strings.Contains(got, "identical") {
 		t.Fatalf("compare: %s", got)
 	}
+	// The overlay records the curl driver's settings the boot-like benchmark measured.
+	if got, want := recordedReadahead(t, filepath.Join(dir, "vm.qcow2")), benchReadahead(t); got != want {
+		t.Errorf("the overlay's backing file has readahead %q, scripts/bootbench.sh measures %q", got, want)
+	}
 	for _, c := range []struct {
 		env  []string
 		args []string
@@ -390,4 +396,39 @@ func TestBootArgs(t *testing.T) {
 			t.Errorf("%v: %v\n%s\nwant %q", c.args, err, out, c.want)
 		}
 	}
+}
+
+// recordedReadahead is the file.readahead of the json: backing file overlay records ("" when
+// it has none, which is qemu's default of 256 KiB).
+func recordedReadahead(t *testing.T, overlay string) string {
+	t.Helper()
+	var info struct {
+		Backing string `json:"backing-filename"`
+	}
+	if err := json.Unmarshal([]byte(qemu(t, nil, "qemu-img", "info", "-U", "--output=json", overlay)), &info); err != nil {
+		t.Fatalf("qemu-img info %s: %v", overlay, err)
+	}
+	var opts map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(info.Backing, "json:")), &opts); err != nil {
+		t.Fatalf("backing file %q: %v", info.Backing, err)
+	}
+	if v, ok := opts["file.readahead"]; ok {
+		return fmt.Sprint(v)
+	}
+	return ""
+}
+
+// benchReadahead is the file.readahead scripts/bootbench.sh gives qemu's curl driver.
+func benchReadahead(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	script, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "scripts", "bootbench.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`file\.readahead\\":(\d+)`).FindSubmatch(script)
+	if m == nil {
+		t.Fatal("scripts/bootbench.sh sets no file.readahead")
+	}
+	return string(m[1])
 }
