@@ -19,8 +19,9 @@ import (
 // ReadFrom). The user-space tee it replaces copied every byte three times (socket to buffer,
 // buffer to client, buffer to file) and measured 0.5x of a GET without the cache.
 const (
-	// fillStep is how much the fill writes before it tells the follower.
-	fillStep = 4 << 20
+	// fillStep is how much the fill writes before it tells the follower: the client is at
+	// most this far behind what the store sent.
+	fillStep = 1 << 20
 	// fillStall is how long the S3 connection may send nothing before the fill gives up.
 	fillStall = time.Minute
 )
