@@ -22,7 +22,8 @@ const (
 	// fillStep is how much the fill writes before it tells the follower: the client is at
 	// most this far behind what the store sent.
 	fillStep = 1 << 20
-	// fillStall is how long the S3 connection may send nothing before the fill gives up.
+	// fillStall is how long the S3 connection may take to send one step before the fill
+	// gives up (a store that stalls; the client then gets a truncated body).
 	fillStall = time.Minute
 )
 

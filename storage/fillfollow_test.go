@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-
 )
 
 // blobServer serves e's blobs as the registry's whole-blob GET does (Content-Length, then
