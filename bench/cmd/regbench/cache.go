@@ -30,8 +30,9 @@ type cacheResults struct {
 	coldCPU, nocacheCPU []float64
 }
 
-// phaseCache measures the node cache: a cold GET (S3 → cache file → client, verified after) against a GET from S3 without a cache and a raw ranged GET of the object; then a
-// GET served from the cache against one from the filesystem store.
+// phaseCache measures the node cache: a cold GET (S3 → cache file → client, verified after)
+// against a GET from S3 without a cache and a raw ranged GET of the object; then a GET
+// served from the cache against one from the filesystem store.
 func (b *bench) phaseCache(ctx context.Context) error {
 	v, err := b.startVersity(ctx)
 	if err != nil {
