@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -67,6 +68,24 @@ func (p *fillProgress) beyond(at int64) (int64, bool, error) {
 	return p.n, p.done, p.err
 }
 
+// fillWriteError is a fill that failed on the cache's side (its disk is full, say): the
+// client is not to suffer for it.
+type fillWriteError struct{ err error }
+
+func (e *fillWriteError) Error() string { return "write cache file: " + e.err.Error() }
+func (e *fillWriteError) Unwrap() error { return e.err }
+
+// diskError reports whether err, from a splice of a socket into a file, is the file's.
+// (os.File.ReadFrom names either side's errors "write".)
+func diskError(err error) bool {
+	for _, e := range []error{syscall.ENOSPC, syscall.EDQUOT, syscall.EFBIG, syscall.EIO, syscall.EROFS} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // fillFrom writes the rest of body to f (positioned at the end of what it holds), telling p
 // as it goes.
 func fillFrom(f *os.File, body *rawBody, p *fillProgress) {
@@ -76,7 +95,7 @@ func fillFrom(f *os.File, body *rawBody, p *fillProgress) {
 		body.left -= m
 		p.add(m)
 		if err != nil {
-			p.finish(fmt.Errorf("write cache file: %w", err))
+			p.finish(&fillWriteError{err})
 			return
 		}
 	}
@@ -90,6 +109,10 @@ func fillFrom(f *os.File, body *rawBody, p *fillProgress) {
 		p.add(m)
 		if err == nil && m == 0 {
 			err = io.ErrUnexpectedEOF // the store closed before the object's end
+		}
+		if diskError(err) {
+			p.finish(&fillWriteError{err})
+			return
 		}
 		if err != nil {
 			p.finish(fmt.Errorf("s3 read into the cache, %d bytes short: %w", body.left, err))
@@ -157,6 +180,16 @@ func (r *fillReader) spliceFill(w io.Writer) (n int64, ok bool, err error) {
 	r.filled = filled
 	r.openAt(r.size) // the connection is used up (or broken): close it
 	if err != nil || ferr != nil || filled != r.size {
+		var we *fillWriteError
+		if errors.As(err, &we) {
+			// The cache's disk failed, not the store or the client: the rest comes from
+			// the store, as a read without a fill (the connection's bytes past the client's
+			// were taken by the failed write).
+			r.c.Log.Warn("cache: write fill", "digest", r.d, "err", err)
+			r.end(false)
+			m, err := r.blobReader.WriteTo(w)
+			return n + m, true, err
+		}
 		if ferr != nil && !errors.Is(ferr, net.ErrClosed) {
 			r.c.Log.Debug("cache: fill from the store ended early", "digest", r.d, "err", ferr)
 		}
