@@ -17,8 +17,9 @@ import (
 // pass the bytes through the server's memory: one goroutine moves them from the socket to
 // the cache file (os.File.ReadFrom of a TCP connection splices on Linux: one copy, into the
 // page cache), and the client is sent the file as it grows (sendfile through the response's
-// ReadFrom). The user-space tee it replaces copied every byte three times (socket to buffer,
-// buffer to client, buffer to file) and measured 0.5x of a GET without the cache.
+// ReadFrom). The user-space tee it replaces (fillPipe, still used for other streams) copied
+// every byte three times (socket to buffer, buffer to client, buffer to file): a cold 1 GiB
+// GET went from 0.51x to 0.70x of a GET without the cache, and from 1.25 to 0.65 CPU-s.
 const (
 	// fillStep is how much the fill writes before it tells the follower: the client is at
 	// most this far behind what the store sent.
