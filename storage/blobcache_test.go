@@ -32,6 +32,7 @@ type cacheEnv struct {
 	store  *storage.Store
 	cache  *storage.Cache
 	closed func()
+	url    string // the store's URL ("": versitygw's own)
 }
 
 func newCacheEnv(t *testing.T, max int64) *cacheEnv {
@@ -44,7 +45,10 @@ func newCacheEnv(t *testing.T, max int64) *cacheEnv {
 
 func (e *cacheEnv) open() {
 	e.t.Helper()
-	b, err := storage.OpenS3(e.s3.URL(e.bucket, "p"))
+	if e.url == "" {
+		e.url = e.s3.URL(e.bucket, "p")
+	}
+	b, err := storage.OpenS3(e.url)
 	if err != nil {
 		e.t.Fatal(err)
 	}

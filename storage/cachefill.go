@@ -100,15 +100,19 @@ func (r *fillReader) ReadAt(p []byte, off int64) (int, error) {
 	return r.blobReader.ReadAt(p, off)
 }
 
-// WriteTo copies the rest of the blob to w, through the fill while there is one. The
-// bytes go to the client first; writing them to the cache file runs beside the next read
-// (fillPipe), and the digest is checked after the last byte went out (endFill), so a cold
-// read costs little more than a plain one.
+// WriteTo copies the rest of the blob to w, through the fill while there is one. From a raw
+// S3 connection the client follows the cache file as the kernel fills it (spliceFill). From
+// any other stream the bytes go to the client first and writing them to the cache file runs
+// beside the next read (fillPipe). Either way the digest is checked after the last byte went
+// out (endFill).
 func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
 	r.begin()
 	if r.tmp == nil || r.off != r.filled {
 		r.end(false)
 		return r.blobReader.WriteTo(w)
+	}
+	if n, ok, err := r.spliceFill(w); ok {
+		return n, err
 	}
 	p := newFillPipe(r.tmp)
 	var total int64

@@ -25,11 +25,14 @@ type cacheResults struct {
 	raw     []float64 // ranged GET of the object straight from versitygw
 	warm    []float64 // GET answered from the cache (sendfile)
 	fs      []float64 // GET of the same blob from the filesystem store
+	// The serving xloud-image's CPU seconds (user+system) over each cold GET and each GET
+	// without a cache: what the machine's load does not change much.
+	coldCPU, nocacheCPU []float64
 }
 
-// phaseCache measures the node cache: a cold GET (S3 → client, teed into the cache and
-// verified) against a GET from S3 without a cache and a raw ranged GET of the object; then a
-// GET served from the cache against one from the filesystem store.
+// phaseCache measures the node cache: a cold GET (S3 → cache file → client, verified after)
+// against a GET from S3 without a cache and a raw ranged GET of the object; then a GET
+// served from the cache against one from the filesystem store.
 func (b *bench) phaseCache(ctx context.Context) error {
 	v, err := b.startVersity(ctx)
 	if err != nil {
@@ -82,13 +85,17 @@ func (b *bench) phaseCache(ctx context.Context) error {
 			switch t {
 			case 0:
 				name, out = "cold via cache", &r.cold
+				cpu := procCPUSeconds(xc.pid())
 				n, el, err = b.c.getBlob(ctx, xc.base+blob, f.digest, false)
+				r.coldCPU = append(r.coldCPU, procCPUSeconds(xc.pid())-cpu)
 				if err == nil {
 					err = waitCacheEntries(ctx, xc, 1) // the fill's commit, outside every timing
 				}
 			case 1:
 				name, out = "s3 no cache", &r.nocache
+				cpu := procCPUSeconds(xn.pid())
 				n, el, err = b.c.getBlob(ctx, xn.base+blob, f.digest, false)
+				r.nocacheCPU = append(r.nocacheCPU, procCPUSeconds(xn.pid())-cpu)
 			case 2:
 				name, out = "versitygw ranged", &r.raw
 				n, el, err = b.rangedGet(ctx, raw, int64(b.o.size))
