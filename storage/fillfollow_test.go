@@ -229,13 +229,7 @@ func TestCacheColdGETStoreKilled(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Fatal("the handler saw no error")
 	}
-	e.cache.Flush()
-	if st := e.cache.Stats(); st.Entries != 0 || st.Fills != 0 || st.Discarded != 1 {
-		t.Fatalf("a cut fill was kept: %+v", st)
-	}
-	if ents := e.incomplete(); len(ents) != 0 {
-		t.Fatalf("fill files left: %v", ents)
-	}
+	e.checkDiscarded(t, "a cut fill")
 }
 
 // A client that leaves in the middle of a cold GET, while S3 holds back the rest, ends the
@@ -263,14 +257,21 @@ func TestCacheColdGETClientLeaves(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler did not return after the client left")
 	}
+	e.checkDiscarded(t, "an abandoned fill")
+	gate.open()
+	settle(t, "goroutines", goroutines, runtime.NumGoroutine)
+	settle(t, "descriptors", fds, func() int { return fdCount(t) })
+}
+
+// checkDiscarded fails t unless the cache, once its commits are done, discarded one fill
+// (what) and holds no entry and no fill file.
+func (e *cacheEnv) checkDiscarded(t *testing.T, what string) {
+	t.Helper()
 	e.cache.Flush()
 	if st := e.cache.Stats(); st.Entries != 0 || st.Fills != 0 || st.Discarded != 1 {
-		t.Fatalf("an abandoned fill was kept: %+v", st)
+		t.Fatalf("%s was kept: %+v", what, st)
 	}
 	if ents := e.incomplete(); len(ents) != 0 {
 		t.Fatalf("fill files left: %v", ents)
 	}
-	gate.open()
-	settle(t, "goroutines", goroutines, runtime.NumGoroutine)
-	settle(t, "descriptors", fds, func() int { return fdCount(t) })
 }
