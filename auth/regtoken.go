@@ -109,7 +109,7 @@ func (s *Signer) Sign(ctx context.Context, pr Principal, access []Access) (strin
 		Issuer: tokenIssuer, Subject: pr.UserID, Name: pr.UserName, Admin: pr.Admin, Audience: s.Service,
 		Project: pr.ProjectID, Roles: pr.ScopedRoles,
 		IssuedAt: now.Unix(), NotBefore: now.Add(-time.Minute).Unix(),
-		Expires: now.Add(RegistryTokenTTL).Unix(), ID: randomString(12), Access: access,
+		Expires: now.Add(RegistryTokenTTL).Unix(), ID: RandomSecret(12), Access: access,
 	}
 	if c.Access == nil {
 		c.Access = []Access{}

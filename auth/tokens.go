@@ -124,7 +124,7 @@ func (id *Identity) issue(ctx context.Context, t Token, methods []string, expire
 		expires = now.Add(DefaultTokenTTL)
 	}
 	u, projectID := User{ID: t.UserID}, t.ProjectID
-	t.Methods, t.Issued, t.Expires, t.AuditID = methods, now, expires.UTC(), randomString(16)
+	t.Methods, t.Issued, t.Expires, t.AuditID = methods, now, expires.UTC(), RandomSecret(16)
 	if projectID != "" {
 		if p, err := id.GetProject(ctx, projectID); err != nil || !p.Enabled {
 			return t, "", fmt.Errorf("%w: project %s is not available", ErrUnauthorized, projectID)
@@ -137,7 +137,7 @@ func (id *Identity) issue(ctx context.Context, t Token, methods []string, expire
 			return t, "", fmt.Errorf("%w: no role on project %s", ErrUnauthorized, projectID)
 		}
 	}
-	secret := randomString(32)
+	secret := RandomSecret(32)
 	err := id.meta.Update(ctx, func(tx meta.Tx) error {
 		if err := tx.SetAdd(setTokens, tokenExpiryKey(t.Expires, secret)); err != nil {
 			return err
@@ -230,8 +230,15 @@ func revokeUserTokens(tx meta.Tx, userID string) error {
 	return nil
 }
 
-func randomString(n int) string {
+// RandomSecret is n random bytes, URL-safe base64, never starting with '-': tokens and
+// generated passwords are passed on command lines (`openstack token revoke <id>`), where
+// one that starts with '-' reads as an option.
+func RandomSecret(n int) string {
 	b := make([]byte, n)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
+	for {
+		rand.Read(b)
+		if s := base64.RawURLEncoding.EncodeToString(b); s[0] != '-' {
+			return s
+		}
+	}
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -130,9 +128,7 @@ func bootstrapAdmin(ctx context.Context, c config, id *auth.Identity) error {
 	}
 	pw, path := c.AdminPassword, ""
 	if pw == "" {
-		b := make([]byte, 18)
-		rand.Read(b)
-		pw = base64.RawURLEncoding.EncodeToString(b)
+		pw = auth.RandomSecret(18)
 		path = filepath.Join(c.DataDir, "admin-password")
 		// Written before the user exists, so a crash between the two leaves no admin whose
 		// password nobody knows.

@@ -160,10 +160,16 @@ func keystoneIsFile(p string) bool {
 }
 
 // keystoneSecret is a random password.
+// keystoneSecret is a random password for Keystone's users. It never starts with '-',
+// which keystone-manage's and openstack's argument parsers take for an option.
 func keystoneSecret() string {
 	b := make([]byte, 12)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
+	for {
+		rand.Read(b)
+		if s := base64.RawURLEncoding.EncodeToString(b); s[0] != '-' {
+			return s
+		}
+	}
 }
 
 // postgresCredential is who PostgreSQL runs as: it refuses to run as root, so as root the
