@@ -10,7 +10,9 @@ import (
 )
 
 // serveDebug serves Go's pprof handlers on addr, on a listener of their own so they are never
-// reachable through the API ports; it returns a function that closes it.
+// reachable through the API ports; it returns a function that closes it. pprof's cmdline is
+// left out: the command line holds --admin-password, --keystone-password and store URLs with
+// their keys, and the debug listener asks for no credentials.
 func serveDebug(addr string) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -18,7 +20,6 @@ func serveDebug(addr string) (func(), error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

@@ -12,7 +12,7 @@ import (
 )
 
 // TestDebugAddr: --debug-addr serves Go's pprof handlers on its own listener (a CPU profile
-// included) and not on the API listeners; an address that
+// included), never the command line (it holds secrets), and not on the API listeners; an address that
 // cannot be listened on stops the start with an error naming it.
 func TestDebugAddr(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
@@ -27,7 +27,11 @@ func TestDebugAddr(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, body := get("http://" + addr + "/debug/pprof/cmdline"); code != 200 || !strings.Contains(body, "--debug-addr") {
+	if code, body := get("http://" + addr + "/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine") {
+		t.Errorf("goroutines on the debug listener: %d %q", code, body)
+	}
+	// The command line holds secrets (passwords, store keys): never served.
+	if code, body := get("http://" + addr + "/debug/pprof/cmdline"); code == 200 || strings.Contains(body, "--auth") {
 		t.Errorf("cmdline on the debug listener: %d %q", code, body)
 	}
 	if code, body := get("http://" + addr + "/debug/pprof/profile?seconds=1"); code != 200 || len(body) == 0 {
