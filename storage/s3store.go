@@ -654,7 +654,34 @@ func (s *S3Store) openRaw(ctx context.Context, key string, off, length int64) (i
 		conn.Close()
 		return nil, fmt.Errorf("s3 get %s: %s: %s", key, resp.Status, bytes.TrimSpace(body))
 	}
+	if err := checkRange(resp, off, length); err != nil {
+		// A proxy or store that ignored the Range would have the client read the wrong
+		// bytes at the right offset.
+		conn.Close()
+		return nil, fmt.Errorf("s3 get %s: %w: %v", key, ErrStoreUnavailable, err)
+	}
 	return &rawBody{conn: conn, br: br, left: resp.ContentLength}, nil
+}
+
+// checkRange reports whether resp answers a GET of length bytes from off (length < 0: to
+// the end; no Range was sent for a whole object): a 206 must start at off and hold no more
+// than asked, a 200 must be the whole object.
+func checkRange(resp *http.Response, off, length int64) error {
+	if resp.StatusCode == http.StatusOK {
+		if off > 0 || (length > 0 && resp.ContentLength > length) {
+			return fmt.Errorf("asked for %d bytes from %d, answered %s with the whole object (%d bytes)", length, off, resp.Status, resp.ContentLength)
+		}
+		return nil
+	}
+	cr := resp.Header.Get("Content-Range")
+	var first, last int64
+	if _, err := fmt.Sscanf(cr, "bytes %d-%d/", &first, &last); err != nil {
+		return fmt.Errorf("206 with Content-Range %q", cr)
+	}
+	if first != off || last < first || resp.ContentLength != last-first+1 || (length > 0 && last-first+1 > length) {
+		return fmt.Errorf("asked for %d bytes from %d, answered Content-Range %q, %d bytes", length, off, cr, resp.ContentLength)
+	}
+	return nil
 }
 
 // rawBody is an identity-encoded response body read straight off its connection.
