@@ -201,12 +201,7 @@ func httpGet(url string) ([]byte, error) {
 // S3 killed in the middle of a cold GET: the client gets a truncated body (the bytes it
 // got are the blob's) and nothing is cached.
 func TestCacheColdGETStoreKilled(t *testing.T) {
-	e := newCacheEnv(t, 256<<20)
-	d, data := e.put(24 << 20)
-	gate := startGateProxy(t, e.s3.Addr, 6<<20)
-	e.openVia(gate.ln.Addr().String())
-	done := make(chan error, 2)
-	srv := e.blobServer(done)
+	e, d, data, gate, srv, done := newGatedBlob(t)
 	resp, err := http.Get(srv.URL + "/" + d.String())
 	if err != nil {
 		t.Fatal(err)
@@ -235,12 +230,7 @@ func TestCacheColdGETStoreKilled(t *testing.T) {
 // A client that leaves in the middle of a cold GET, while S3 holds back the rest, ends the
 // S3 read at once: nothing is cached, no file, goroutine or descriptor is left.
 func TestCacheColdGETClientLeaves(t *testing.T) {
-	e := newCacheEnv(t, 256<<20)
-	d, data := e.put(24 << 20)
-	gate := startGateProxy(t, e.s3.Addr, 6<<20)
-	e.openVia(gate.ln.Addr().String())
-	done := make(chan error, 1)
-	srv := e.blobServer(done)
+	e, d, data, gate, srv, done := newGatedBlob(t)
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	goroutines, fds := runtime.NumGoroutine(), fdCount(t)
 	resp, err := client.Get(srv.URL + "/" + d.String())
@@ -274,4 +264,16 @@ func (e *cacheEnv) checkDiscarded(t *testing.T, what string) {
 	if ents := e.incomplete(); len(ents) != 0 {
 		t.Fatalf("fill files left: %v", ents)
 	}
+}
+
+// newGatedBlob is a cache over versitygw behind a gate proxy that holds back all but the
+// first 6 MiB of each answer, a 24 MiB blob in it, and a server of its blobs reporting each
+// GET's end on done.
+func newGatedBlob(t *testing.T) (*cacheEnv, digest.Digest, []byte, *gateProxy, *httptest.Server, chan error) {
+	e := newCacheEnv(t, 256<<20)
+	d, data := e.put(24 << 20)
+	gate := startGateProxy(t, e.s3.Addr, 6<<20)
+	e.openVia(gate.ln.Addr().String())
+	done := make(chan error, 2)
+	return e, d, data, gate, e.blobServer(done), done
 }
