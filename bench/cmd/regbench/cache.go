@@ -98,7 +98,7 @@ func (b *bench) phaseCache(ctx context.Context) error {
 				r.nocacheCPU = append(r.nocacheCPU, procCPUSeconds(xn.pid())-cpu)
 			case 2:
 				name, out = "versitygw ranged", &r.raw
-				n, el, err = b.rangedGet(ctx, raw, int64(b.o.size))
+				n, el, err = b.rangedGet(ctx, raw, "", int64(b.o.size))
 			}
 			if err == nil && n != int64(b.o.size) {
 				err = fmt.Errorf("%d bytes, want %d", n, int64(b.o.size))

@@ -52,6 +52,13 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == tcpRelayCmd {
+		if err := tcpRelay(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "regbench tcp-relay:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == serveFileCmd {
 		if err := serveFile(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "regbench serve-file:", err)

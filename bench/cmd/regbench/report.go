@@ -76,6 +76,8 @@ func (b *bench) rows() []row {
 		row{size + " blob PUT into S3 (versitygw)", sx, "Distribution s3-aws driver", sd, "MB/s", "≥ 1.10x", func() bool { return sx >= 1.1*sd }},
 		row{size + " blob GET from S3", sgx, "ranged GET of the object from versitygw", sgr, "MB/s", "≥ 0.90x", func() bool { return sgx >= 0.9*sgr }},
 		row{size + " blob GET from S3, store with redirect= (307 followed)", median(s3.getRedirect), "ranged GET of the object from versitygw", sgr, "MB/s", "", nil},
+		row{size + " ranged GET through a bare TCP relay (kernel splice, no HTTP)", median(s3.getRelay), "ranged GET of the object from versitygw", sgr, "MB/s", "", nil},
+		row{size + " blob GET from S3", sgx, "the same GET through the bare TCP relay", median(s3.getRelay), "MB/s", "", nil},
 		row{"peak RSS during a " + humanBytes(int64(b.o.rssSize)) + " S3 upload", srx, "Distribution s3-aws driver", srd, "MiB", "< 150 MiB", func() bool { return srx < 150 }},
 		row{fmt.Sprintf("server-side copies in a %s push of 1 MiB chunks", humanBytes(s3.chunkSize)), cx, "Distribution s3-aws driver", cd, "requests", "0", func() bool { return s3.chunkSize > 0 && cx == 0 }},
 	)
@@ -161,7 +163,8 @@ func (b *bench) details() string {
 	}
 	if s3 := r.s3; len(s3.putXloud) > 0 {
 		fmt.Fprintf(&sb, "- S3 PUT xloud-image: %s; Distribution s3-aws: %s\n", runs(s3.putXloud), runs(s3.putDist))
-		fmt.Fprintf(&sb, "- S3 GET xloud-image: %s; ranged GET from versitygw: %s; with redirect= (307 followed): %s\n", runs(s3.getXloud), runs(s3.getRaw), runs(s3.getRedirect))
+		fmt.Fprintf(&sb, "- S3 GET xloud-image: %s; ranged GET from versitygw: %s; through the bare TCP relay: %s; with redirect= (307 followed): %s\n", runs(s3.getXloud), runs(s3.getRaw), runs(s3.getRelay), runs(s3.getRedirect))
+		fmt.Fprintf(&sb, "- S3 GET CPU per GET (mean): through xloud-image: %s; straight from versitygw: %s; through the bare TCP relay: %s\n", s3.cpuXloud, s3.cpuRaw, s3.cpuRelay)
 		fmt.Fprintf(&sb, "- S3 RSS xloud-image: VmHWM %.1f MiB (sampled %.1f MiB); Distribution s3-aws: %.1f MiB (sampled %.1f MiB)\n",
 			float64(s3.rssXloud.peak)/1024, float64(s3.rssXloud.sampled)/1024, float64(s3.rssDist.peak)/1024, float64(s3.rssDist.sampled)/1024)
 		fmt.Fprintf(&sb, "- S3 requests of a %s push in 1 MiB chunks: xloud-image %v; Distribution %v\n", humanBytes(s3.chunkSize), s3.chunkedXloud, s3.chunkedDist)
@@ -189,7 +192,9 @@ func (b *bench) details() string {
 	sb.WriteString("RSS: one monolithic PUT streamed from a ChaCha8 generator (digest from a first pass), VmHWM reset (clear_refs 5) before and read after. ")
 	sb.WriteString("S3: one versitygw v1.8.0 (posix, sidecar metadata, access log on) on the same filesystem serves both; xloud-image with --store s3=s3://xloud/blobs, " +
 		"Distribution v3 with its s3-aws driver (forcepathstyle, redirect disabled, in-memory descriptor cache) on bucket dist; PUT and GET as above; " +
-		"the raw GET is a presigned GET of the object holding xloud-image's blob with Range: bytes=0-<size-1> (206); the chunked push is POST, PATCHes of 1 MiB with Content-Range, PUT ?digest=, " +
+		"the raw GET is a presigned GET of the object holding xloud-image's blob with Range: bytes=0-<size-1> (206); " +
+		"the relayed GET is the same request sent through a bare TCP relay in front of versitygw (a separate process of this benchmark: per connection, one io.Copy each way between two TCP connections, which Go does with splice; no HTTP parsing, no buffer of its own): the least work any server between the client and S3 can do, so its ratio shows what one more hop costs on this machine; " +
+		"the three GETs rotate order each run, and the CPU time of versitygw, of the process in the middle and of the client (this benchmark) is read around each; the chunked push is POST, PATCHes of 1 MiB with Content-Range, PUT ?digest=, " +
 		"with versitygw's access-log lines for each bucket counted by operation. ")
 	sb.WriteString("Image cache: a third xloud-image over its own versitygw bucket with --cache-dir (max 2x the blob), a fourth on the same bucket without a cache, and the filesystem xloud-image, each pushed run 0's file; " +
 		"each run clears the cache (DELETE /v2/cache), then times in rotating order the cold GET through the cache (the S3 socket spliced into the cache file while the client is sent the growing file; the fill's hash, fsync and rename are waited for outside the timing), " +

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -25,9 +26,13 @@ type s3Results struct {
 	getXloud, getRaw  []float64 // MB/s per run: blob GET through xloud-image; ranged GET of the object from versitygw
 	// getRedirect: blob GET from a second xloud-image on the same bucket with redirect= on
 	// (307 to a presigned URL, followed), MB/s per run.
-	getRedirect       []float64
-	rssXloud, rssDist rssResult
-	chunkSize         int64
+	getRedirect []float64
+	// getRelay: the same ranged GET through a bare TCP relay (kernel splice) in front of
+	// versitygw, MB/s per run: the ceiling of any server between client and S3 here.
+	getRelay                   []float64
+	cpuXloud, cpuRaw, cpuRelay s3GetCPU // CPU per GET of each kind, by process
+	rssXloud, rssDist          rssResult
+	chunkSize                  int64
 	// Requests versitygw logged during one chunked push (1 MiB chunks) per target, by operation.
 	chunkedXloud, chunkedDist map[string]int
 }
@@ -182,8 +187,10 @@ func (b *bench) phaseS3(ctx context.Context) error {
 	return nil
 }
 
-// s3Gets downloads run 0's blob through xloud-image and as a plain ranged GET (presigned)
-// of the object that holds it, straight from versitygw.
+// s3Gets downloads run 0's blob through xloud-image, as a plain ranged GET (presigned) of
+// the object that holds it straight from versitygw, and as the same ranged GET through a bare
+// TCP relay (startTCPRelay), in rotating order; it reads the CPU time each process (versitygw,
+// the server in the middle, the client) spent on each GET.
 func (b *bench) s3Gets(ctx context.Context, v *versity, xs *server) error {
 	f := b.files[0]
 	key, err := objectOfSize(filepath.Join(v.root, "xloud", "blobs", "data"), int64(b.o.size))
@@ -199,42 +206,75 @@ func (b *bench) s3Gets(ctx context.Context, v *versity, xs *server) error {
 		return err
 	}
 	raw := u.String()
+	relay, relayAddr, err := startTCPRelay(ctx, b.work, v.addr)
+	if err != nil {
+		return err
+	}
+	defer relay.stop()
+	// The presigned URL signs versitygw's host: the relayed GET is sent to the relay with
+	// versitygw's Host header.
+	viaRelay := strings.Replace(raw, "//"+v.addr+"/", "//"+relayAddr+"/", 1)
 	xurl := xs.base + "/v2/bench/s3put-0/blobs/" + f.digest
-	if _, _, err := b.c.getBlob(ctx, xurl, f.digest, true); err != nil {
-		return fmt.Errorf("warm-up S3 GET through xloud-image: %w", err)
-	}
-	if _, _, err := b.rangedGet(ctx, raw, int64(b.o.size)); err != nil {
-		return fmt.Errorf("warm-up ranged GET from versitygw: %w", err)
-	}
 	r := &b.res.s3
+	targets := []struct {
+		name   string
+		middle *server
+		get    func(verify bool) (int64, time.Duration, error)
+		out    *[]float64
+		cpu    *s3GetCPU
+	}{
+		{"xloud-image s3", xs, func(verify bool) (int64, time.Duration, error) { return b.c.getBlob(ctx, xurl, f.digest, verify) }, &r.getXloud, &r.cpuXloud},
+		{"versitygw ranged", nil, func(bool) (int64, time.Duration, error) { return b.rangedGet(ctx, raw, "", int64(b.o.size)) }, &r.getRaw, &r.cpuRaw},
+		{"bare TCP relay", relay, func(bool) (int64, time.Duration, error) {
+			return b.rangedGet(ctx, viaRelay, v.addr, int64(b.o.size))
+		}, &r.getRelay, &r.cpuRelay},
+	}
+	for _, t := range targets {
+		if _, _, err := t.get(true); err != nil {
+			return fmt.Errorf("warm-up S3 GET, %s: %w", t.name, err)
+		}
+	}
 	for i := range b.o.runs {
-		for _, t := range rotate([]int{0, 1}, i) {
-			var n int64
-			var el time.Duration
-			var err error
-			name := "xloud-image s3"
-			if t == 0 {
-				n, el, err = b.c.getBlob(ctx, xurl, f.digest, false)
-			} else {
-				name = "versitygw ranged"
-				n, el, err = b.rangedGet(ctx, raw, int64(b.o.size))
+		for _, t := range rotate(targets, i) {
+			var mid0 float64
+			if t.middle != nil {
+				mid0 = procCPUSeconds(t.middle.pid())
 			}
+			s3cpu0, self0 := procCPUSeconds(v.pid()), rusageSeconds(syscall.RUSAGE_SELF)
+			n, el, err := t.get(false)
 			if err == nil && n != int64(b.o.size) {
 				err = fmt.Errorf("%d bytes, want %d", n, int64(b.o.size))
 			}
 			if err != nil {
-				return fmt.Errorf("S3 GET run %d, %s: %w", i+1, name, err)
+				return fmt.Errorf("S3 GET run %d, %s: %w", i+1, t.name, err)
 			}
+			t.cpu.s3 += procCPUSeconds(v.pid()) - s3cpu0
+			t.cpu.client += rusageSeconds(syscall.RUSAGE_SELF) - self0
+			if t.middle != nil {
+				t.cpu.middle += procCPUSeconds(t.middle.pid()) - mid0
+			}
+			t.cpu.gets++
 			val := mbps(n, el.Seconds())
-			if t == 0 {
-				r.getXloud = append(r.getXloud, val)
-			} else {
-				r.getRaw = append(r.getRaw, val)
-			}
-			b.logf("S3 GET run %d %-16s %8.1f MB/s (%.2fs)", i+1, name, val, el.Seconds())
+			*t.out = append(*t.out, val)
+			b.logf("S3 GET run %d %-16s %8.1f MB/s (%.2fs)", i+1, t.name, val, el.Seconds())
 		}
 	}
 	return nil
+}
+
+// s3GetCPU sums the CPU seconds that the GETs of one kind cost each process.
+type s3GetCPU struct {
+	s3, middle, client float64
+	gets               int
+}
+
+func (c s3GetCPU) String() string {
+	if c.gets == 0 {
+		return "not measured"
+	}
+	n := float64(c.gets)
+	return fmt.Sprintf("versitygw %.2f, in the middle %.2f, client %.2f, in all %.2f CPU-s",
+		c.s3/n, c.middle/n, c.client/n, (c.s3+c.middle+c.client)/n)
 }
 
 // s3RedirectGets pushes run 0's file into a second xloud-image whose store has redirect=
@@ -268,10 +308,14 @@ func (b *bench) s3RedirectGets(ctx context.Context, storeURL string) error {
 	return nil
 }
 
-// rangedGet reads bytes=0-(size-1) of a presigned URL (206) into a 1 MiB buffer.
-func (b *bench) rangedGet(ctx context.Context, url string, size int64) (int64, time.Duration, error) {
+// rangedGet reads bytes=0-(size-1) of a presigned URL (206) into a 1 MiB buffer; host, if
+// set, is the Host header (the one the URL was signed for).
+func (b *bench) rangedGet(ctx context.Context, url, host string, size int64) (int64, time.Duration, error) {
 	start := time.Now()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if host != "" {
+		req.Host = host
+	}
 	req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", size-1))
 	resp, err := b.c.do(req, http.StatusPartialContent)
 	if err != nil {
