@@ -28,7 +28,7 @@ type s3Results struct {
 	// (307 to a presigned URL, followed), MB/s per run.
 	getRedirect []float64
 	// getRelay: the same ranged GET through a bare TCP relay (kernel splice) in front of
-	// versitygw, MB/s per run: the ceiling of any server between client and S3 here.
+	// versitygw, MB/s per run: what one more hop costs here.
 	getRelay                   []float64
 	cpuXloud, cpuRaw, cpuRelay s3GetCPU // CPU per GET of each kind, by process
 	rssXloud, rssDist          rssResult
