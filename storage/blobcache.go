@@ -414,14 +414,15 @@ func (c *Cache) beginFill(d digest.Digest, size int64) *os.File {
 	return f
 }
 
-// endFill finishes the fill of d in f: when complete (all size bytes went in) the file is
-// read back and becomes the entry only if its digest is d; otherwise, or when incomplete, it
-// is discarded. Either way the reservation ends.
-func (c *Cache) endFill(d digest.Digest, key, image string, size int64, f *os.File, complete bool) {
+// endFill ends fill t, whose writer stopped with err (nil: all its bytes are in the file).
+// A complete file is read back and becomes the entry only if its digest is t's, once it is
+// on disk; otherwise, or when incomplete, it is discarded. Either way the reservation ends.
+// complete says the reader delivered every byte (a failure is then worth a warning).
+func (c *Cache) endFill(t *cacheFill, err error, complete bool) {
+	d, key, image, size, f := t.d, t.key, t.image, t.size, t.f
 	defer os.Remove(f.Name()) // a no-op after the rename
-	err := errors.New("partial fill")
-	if complete {
-		err = verifyFill(f, d, size)
+	if err == nil {
+		err = verifyFill(f, d, size, t.usedDIO)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -434,7 +435,7 @@ func (c *Cache) endFill(d digest.Digest, key, image string, size int64, f *os.Fi
 	delete(c.filling, d)
 	if err != nil {
 		c.discarded.Add(1)
-		if complete { // the store's bytes are not the blob's, or the disk failed
+		if complete { // the store's bytes are not the blob's, or a disk or the store failed
 			c.Log.Warn("cache: fill discarded", "digest", d, "err", err)
 		} else {
 			c.Log.Debug("cache: fill discarded", "digest", d, "err", err)
