@@ -36,9 +36,13 @@ const (
 	dioAlign = 4096
 )
 
-// fillWriteHook, when set (by tests only), is called by the cache writer before each write
-// with its offset: it stands for a slow cache disk.
-var fillWriteHook func(off int64)
+// Set by tests only: fillWriteHook, when not nil, is called by the cache writer before each
+// write with its offset (it stands for a slow cache disk); enableDirect turns on O_DIRECT for
+// a fill's file (a test has it refused, as a filesystem without direct I/O does).
+var (
+	fillWriteHook func(off int64)
+	enableDirect  = func(f *os.File) error { return setDirect(f, true) }
+)
 
 // fillReader streams a blob from its store and, while the reads run from the start to the
 // end without a jump, hands the same bytes to a cache fill. A seek elsewhere, a ReadAt, an
@@ -180,7 +184,7 @@ func newCacheFill(c *Cache, br *blobReader, d digest.Digest, image string) *cach
 	}
 	t := &cacheFill{c: c, store: br.b, ctx: context.WithoutCancel(br.ctx), key: br.key, d: d, image: image,
 		size: br.size, f: f, work: make(chan fillChunk, fillWindow), verdict: make(chan bool, 1), done: make(chan struct{})}
-	if err := setDirect(f, true); err == nil {
+	if err := enableDirect(f); err == nil {
 		t.direct, t.usedDIO = true, true
 	} else {
 		c.Log.Debug("cache: no direct I/O for fills; writing through the page cache", "err", err)
@@ -205,6 +209,7 @@ func (t *cacheFill) hand(b *[]byte, n int) bool {
 	case t.work <- fillChunk{b, n}:
 		return true
 	default:
+		t.c.Log.Debug("cache: writer behind; completes the fill from the store", "digest", t.d, "at", t.at)
 		t.detach()
 		return false
 	}
@@ -324,32 +329,42 @@ func (t *cacheFill) write(b []byte) error {
 }
 
 // fetchRest writes what the writer was not handed, read from the store by a ranged GET from
-// its offset; a store that sends nothing for fillStall ends it.
+// its offset (read ahead of the writes, as a client's copy is); a store that sends nothing
+// for fillStall ends it.
 func (t *cacheFill) fetchRest() error {
 	ctx, cancel := context.WithCancel(t.ctx)
 	defer cancel()
 	stall := time.AfterFunc(fillStall, cancel)
 	defer stall.Stop()
-	rc, err := t.store.Open(ctx, t.key, t.written, t.size-t.written)
+	from := t.written
+	rc, err := t.store.Open(ctx, t.key, from, t.size-from)
 	if err != nil {
-		return fmt.Errorf("open the rest of the fill at %d: %w", t.written, err)
+		return fmt.Errorf("open the rest of the fill at %d: %w", from, err)
 	}
 	defer rc.Close()
 	// A stream that does not watch its context (a raw S3 connection) is closed instead.
 	defer context.AfterFunc(ctx, func() { rc.Close() })()
-	b := aheadPool.Get().(*[]byte)
-	defer aheadPool.Put(b)
-	for t.written < t.size {
-		n, err := io.ReadFull(rc, (*b)[:min(int64(len(*b)), t.size-t.written)])
-		if err != nil {
-			return fmt.Errorf("read the rest of the fill at %d: %w", t.written+int64(n), err)
-		}
-		if err := t.write((*b)[:n]); err != nil {
-			return err
-		}
-		stall.Reset(fillStall)
+	n, err := teeAhead(fillFile{t, stall}, io.LimitReader(rc, t.size-from), nil, func() { rc.Close() })
+	if err == nil && from+n < t.size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return fmt.Errorf("the rest of the fill from %d, at %d: %w", from, from+n, err)
 	}
 	return nil
+}
+
+// fillFile writes a fill's rest to its file; each write gives the store fillStall more.
+type fillFile struct {
+	t     *cacheFill
+	stall *time.Timer
+}
+
+func (w fillFile) Write(p []byte) (int, error) {
+	at := w.t.written
+	err := w.t.write(p)
+	w.stall.Reset(fillStall)
+	return int(w.t.written - at), err
 }
 
 // verifyFill hashes the size bytes of the fill's file. A file written with O_DIRECT is read
