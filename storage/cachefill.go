@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -161,8 +162,8 @@ type cacheFill struct {
 	accN    int
 	work    chan fillChunk // closed when the reader detaches or ends
 	closed  bool
-	verdict chan bool     // the reader's end: true when it delivered every byte
-	done    chan struct{} // the writer has committed or discarded the fill
+	verdict chan bool   // the reader's end: true when it delivered every byte
+	aborted atomic.Bool // the reader ended without every byte
 
 	// The writer's side.
 	written int64
@@ -183,7 +184,7 @@ func newCacheFill(c *Cache, br *blobReader, d digest.Digest, image string) *cach
 		return nil
 	}
 	t := &cacheFill{c: c, store: br.b, ctx: context.WithoutCancel(br.ctx), key: br.key, d: d, image: image,
-		size: br.size, f: f, work: make(chan fillChunk, fillWindow), verdict: make(chan bool, 1), done: make(chan struct{})}
+		size: br.size, f: f, work: make(chan fillChunk, fillWindow), verdict: make(chan bool, 1)}
 	if err := enableDirect(f); err == nil {
 		t.direct, t.usedDIO = true, true
 	} else {
@@ -255,29 +256,28 @@ func (t *cacheFill) flush() {
 }
 
 // end is the reader's last word: ok when it delivered every byte, so the fill is completed
-// and committed behind it (Cache.Flush waits for that); otherwise the fill is discarded
-// before end returns.
+// and committed behind it; otherwise it is discarded, also behind it (a writer held by a
+// slow disk must not hold the reader). Cache.Flush waits for either.
 func (t *cacheFill) end(ok bool) {
 	if ok {
 		t.flush()
-	} else if t.acc != nil {
-		aheadPool.Put(t.acc)
-		t.acc, t.accN = nil, 0
+	} else {
+		t.aborted.Store(true) // the writer skips what it still holds
+		if t.acc != nil {
+			aheadPool.Put(t.acc)
+			t.acc, t.accN = nil, 0
+		}
 	}
 	t.detach()
 	t.verdict <- ok
-	if !ok {
-		<-t.done
-	}
 }
 
 // run is the cache writer.
 func (t *cacheFill) run() {
 	defer t.c.commits.Done()
-	defer close(t.done)
 	var err error
 	for ch := range t.work {
-		if err == nil {
+		if err == nil && !t.aborted.Load() {
 			err = t.write((*ch.b)[:ch.n])
 		}
 		aheadPool.Put(ch.b)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/xloud/xloud-image/storage"
 )
 
 // blobServer serves e's blobs as the registry's whole-blob GET does (Content-Length, then
@@ -276,4 +278,83 @@ func newGatedBlob(t *testing.T) (*cacheEnv, digest.Digest, []byte, *gateProxy, *
 	e.openVia(gate.ln.Addr().String())
 	done := make(chan error, 2)
 	return e, d, data, gate, e.blobServer(done), done
+}
+
+// A cache disk slower than the store does not slow the client: here the cache writer is
+// held before its first write until the client has every byte and the handler has returned.
+// The writer was detached (it fell more than its window behind) and completes the file from
+// the store with a ranged GET at its offset, behind the GET: the entry is the blob's.
+func TestCacheColdGETSlowCacheDisk(t *testing.T) {
+	e := newCacheEnv(t, 256<<20)
+	d, data := e.put(24<<20 + 5)
+	release := make(chan struct{})
+	var offs []int64
+	defer storage.SetFillWriteHook(func(off int64) {
+		<-release
+		offs = append(offs, off)
+	})()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // a failing test must not leave the writer held
+	done := make(chan error, 1)
+	srv := e.blobServer(done)
+	gets := e.s3.Requests("s3_GetObject", "p/data/")
+	got, err := httpGet(srv.URL + "/" + d.String())
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("GET with the cache writer held: %d bytes of %d, %v", len(got), len(data), err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("handler: %v", err)
+	}
+	if st := e.cache.Stats(); st.Entries != 0 || st.Fills != 0 || st.Discarded != 0 {
+		t.Fatalf("the held fill ended early: %+v", st)
+	}
+	free()
+	e.cache.Flush()
+	if st := e.cache.Stats(); st.Entries != 1 || st.Fills != 1 || st.FilledBytes != int64(len(data)) {
+		t.Fatalf("the detached fill was not completed: %+v", st)
+	}
+	if n := e.s3.Requests("s3_GetObject", "p/data/") - gets; n != 2 {
+		t.Fatalf("%d GETs of the object, want 2 (the client's, the rest of the fill)", n)
+	}
+	// The writer wrote what it had been handed, then the rest from the store from there.
+	if len(offs) < 2 || offs[0] != 0 || offs[len(offs)-1] >= int64(len(data)) {
+		t.Fatalf("writes at %v", offs)
+	}
+	if !e.get(d, data) {
+		t.Fatal("not served from the cache")
+	}
+}
+
+// A client that leaves after the cache writer was detached: the fill is discarded, and the
+// rest of it is never fetched.
+func TestCacheColdGETSlowCacheDiskClientLeaves(t *testing.T) {
+	e := newCacheEnv(t, 256<<20)
+	d, data := e.put(64 << 20) // more than the sockets between hold
+	release := make(chan struct{})
+	defer storage.SetFillWriteHook(func(int64) { <-release })()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free()
+	done := make(chan error, 1)
+	srv := e.blobServer(done)
+	gets := e.s3.Requests("s3_GetObject", "p/data/")
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(srv.URL + "/" + d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 20<<20) // past the writer's window: it is detached by now
+	if _, err := io.ReadFull(resp.Body, got); err != nil || !bytes.Equal(got, data[:len(got)]) {
+		t.Fatalf("first 20 MiB: %v", err)
+	}
+	resp.Body.Close()
+	if err := <-done; err == nil {
+		t.Fatal("the handler saw no error")
+	}
+	free()
+	e.checkDiscarded(t, "a fill whose client left")
+	if n := e.s3.Requests("s3_GetObject", "p/data/") - gets; n != 1 {
+		t.Fatalf("%d GETs of the object, want 1 (the client's)", n)
+	}
 }
