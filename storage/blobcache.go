@@ -41,8 +41,8 @@ type Cache struct {
 	mu      sync.Mutex
 	entries map[digest.Digest]*CacheEntry
 	size    int64
-	filling map[digest.Digest]bool
-	kick    chan struct{} // a prefetch was queued
+	filling map[digest.Digest]*cacheFill // fills in progress: one per digest
+	kick    chan struct{}                // a prefetch was queued
 
 	commits sync.WaitGroup // fills being committed
 	// dirty are entries whose hits and access time changed since the index last had them;
@@ -103,7 +103,7 @@ func OpenCache(dir string, max int64) (*Cache, error) {
 		return nil, fmt.Errorf("cache index %s: %w", dir, err)
 	}
 	c := &Cache{dir: dir, max: max, db: db, Now: time.Now, Log: slog.Default(),
-		entries: map[digest.Digest]*CacheEntry{}, filling: map[digest.Digest]bool{}, kick: make(chan struct{}, 1),
+		entries: map[digest.Digest]*CacheEntry{}, filling: map[digest.Digest]*cacheFill{}, kick: make(chan struct{}, 1),
 		dirty: map[digest.Digest]struct{}{}, stopFlush: make(chan struct{}), flushed: make(chan struct{})}
 	if err := c.load(); err != nil {
 		db.Close()
@@ -396,22 +396,34 @@ func (c *Cache) open(d digest.Digest, size int64) *os.File {
 	return f
 }
 
-// beginFill reserves the fill of d (size bytes) and returns the file to write it to, or
-// nil when d is being filled already (one fill per digest: other readers stream from the
-// store), does not fit the cache at all, or the file cannot be made.
-func (c *Cache) beginFill(d digest.Digest, size int64) *os.File {
+// beginFill reserves the fill t of t.d and makes its file (t.f). It returns false, with
+// the fill of d under way if there is one, when d is being filled already (one fill per
+// digest: other readers follow it), does not fit the cache at all, or the file cannot be
+// made.
+func (c *Cache) beginFill(t *cacheFill) (bool, *cacheFill) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.filling[d] || size > c.max || c.entries[d] != nil {
-		return nil
+	if other := c.filling[t.d]; other != nil {
+		return false, other
 	}
-	f, err := os.CreateTemp(filepath.Join(c.dir, "incomplete"), d.Encoded()+"-*")
+	if t.size > c.max || c.entries[t.d] != nil {
+		return false, nil
+	}
+	f, err := os.CreateTemp(filepath.Join(c.dir, "incomplete"), t.d.Encoded()+"-*")
 	if err != nil {
-		c.Log.Warn("cache: begin fill", "digest", d, "err", err)
-		return nil
+		c.Log.Warn("cache: begin fill", "digest", t.d, "err", err)
+		return false, nil
 	}
-	c.filling[d] = true
-	return f
+	t.f = f
+	c.filling[t.d] = t
+	return true, nil
+}
+
+// fillOf returns the fill of d under way, or nil.
+func (c *Cache) fillOf(d digest.Digest) *cacheFill {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.filling[d]
 }
 
 // endFill ends fill t, whose writer stopped with err (nil: all its bytes are in the file).
@@ -421,6 +433,7 @@ func (c *Cache) beginFill(d digest.Digest, size int64) *os.File {
 func (c *Cache) endFill(t *cacheFill, err error, complete bool) {
 	d, key, image, size, f := t.d, t.key, t.image, t.size, t.f
 	defer os.Remove(f.Name()) // a no-op after the rename
+	defer t.publishEnd()      // after the unlock: followers read on from their own descriptors
 	if err == nil {
 		err = verifyFill(f, d, size, t.usedDIO)
 	}
@@ -600,8 +613,12 @@ func (s *cachedStore) openDigest(ctx context.Context, key string, d digest.Diges
 	}
 	s.c.misses.Add(1)
 	br := &blobReader{ctx: ctx, b: s.BlobStore, key: key, size: size}
-	if err := br.openAt(0); err != nil {
-		return nil, err
+	// A fill under way shows the object is there: a reader that follows it opens no stream
+	// of its own (one is opened at its first read that needs it).
+	if s.c.fillOf(d) == nil {
+		if err := br.openAt(0); err != nil {
+			return nil, err
+		}
 	}
 	// The fill begins with the first read, if that reads from byte 0: ranged reads (qemu's
 	// over a signed URL) never make a cache file.

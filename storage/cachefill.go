@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,7 +25,11 @@ import (
 // a ranged GET from the store at its own offset (so the client's GET never shares the store
 // with it). The digest is checked on what is on disk (read back with O_DIRECT) before the
 // file becomes the entry. Where O_DIRECT is refused the same writes go through the page
-// cache.
+// cache. Other cold GETs of the blob meanwhile share the fill: they send the file as the
+// writer publishes it (followFill), at the writer's pace. Measured on a 2-core VM (regbench,
+// phase cache, 1 GiB): 0.94-1.04x of a GET without the cache and 0.50 CPU-s in the GET
+// (0.77x and 0.65 CPU-s before); the rest of the fill after it (a second read of the object
+// when the disk fell behind, hash, fsync) brings the fill to ~2 CPU-s.
 const (
 	// fillWindow is how many buffers (aheadBuf each) the cache writer may hold before the
 	// relay stops feeding it: the memory a cold read adds to readAhead's.
@@ -56,12 +61,14 @@ type fillReader struct {
 	image   string // the image the read is for ("": none known)
 	mayFill bool   // no fill tried yet, and reads under this context may fill
 	fill    *cacheFill
+	follow  *cacheFill // another reader's fill of the blob, which a copy from byte 0 follows
 }
 
-// begin starts the fill if this is the first read and it reads from byte 0.
+// begin starts the fill if this is the first read and it reads from byte 0, or finds the
+// fill of the blob another reader started.
 func (r *fillReader) begin() {
 	if r.mayFill && r.off == 0 {
-		r.fill = newCacheFill(r.c, r.blobReader, r.d, r.image)
+		r.fill, r.follow = newCacheFill(r.c, r.blobReader, r.d, r.image)
 	}
 	r.mayFill = false
 }
@@ -112,6 +119,9 @@ func (r *fillReader) ReadAt(p []byte, off int64) (int, error) {
 func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
 	r.begin()
 	r.jumped()
+	if r.follow != nil && r.off == 0 {
+		return r.followFill(w)
+	}
 	if r.fill == nil || r.off >= r.size {
 		r.end()
 		return r.blobReader.WriteTo(w)
@@ -169,6 +179,13 @@ type cacheFill struct {
 	written int64
 	direct  bool // writes still use O_DIRECT
 	usedDIO bool // some went to disk with O_DIRECT (read back the same way)
+
+	// What followers (other readers of the blob) may read of the file: pub bytes from its
+	// start; ended: no more will come.
+	mu    sync.Mutex
+	cond  sync.Cond
+	pub   int64
+	ended bool
 }
 
 type fillChunk struct {
@@ -176,15 +193,18 @@ type fillChunk struct {
 	n int
 }
 
-// newCacheFill starts the fill of blob d read by br, or returns nil when the cache takes
-// none (d is being filled already, is cached, does not fit, or no file can be made).
-func newCacheFill(c *Cache, br *blobReader, d digest.Digest, image string) *cacheFill {
-	f := c.beginFill(d, br.size)
-	if f == nil {
-		return nil
-	}
+// newCacheFill starts the fill of blob d read by br. When the cache takes none it returns
+// nil and the fill of d under way, if any (d is being filled already; or it is cached, does
+// not fit, or no file can be made).
+func newCacheFill(c *Cache, br *blobReader, d digest.Digest, image string) (fill, other *cacheFill) {
 	t := &cacheFill{c: c, store: br.b, ctx: context.WithoutCancel(br.ctx), key: br.key, d: d, image: image,
-		size: br.size, f: f, work: make(chan fillChunk, fillWindow), verdict: make(chan bool, 1)}
+		size: br.size, work: make(chan fillChunk, fillWindow), verdict: make(chan bool, 1)}
+	t.cond.L = &t.mu
+	ok, other := c.beginFill(t)
+	if !ok {
+		return nil, other
+	}
+	f := t.f
 	if err := enableDirect(f); err == nil {
 		t.direct, t.usedDIO = true, true
 	} else {
@@ -192,7 +212,7 @@ func newCacheFill(c *Cache, br *blobReader, d digest.Digest, image string) *cach
 	}
 	c.commits.Add(1) // Flush waits for the writer
 	go t.run()
-	return t
+	return t, nil
 }
 
 // pos is how far the reader's bytes have come in (handed or held by copyIn).
@@ -312,6 +332,7 @@ func (t *cacheFill) write(b []byte) error {
 		}
 	}
 	if len(b) == 0 {
+		t.publish(t.written)
 		return nil
 	}
 	if t.direct {
@@ -325,6 +346,7 @@ func (t *cacheFill) write(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("write cache file at %d: %w", t.written, err)
 	}
+	t.publish(t.written)
 	return nil
 }
 
@@ -365,6 +387,76 @@ func (w fillFile) Write(p []byte) (int, error) {
 	err := w.t.write(p)
 	w.stall.Reset(fillStall)
 	return int(w.t.written - at), err
+}
+
+// publish tells followers the file holds n bytes from its start.
+func (t *cacheFill) publish(n int64) {
+	t.mu.Lock()
+	t.pub = n
+	t.mu.Unlock()
+	t.cond.Broadcast()
+}
+
+// publishEnd tells followers no more bytes will come.
+func (t *cacheFill) publishEnd() {
+	t.mu.Lock()
+	t.ended = true
+	t.mu.Unlock()
+	t.cond.Broadcast()
+}
+
+// beyond waits until the file holds more than at bytes, the fill has ended or ctx is done,
+// and returns how many it holds.
+func (t *cacheFill) beyond(ctx context.Context, at int64) int64 {
+	stop := context.AfterFunc(ctx, func() {
+		t.mu.Lock() // so the broadcast cannot fall between the check and the wait
+		t.cond.Broadcast()
+		t.mu.Unlock()
+	})
+	defer stop()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for t.pub <= at && !t.ended && ctx.Err() == nil {
+		t.cond.Wait()
+	}
+	return t.pub
+}
+
+// followFill is WriteTo for a reader of a blob another reader is filling: it sends w the
+// file as the fill's writer publishes it (sendfile, through the response's ReadFrom), so
+// concurrent cold reads cost the store one read; they go at the writer's pace. Where the
+// fill ends short (discarded), the rest comes from the store.
+func (r *fillReader) followFill(w io.Writer) (int64, error) {
+	t := r.follow
+	r.follow = nil
+	src, err := openRead(t.f.Name())
+	if err != nil { // committed or discarded in the meantime
+		return r.blobReader.WriteTo(w)
+	}
+	defer src.Close()
+	var sent int64
+	for r.off < r.size {
+		n := min(t.beyond(r.ctx, r.off), r.size)
+		if n <= r.off {
+			break // the fill ended here, or the client left
+		}
+		// A LimitedReader of the file: the response's ReadFrom turns it into sendfile.
+		want := n - r.off
+		m, err := io.Copy(w, &io.LimitedReader{R: src, N: want})
+		r.off += m
+		sent += m
+		if err == nil && m < want {
+			err = fmt.Errorf("cache file shorter than its fill: %w", io.ErrUnexpectedEOF)
+		}
+		if err != nil {
+			return sent, err
+		}
+	}
+	if err := r.ctx.Err(); err != nil && r.off < r.size {
+		return sent, err
+	}
+	m, err := r.blobReader.WriteTo(w) // the rest, when the fill ended short
+	return sent + m, err
 }
 
 // verifyFill hashes the size bytes of the fill's file. A file written with O_DIRECT is read

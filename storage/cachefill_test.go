@@ -144,8 +144,9 @@ func (e *cacheEnv) incomplete() []os.DirEntry {
 	return ents
 }
 
-// A cold GET over HTTP (the fill spliced into the cache file, the client following it with
-// sendfile) gives every concurrent client the blob's exact bytes, and one fill is kept.
+// Concurrent cold GETs over HTTP (one relays the store and fills the cache, the others
+// follow the fill or read the store) give every client the blob's exact bytes, and one fill
+// is kept.
 func TestCacheColdGETOverHTTP(t *testing.T) {
 	e := newCacheEnv(t, 256<<20)
 	d, data := e.put(21<<20 + 13) // several fill steps, not a multiple of a page
@@ -356,5 +357,51 @@ func TestCacheColdGETSlowCacheDiskClientLeaves(t *testing.T) {
 	e.checkDiscarded(t, "a fill whose client left")
 	if n := e.s3.Requests("s3_GetObject", "p/data/") - gets; n != 1 {
 		t.Fatalf("%d GETs of the object, want 1 (the client's)", n)
+	}
+}
+
+// A cold GET of a blob another GET is filling follows that fill (the cache file as its
+// writer publishes it) instead of reading the store again: here the writer is held until the
+// first GET is over and the second has joined, then completes the file from the store; the
+// store served two GETs (the first client's, the fill's rest), not three.
+func TestCacheColdGETFollowsFill(t *testing.T) {
+	e := newCacheEnv(t, 256<<20)
+	d, data := e.put(24<<20 + 5)
+	release := make(chan struct{})
+	defer storage.SetFillWriteHook(func(int64) { <-release })()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free()
+	done := make(chan error, 2)
+	srv := e.blobServer(done)
+	gets := e.s3.Requests("s3_GetObject", "p/data/")
+	if got, err := httpGet(srv.URL + "/" + d.String()); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("first GET: %d bytes of %d, %v", len(got), len(data), err)
+	}
+	second := make(chan error, 1)
+	go func() {
+		got, err := httpGet(srv.URL + "/" + d.String())
+		if err == nil && !bytes.Equal(got, data) {
+			err = errors.New("second GET: bytes differ from the blob's")
+		}
+		second <- err
+	}()
+	// Once it has missed the cache, the second GET finds the fill (held) under way.
+	settle(t, "GETs that did not miss the cache yet", 0, func() int { return 2 - int(e.cache.Stats().Misses) })
+	free()
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("handler: %v", err)
+		}
+	}
+	e.cache.Flush()
+	if st := e.cache.Stats(); st.Fills != 1 || st.Entries != 1 || st.Misses != 2 || st.Hits != 0 {
+		t.Fatalf("want one fill of two cold GETs: %+v", st)
+	}
+	if n := e.s3.Requests("s3_GetObject", "p/data/") - gets; n != 2 {
+		t.Fatalf("%d GETs of the object, want 2 (the first client's, the rest of the fill)", n)
 	}
 }
