@@ -133,7 +133,7 @@ func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 	r.fill.flush()
-	// A client that goes away ends the store's read at once, though it waits for the store.
+	// A client that goes away ends the store's read at once, even one waiting for the store.
 	rc := r.rc
 	stop := context.AfterFunc(r.ctx, func() { rc.Close() })
 	n, err := teeAhead(w, rc, r.fill.hand, func() { rc.Close() })
