@@ -27,9 +27,9 @@ import (
 // file becomes the entry. Where O_DIRECT is refused the same writes go through the page
 // cache. Other cold GETs of the blob meanwhile share the fill: they send the file as the
 // writer publishes it (followFill), at the writer's pace. Measured on a 2-core VM (regbench,
-// phase cache, 1 GiB): 0.94-1.04x of a GET without the cache and 0.50 CPU-s in the GET
-// (0.77x and 0.65 CPU-s before); the rest of the fill after it (a second read of the object
-// when the disk fell behind, hash, fsync) brings the fill to ~2 CPU-s.
+// phase cache, 1 GiB): 0.86-1.03x of a GET without the cache and 0.49-0.61 CPU-s in the
+// GET (0.72-0.77x and 0.65-0.68 CPU-s before); the rest of the fill after it (a second read
+// of the object when the disk fell behind, hash, fsync) brings the fill to ~2 CPU-s.
 const (
 	// fillWindow is how many buffers (aheadBuf each) the cache writer may hold before the
 	// relay stops feeding it: the memory a cold read adds to readAhead's.
