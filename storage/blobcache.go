@@ -44,7 +44,7 @@ type Cache struct {
 	filling map[digest.Digest]*cacheFill // fills in progress: one per digest
 	kick    chan struct{}                // a prefetch was queued
 
-	commits sync.WaitGroup // fills being committed
+	commits sync.WaitGroup // fills whose reader is done, being completed and committed
 	// dirty are entries whose hits and access time changed since the index last had them;
 	// flushHits writes them every hitFlush (and at Close), so a hit costs no fsync and a
 	// restart keeps the LRU order but for the last moments.
@@ -170,7 +170,8 @@ func (c *Cache) removeStrays() error {
 	})
 }
 
-// Flush waits for the fills being committed.
+// Flush waits for the fills whose readers are done: completed from the store where the
+// writer was detached, verified, and committed or discarded.
 func (c *Cache) Flush() { c.commits.Wait() }
 
 // Close waits for the fills being committed, writes the last hits and closes the index.

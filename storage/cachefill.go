@@ -210,7 +210,6 @@ func newCacheFill(c *Cache, br *blobReader, d digest.Digest, image string) (fill
 	} else {
 		c.Log.Debug("cache: no direct I/O for fills; writing through the page cache", "err", err)
 	}
-	c.commits.Add(1) // Flush waits for the writer
 	go t.run()
 	return t, nil
 }
@@ -289,12 +288,14 @@ func (t *cacheFill) end(ok bool) {
 		}
 	}
 	t.detach()
+	// Flush (and Close) wait for the fill from here on, not while a reader may still be
+	// streaming (a slow client must not hold up a shutdown).
+	t.c.commits.Add(1)
 	t.verdict <- ok
 }
 
 // run is the cache writer.
 func (t *cacheFill) run() {
-	defer t.c.commits.Done()
 	var err error
 	for ch := range t.work {
 		if err == nil && !t.aborted.Load() {
@@ -302,7 +303,9 @@ func (t *cacheFill) run() {
 		}
 		aheadPool.Put(ch.b)
 	}
-	if !<-t.verdict {
+	ok := <-t.verdict
+	defer t.c.commits.Done() // counted by end
+	if !ok {
 		t.c.endFill(t, errors.New("partial fill"), false)
 		return
 	}
