@@ -566,6 +566,15 @@ func WithoutCacheFill(ctx context.Context) context.Context {
 	return context.WithValue(ctx, noFillKey{}, true)
 }
 
+type fillOnlyKey struct{}
+
+// fillOnly marks reads under ctx as made only to fill the cache (a prefetch): nobody waits
+// for their bytes, so the cache writer sets their pace instead of being detached (which
+// would read the object from the store a second time).
+func fillOnly(ctx context.Context) context.Context {
+	return context.WithValue(ctx, fillOnlyKey{}, true)
+}
+
 func cacheImage(ctx context.Context) string {
 	id, _ := ctx.Value(cacheImageKey{}).(string)
 	return id

@@ -165,6 +165,7 @@ type cacheFill struct {
 	image string
 	size  int64
 	f     *os.File
+	paced bool // the reader only fills (a prefetch): it waits for the writer, never detaches it
 
 	// The reader's side.
 	at      int64   // bytes the reader has passed on (handed to the writer while attached)
@@ -198,7 +199,7 @@ type fillChunk struct {
 // not fit, or no file can be made).
 func newCacheFill(c *Cache, br *blobReader, d digest.Digest, image string) (fill, other *cacheFill) {
 	t := &cacheFill{c: c, store: br.b, ctx: context.WithoutCancel(br.ctx), key: br.key, d: d, image: image,
-		size: br.size, work: make(chan fillChunk, fillWindow), verdict: make(chan bool, 1)}
+		size: br.size, paced: br.ctx.Value(fillOnlyKey{}) != nil, work: make(chan fillChunk, fillWindow), verdict: make(chan bool, 1)}
 	t.cond.L = &t.mu
 	ok, other := c.beginFill(t)
 	if !ok {
@@ -224,6 +225,10 @@ func (t *cacheFill) hand(b *[]byte, n int) bool {
 	t.at += int64(n)
 	if t.closed {
 		return false
+	}
+	if t.paced {
+		t.work <- fillChunk{b, n}
+		return true
 	}
 	select {
 	case t.work <- fillChunk{b, n}:

@@ -405,3 +405,21 @@ func TestCacheColdGETFollowsFill(t *testing.T) {
 		t.Fatalf("%d GETs of the object, want 2 (the first client's, the rest of the fill)", n)
 	}
 }
+
+// A prefetch (nobody waits for its bytes) is paced by the cache writer instead of detaching
+// it: a cache disk slower than the store still costs the store one read of the object.
+func TestCachePrefetchPacedByWriter(t *testing.T) {
+	e := newCacheEnv(t, 256<<20)
+	d, data := e.put(32 << 20)
+	defer storage.SetFillWriteHook(func(int64) { time.Sleep(5 * time.Millisecond) })()
+	gets := e.s3.Requests("s3_GetObject", "p/data/")
+	if err := e.store.Prefetch(ctx, "11111111-2222-3333-4444-555555555555", d); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.s3.Requests("s3_GetObject", "p/data/") - gets; n != 1 {
+		t.Fatalf("%d GETs of the object for one prefetch, want 1", n)
+	}
+	if !e.get(d, data) {
+		t.Fatal("prefetched blob not served from the cache")
+	}
+}
