@@ -26,7 +26,8 @@ import (
 // with it). The digest is checked on what is on disk (read back with O_DIRECT) before the
 // file becomes the entry. Where O_DIRECT is refused the same writes go through the page
 // cache. Other cold GETs of the blob meanwhile share the fill: they send the file as the
-// writer publishes it (followFill), at the writer's pace. Measured on a 2-core VM (regbench,
+// writer publishes it (followFill), at the writer's pace. A prefetch, which nobody waits
+// for, is paced by the writer and never detaches it. Measured on a 2-core VM (regbench,
 // phase cache, 1 GiB): 0.86-1.03x of a GET without the cache and 0.49-0.61 CPU-s in the
 // GET (0.72-0.77x and 0.65-0.68 CPU-s before); the rest of the fill after it (a second read
 // of the object when the disk fell behind, hash, fsync) brings the fill to ~2 CPU-s.
@@ -469,6 +470,8 @@ func (r *fillReader) followFill(w io.Writer) (int64, error) {
 
 // verifyFill hashes the size bytes of the fill's file. A file written with O_DIRECT is read
 // back the same way into one reused buffer, so checking it allocates no page cache either.
+// Reading back rather than hashing in the writer keeps the hash (0.62 CPU-s per GiB here)
+// out of the client's GET; the read adds 0.08 CPU-s and ~0.45 s per GiB after it.
 func verifyFill(f *os.File, d digest.Digest, size int64, direct bool) error {
 	h := d.Algorithm().Hash()
 	b := aheadPool.Get().(*[]byte)
