@@ -16,8 +16,8 @@ import (
 )
 
 // A cache whose disk fails in the middle of a cold GET (here: a file size limit, so writes
-// past 4 MiB fail with EFBIG) does not cut the client's GET: the rest comes from the store,
-// and nothing is cached.
+// past 4 MiB fail with EFBIG) does not cut the client's GET, which the store's stream feeds
+// whatever the cache writer does; nothing is cached.
 func TestCacheColdGETCacheDiskFails(t *testing.T) {
 	e := newCacheEnv(t, 256<<20)
 	d, data := e.put(12<<20 + 5)
