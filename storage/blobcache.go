@@ -41,10 +41,10 @@ type Cache struct {
 	mu      sync.Mutex
 	entries map[digest.Digest]*CacheEntry
 	size    int64
-	filling map[digest.Digest]bool
-	kick    chan struct{} // a prefetch was queued
+	filling map[digest.Digest]*cacheFill // fills in progress: one per digest
+	kick    chan struct{}                // a prefetch was queued
 
-	commits sync.WaitGroup // fills being committed
+	commits sync.WaitGroup // fills whose reader is done, being completed and committed
 	// dirty are entries whose hits and access time changed since the index last had them;
 	// flushHits writes them every hitFlush (and at Close), so a hit costs no fsync and a
 	// restart keeps the LRU order but for the last moments.
@@ -103,7 +103,7 @@ func OpenCache(dir string, max int64) (*Cache, error) {
 		return nil, fmt.Errorf("cache index %s: %w", dir, err)
 	}
 	c := &Cache{dir: dir, max: max, db: db, Now: time.Now, Log: slog.Default(),
-		entries: map[digest.Digest]*CacheEntry{}, filling: map[digest.Digest]bool{}, kick: make(chan struct{}, 1),
+		entries: map[digest.Digest]*CacheEntry{}, filling: map[digest.Digest]*cacheFill{}, kick: make(chan struct{}, 1),
 		dirty: map[digest.Digest]struct{}{}, stopFlush: make(chan struct{}), flushed: make(chan struct{})}
 	if err := c.load(); err != nil {
 		db.Close()
@@ -170,7 +170,8 @@ func (c *Cache) removeStrays() error {
 	})
 }
 
-// Flush waits for the fills being committed.
+// Flush waits for the fills whose readers are done: completed from the store where the
+// writer was detached, verified, and committed or discarded.
 func (c *Cache) Flush() { c.commits.Wait() }
 
 // Close waits for the fills being committed, writes the last hits and closes the index.
@@ -396,32 +397,46 @@ func (c *Cache) open(d digest.Digest, size int64) *os.File {
 	return f
 }
 
-// beginFill reserves the fill of d (size bytes) and returns the file to write it to, or
-// nil when d is being filled already (one fill per digest: other readers stream from the
-// store), does not fit the cache at all, or the file cannot be made.
-func (c *Cache) beginFill(d digest.Digest, size int64) *os.File {
+// beginFill reserves the fill t of t.d and makes its file (t.f). It returns false, with
+// the fill of d under way if there is one, when d is being filled already (one fill per
+// digest: other readers follow it), does not fit the cache at all, or the file cannot be
+// made.
+func (c *Cache) beginFill(t *cacheFill) (bool, *cacheFill) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.filling[d] || size > c.max || c.entries[d] != nil {
-		return nil
+	if other := c.filling[t.d]; other != nil {
+		return false, other
 	}
-	f, err := os.CreateTemp(filepath.Join(c.dir, "incomplete"), d.Encoded()+"-*")
+	if t.size > c.max || c.entries[t.d] != nil {
+		return false, nil
+	}
+	f, err := os.CreateTemp(filepath.Join(c.dir, "incomplete"), t.d.Encoded()+"-*")
 	if err != nil {
-		c.Log.Warn("cache: begin fill", "digest", d, "err", err)
-		return nil
+		c.Log.Warn("cache: begin fill", "digest", t.d, "err", err)
+		return false, nil
 	}
-	c.filling[d] = true
-	return f
+	t.f = f
+	c.filling[t.d] = t
+	return true, nil
 }
 
-// endFill finishes the fill of d in f: when complete (all size bytes went in) the file is
-// read back and becomes the entry only if its digest is d; otherwise, or when incomplete, it
-// is discarded. Either way the reservation ends.
-func (c *Cache) endFill(d digest.Digest, key, image string, size int64, f *os.File, complete bool) {
+// fillOf returns the fill of d under way, or nil.
+func (c *Cache) fillOf(d digest.Digest) *cacheFill {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.filling[d]
+}
+
+// endFill ends fill t, whose writer stopped with err (nil: all its bytes are in the file).
+// A complete file is read back and becomes the entry only if its digest is t's, once it is
+// on disk; otherwise, or when incomplete, it is discarded. Either way the reservation ends.
+// complete says the reader delivered every byte (a failure is then worth a warning).
+func (c *Cache) endFill(t *cacheFill, err error, complete bool) {
+	d, key, image, size, f := t.d, t.key, t.image, t.size, t.f
 	defer os.Remove(f.Name()) // a no-op after the rename
-	err := errors.New("partial fill")
-	if complete {
-		err = verifyFill(f, d, size)
+	defer t.publishEnd()      // after the unlock: followers read on from their own descriptors
+	if err == nil {
+		err = verifyFill(f, d, size, t.usedDIO)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -434,7 +449,7 @@ func (c *Cache) endFill(d digest.Digest, key, image string, size int64, f *os.Fi
 	delete(c.filling, d)
 	if err != nil {
 		c.discarded.Add(1)
-		if complete { // the store's bytes are not the blob's, or the disk failed
+		if complete { // the store's bytes are not the blob's, or a disk or the store failed
 			c.Log.Warn("cache: fill discarded", "digest", d, "err", err)
 		} else {
 			c.Log.Debug("cache: fill discarded", "digest", d, "err", err)
@@ -551,6 +566,15 @@ func WithoutCacheFill(ctx context.Context) context.Context {
 	return context.WithValue(ctx, noFillKey{}, true)
 }
 
+type fillOnlyKey struct{}
+
+// fillOnly marks reads under ctx as made only to fill the cache (a prefetch): nobody waits
+// for their bytes, so the cache writer sets their pace instead of being detached (which
+// would read the object from the store a second time).
+func fillOnly(ctx context.Context) context.Context {
+	return context.WithValue(ctx, fillOnlyKey{}, true)
+}
+
 func cacheImage(ctx context.Context) string {
 	id, _ := ctx.Value(cacheImageKey{}).(string)
 	return id
@@ -599,8 +623,12 @@ func (s *cachedStore) openDigest(ctx context.Context, key string, d digest.Diges
 	}
 	s.c.misses.Add(1)
 	br := &blobReader{ctx: ctx, b: s.BlobStore, key: key, size: size}
-	if err := br.openAt(0); err != nil {
-		return nil, err
+	// A fill under way shows the object is there: a reader that follows it opens no stream
+	// of its own (one is opened at its first read that needs it).
+	if s.c.fillOf(d) == nil {
+		if err := br.openAt(0); err != nil {
+			return nil, err
+		}
 	}
 	// The fill begins with the first read, if that reads from byte 0: ranged reads (qemu's
 	// over a signed URL) never make a cache file.

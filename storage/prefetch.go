@@ -78,7 +78,7 @@ func (s *Store) Prefetch(ctx context.Context, image string, d digest.Digest) err
 	if s.Cache == nil {
 		return errors.New("no cache configured")
 	}
-	f, _, err := s.openStored(WithCacheImage(ctx, image), d)
+	f, _, err := s.openStored(fillOnly(WithCacheImage(ctx, image)), d)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"github.com/opencontainers/go-digest"
 
@@ -206,10 +207,21 @@ func (r *blobReader) WriteTo(w io.Writer) (int64, error) {
 	n, err := readAhead(w, r.rc)
 	r.off += n
 	r.rcAt += n
+	err = r.short(err)
 	if err != nil {
 		r.openAt(r.size)
 	}
 	return n, err
+}
+
+// short turns the end of a copy to the end of the blob that came before it (a store that
+// closed its stream early: readAhead takes an unexpected EOF for the last buffer) into an
+// error.
+func (r *blobReader) short(err error) error {
+	if err == nil && r.off < r.size {
+		return fmt.Errorf("read blob %s at %d: %w", r.key, r.off, io.ErrUnexpectedEOF)
+	}
+	return err
 }
 
 func (r *blobReader) Seek(offset int64, whence int) (int64, error) {
@@ -267,19 +279,32 @@ func (s *Store) BlobRedirect(ctx context.Context, d digest.Digest) (string, bool
 }
 
 // Read-ahead of a copy from a store: aheadBufs buffers of aheadBuf bytes, so at most 8 MiB
-// per copy whatever the blob's size.
+// per copy whatever the blob's size. The buffers are aligned for direct I/O: a cold read
+// through the cache hands them to the cache writer (cachefill.go).
 const (
 	aheadBuf  = 1 << 20
 	aheadBufs = 8
 )
 
-var aheadPool = sync.Pool{New: func() any { b := make([]byte, aheadBuf); return &b }}
+var aheadPool = sync.Pool{New: func() any { b := alignedBuf(aheadBuf); return &b }}
+
+// alignedBuf returns n bytes starting at a multiple of dioAlign.
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+dioAlign)
+	skip := (dioAlign - int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))%dioAlign)) % dioAlign
+	return b[skip : skip+n : skip+n]
+}
 
 // readAhead copies src to w with the reads from the store running ahead of the writes to the
 // client, so neither side waits for the other: a splice (or a plain copy loop) alternates
 // between them, and a GET through the server then ran at 0.6-0.7x of a GET from the store
 // itself. The reading goroutine stops at the first write error.
-func readAhead(w io.Writer, src io.Reader) (int64, error) {
+func readAhead(w io.Writer, src io.Reader) (int64, error) { return teeAhead(w, src, nil, nil) }
+
+// teeAhead is readAhead that offers each buffer, once written to w, to keep (nil: none),
+// which returns true when it takes the buffer (and puts it back in aheadPool itself). cut
+// (nil: none) is called at a write error to unblock a read of src that may wait long.
+func teeAhead(w io.Writer, src io.Reader, keep func(b *[]byte, n int) bool, cut func()) (int64, error) {
 	type chunk struct {
 		b   *[]byte
 		n   int
@@ -314,8 +339,13 @@ func readAhead(w io.Writer, src io.Reader) (int64, error) {
 			m, werr = w.Write((*c.b)[:c.n])
 			total += int64(m)
 		}
-		aheadPool.Put(c.b)
+		if werr != nil || c.n == 0 || keep == nil || !keep(c.b, c.n) {
+			aheadPool.Put(c.b)
+		}
 		if werr != nil {
+			if cut != nil {
+				cut()
+			}
 			close(stop)
 			for c := range full { // the reader's last chunk, if it was sending one
 				aheadPool.Put(c.b)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/xloud/xloud-image/storage"
 )
 
 // blobServer serves e's blobs as the registry's whole-blob GET does (Content-Length, then
@@ -142,8 +144,9 @@ func (e *cacheEnv) incomplete() []os.DirEntry {
 	return ents
 }
 
-// A cold GET over HTTP (the fill spliced into the cache file, the client following it with
-// sendfile) gives every concurrent client the blob's exact bytes, and one fill is kept.
+// Concurrent cold GETs over HTTP (one relays the store and fills the cache, the others
+// follow the fill or read the store) give every client the blob's exact bytes, and one fill
+// is kept.
 func TestCacheColdGETOverHTTP(t *testing.T) {
 	e := newCacheEnv(t, 256<<20)
 	d, data := e.put(21<<20 + 13) // several fill steps, not a multiple of a page
@@ -276,4 +279,147 @@ func newGatedBlob(t *testing.T) (*cacheEnv, digest.Digest, []byte, *gateProxy, *
 	e.openVia(gate.ln.Addr().String())
 	done := make(chan error, 2)
 	return e, d, data, gate, e.blobServer(done), done
+}
+
+// A cache disk slower than the store does not slow the client: here the cache writer is
+// held before its first write until the client has every byte and the handler has returned.
+// The writer was detached (it fell more than its window behind) and completes the file from
+// the store with a ranged GET at its offset, behind the GET: the entry is the blob's.
+func TestCacheColdGETSlowCacheDisk(t *testing.T) {
+	e := newCacheEnv(t, 256<<20)
+	d, data := e.put(24<<20 + 5)
+	release := make(chan struct{})
+	var offs []int64
+	defer storage.SetFillWriteHook(func(off int64) {
+		<-release
+		offs = append(offs, off)
+	})()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // a failing test must not leave the writer held
+	done := make(chan error, 1)
+	srv := e.blobServer(done)
+	gets := e.s3.Requests("s3_GetObject", "p/data/")
+	got, err := httpGet(srv.URL + "/" + d.String())
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("GET with the cache writer held: %d bytes of %d, %v", len(got), len(data), err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("handler: %v", err)
+	}
+	if st := e.cache.Stats(); st.Entries != 0 || st.Fills != 0 || st.Discarded != 0 {
+		t.Fatalf("the held fill ended early: %+v", st)
+	}
+	free()
+	e.cache.Flush()
+	if st := e.cache.Stats(); st.Entries != 1 || st.Fills != 1 || st.FilledBytes != int64(len(data)) {
+		t.Fatalf("the detached fill was not completed: %+v", st)
+	}
+	if n := e.s3.Requests("s3_GetObject", "p/data/") - gets; n != 2 {
+		t.Fatalf("%d GETs of the object, want 2 (the client's, the rest of the fill)", n)
+	}
+	// The writer wrote what it had been handed, then the rest from the store from there.
+	if len(offs) < 2 || offs[0] != 0 || offs[len(offs)-1] >= int64(len(data)) {
+		t.Fatalf("writes at %v", offs)
+	}
+	if !e.get(d, data) {
+		t.Fatal("not served from the cache")
+	}
+}
+
+// A client that leaves after the cache writer was detached: the fill is discarded, and the
+// rest of it is never fetched.
+func TestCacheColdGETSlowCacheDiskClientLeaves(t *testing.T) {
+	e := newCacheEnv(t, 256<<20)
+	d, data := e.put(64 << 20) // more than the sockets between hold
+	release := make(chan struct{})
+	defer storage.SetFillWriteHook(func(int64) { <-release })()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free()
+	done := make(chan error, 1)
+	srv := e.blobServer(done)
+	gets := e.s3.Requests("s3_GetObject", "p/data/")
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(srv.URL + "/" + d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 20<<20) // past the writer's window: it is detached by now
+	if _, err := io.ReadFull(resp.Body, got); err != nil || !bytes.Equal(got, data[:len(got)]) {
+		t.Fatalf("first 20 MiB: %v", err)
+	}
+	resp.Body.Close()
+	if err := <-done; err == nil {
+		t.Fatal("the handler saw no error")
+	}
+	free()
+	e.checkDiscarded(t, "a fill whose client left")
+	if n := e.s3.Requests("s3_GetObject", "p/data/") - gets; n != 1 {
+		t.Fatalf("%d GETs of the object, want 1 (the client's)", n)
+	}
+}
+
+// A cold GET of a blob another GET is filling follows that fill (the cache file as its
+// writer publishes it) instead of reading the store again: here the writer is held until the
+// first GET is over and the second has joined, then completes the file from the store; the
+// store served two GETs (the first client's, the fill's rest), not three.
+func TestCacheColdGETFollowsFill(t *testing.T) {
+	e := newCacheEnv(t, 256<<20)
+	d, data := e.put(24<<20 + 5)
+	release := make(chan struct{})
+	defer storage.SetFillWriteHook(func(int64) { <-release })()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free()
+	done := make(chan error, 2)
+	srv := e.blobServer(done)
+	gets := e.s3.Requests("s3_GetObject", "p/data/")
+	if got, err := httpGet(srv.URL + "/" + d.String()); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("first GET: %d bytes of %d, %v", len(got), len(data), err)
+	}
+	second := make(chan error, 1)
+	go func() {
+		got, err := httpGet(srv.URL + "/" + d.String())
+		if err == nil && !bytes.Equal(got, data) {
+			err = errors.New("second GET: bytes differ from the blob's")
+		}
+		second <- err
+	}()
+	// Once it has missed the cache, the second GET finds the fill (held) under way.
+	settle(t, "GETs that did not miss the cache yet", 0, func() int { return 2 - int(e.cache.Stats().Misses) })
+	free()
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("handler: %v", err)
+		}
+	}
+	e.cache.Flush()
+	if st := e.cache.Stats(); st.Fills != 1 || st.Entries != 1 || st.Misses != 2 || st.Hits != 0 {
+		t.Fatalf("want one fill of two cold GETs: %+v", st)
+	}
+	if n := e.s3.Requests("s3_GetObject", "p/data/") - gets; n != 2 {
+		t.Fatalf("%d GETs of the object, want 2 (the first client's, the rest of the fill)", n)
+	}
+}
+
+// A prefetch (nobody waits for its bytes) is paced by the cache writer instead of detaching
+// it: a cache disk slower than the store still costs the store one read of the object.
+func TestCachePrefetchPacedByWriter(t *testing.T) {
+	e := newCacheEnv(t, 256<<20)
+	d, data := e.put(32 << 20)
+	defer storage.SetFillWriteHook(func(int64) { time.Sleep(5 * time.Millisecond) })()
+	gets := e.s3.Requests("s3_GetObject", "p/data/")
+	if err := e.store.Prefetch(ctx, "11111111-2222-3333-4444-555555555555", d); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.s3.Requests("s3_GetObject", "p/data/") - gets; n != 1 {
+		t.Fatalf("%d GETs of the object for one prefetch, want 1", n)
+	}
+	if !e.get(d, data) {
+		t.Fatal("prefetched blob not served from the cache")
+	}
 }
