@@ -53,11 +53,9 @@ type options struct {
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == tcpRelayCmd {
-		if err := tcpRelay(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "regbench tcp-relay:", err)
-			os.Exit(1)
-		}
-		return
+		// It relays until killed: it returns only on failure.
+		fmt.Fprintln(os.Stderr, "regbench tcp-relay:", tcpRelay(os.Args[2:]))
+		os.Exit(1)
 	}
 	if len(os.Args) > 1 && os.Args[1] == serveFileCmd {
 		if err := serveFile(os.Args[2:]); err != nil {
