@@ -115,8 +115,9 @@ func (b *bench) phaseCache(ctx context.Context) error {
 			return fmt.Errorf("verified GET from the cache: %w", err)
 		}
 		// warmPairs of each per run, alternating: a GET from a warm file takes a few tenths
-		// of a second, and single GETs of the same file scatter 2x with every other
-		// process's CPU use, so nine in all left the median 20% apart from run to run.
+		// of a second, and single GETs of the same file scatter 2-3x with every other
+		// process's CPU use: nine or eighteen in all left the medians up to 20% apart from
+		// run to run, 36 of each in one run came within 1%.
 		var order []int
 		for k := range warmPairs {
 			order = append(order, rotate([]int{0, 1}, i+k)...)
@@ -141,7 +142,7 @@ func (b *bench) phaseCache(ctx context.Context) error {
 }
 
 // warmPairs is how many GETs from the cache and from the filesystem store each run times.
-const warmPairs = 6
+const warmPairs = 12
 
 // clearCache empties the server's cache (DELETE /v2/cache; --auth none: an admin) and waits
 // until it holds nothing.
