@@ -88,11 +88,30 @@ func StartServer(t testing.TB, opt ServerOptions) *Server {
 	return s
 }
 
-// Start (re)starts the process on new free ports.
+// Start (re)starts the process on new free ports. A port found free can be taken by another
+// test's process before the server binds it; the server then exits naming it, and Start
+// tries again on other ports.
 func (s *Server) Start() {
 	s.t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for attempt := 1; ; attempt++ {
+		last, portTaken := s.startOnce()
+		if last == nil {
+			return
+		}
+		if !portTaken || attempt == 5 {
+			s.t.Fatalf("server did not become healthy (%v); log:\n%s", last, s.log.String())
+		}
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// startOnce starts the process on free ports and waits until both listeners answer; it
+// returns the last error when they did not, and whether the server found a port taken.
+func (s *Server) startOnce() (last error, portTaken bool) {
 	ports := FreePorts(s.t, 2) // distinct: two FreePort calls may return the same port
 	s.RegistryAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	s.APIAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
@@ -109,9 +128,11 @@ func (s *Server) Start() {
 		client, scheme = http.DefaultClient, "http"
 	}
 	// Both listeners open one after the other: the server is ready when both answer.
-	var last error
 	pending := []string{s.RegistryAddr, s.APIAddr}
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(25 * time.Millisecond) {
+		if strings.Contains(s.log.String(), "bind: address already in use") {
+			return fmt.Errorf("a port was taken before the server bound it"), true
+		}
 		resp, err := client.Get(scheme + "://" + pending[0] + "/healthz")
 		if err != nil {
 			last = err
@@ -123,10 +144,10 @@ func (s *Server) Start() {
 			continue
 		}
 		if pending = pending[1:]; len(pending) == 0 {
-			return
+			return nil, false
 		}
 	}
-	s.t.Fatalf("server did not become healthy (%v); log:\n%s", last, s.log.String())
+	return last, false
 }
 
 // URL is the Registry API base URL.
